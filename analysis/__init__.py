@@ -1,0 +1,1 @@
+"""Load run folders into pandas and report on them."""

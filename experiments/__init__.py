@@ -1,0 +1,1 @@
+"""Experiment specs and the runner that turns a spec into a run folder."""

@@ -1,0 +1,80 @@
+"""The run folder's files: their column names (the one place they are spelled) and
+atomic writers (a temporary file in the same folder, then ``os.replace``), so a crash or a
+Ctrl-C never leaves a half-written result file behind."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping
+
+# Every row of every table carries the method's identity, so analysis groups by columns,
+# never by parsing folder names.
+METHOD_COLUMNS = ("task", "searcher", "scheduler", "seed")
+
+TRIAL_COLUMNS_HEAD = METHOD_COLUMNS + ("trial_id", "status")
+TRIAL_COLUMNS_TAIL = ("epochs", "best_val_accuracy", "final_val_accuracy", "train_seconds",
+                      "peak_rss_mb", "peak_gpu_mem_mb", "error")
+
+CURVE_COLUMNS = METHOD_COLUMNS + ("trial_id", "epoch", "val_accuracy", "val_f1", "val_auc", "val_loss",
+                                  "epoch_seconds", "wall_seconds")
+
+SUMMARY_COLUMNS = METHOD_COLUMNS + (
+    "n_trials", "n_failed", "epochs_trained", "best_val_accuracy", "test_accuracy", "test_f1", "test_auc",
+    "wall_seconds", "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_gpu_mem_mb", "peak_rss_mb",
+    "best_trial_id", "best_config")
+
+# Trial statuses written to trials.csv.
+COMPLETED = "completed"  # trained all of its own epochs
+STOPPED = "stopped"  # stopped early by the scheduler (ASHA)
+DIVERGED = "diverged"  # its loss became NaN or inf; reported as the worst value
+FAILED = "error"  # raised; the error is in the `error` column
+
+
+def trial_columns(space_names: Iterable[str]) -> tuple[str, ...]:
+    return TRIAL_COLUMNS_HEAD + tuple(f"config/{name}" for name in space_names) + TRIAL_COLUMNS_TAIL
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    _write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    _write_atomic(path, text)
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN: an empty cell, read back as NaN
+        return ""
+    return value
+
+
+def write_csv(path: Path, columns: Iterable[str], rows: Iterable[Mapping]) -> None:
+    columns = list(columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: _cell(row.get(c)) for c in columns})
+    _write_atomic(path, buf.getvalue())

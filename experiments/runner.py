@@ -1,0 +1,366 @@
+"""Run an experiment: one Ray Tune ``Tuner`` per method and seed, into one run folder.
+
+``run(spec)`` creates ``<results-dir>/<task>/<run-id>/`` (DESIGN.md's run-folder contract),
+starts Ray (or connects to a cluster), tunes each (searcher, scheduler, seed) in turn, scores
+each method's selected configuration on the test split, and rewrites the tables atomically
+after every method, so whatever finished is on disk even if the run is interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from experiments import records
+from experiments.records import COMPLETED, DIVERGED, FAILED, STOPPED
+from experiments.spec import ExperimentSpec
+from searchers import SCHEDULERS, SEARCHERS, MethodArgs
+from trainables import get_task
+
+PACKAGES = ("ray", "torch", "hyperopt", "bayesian-optimization", "scikit-learn", "numpy", "pandas",
+            "transformers", "datasets", "torchvision")
+
+
+def method_name(searcher: str, scheduler: str, seed: int) -> str:
+    """The method's Tune folder under ``tune/``: ``<searcher>-<scheduler>-s<seed>``."""
+    return f"{searcher}-{scheduler}-s{seed}"
+
+
+def trial_dirname(trial) -> str:
+    # Short names: Ray's default packs the whole config into the folder name.
+    return f"trial_{trial.trial_id}"
+
+
+def create_run_dir(results_dir: Path, task_name: str) -> Path:
+    """A new, empty run folder: ``<results_dir>/<task>/<UTC time>-<random>``; never an existing one."""
+    parent = Path(results_dir) / task_name
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+        try:
+            (parent / run_id).mkdir()  # exclusive: two runs in the same second get different folders
+            return parent / run_id
+        except FileExistsError:
+            continue
+
+
+def start_ray(ray_address: str | None = None) -> None:
+    """Connect to ``ray_address`` or start a local Ray; keep a Ray the caller already started."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Tune's plain progress output (the new console output prints boxes even at verbose=0).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if ray_address:
+        ray.init(address=ray_address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False)
+
+
+def package_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> dict[str, Any]:
+    source = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=source, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit or None, "dirty": bool(dirty) if commit else None}
+
+
+def describe_device() -> dict[str, Any]:
+    """The machine the trials ran on. GPUs are read through GPUtil (nvidia-smi), not invented."""
+    import ray
+
+    gpus = []
+    try:
+        import GPUtil
+
+        gpus = [{"id": g.id, "name": g.name, "memory_total_mb": g.memoryTotal} for g in GPUtil.getGPUs()]
+    except Exception:  # GPUtil raises when nvidia-smi is missing or fails: no GPU to describe
+        gpus = []
+    return {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "gpus": gpus,
+        "ray_cluster_resources": ray.cluster_resources(),
+    }
+
+
+def trial_resources(task, cpus_per_trial: float | None) -> dict[str, float]:
+    """The resource request of one trial: the task's defaults, a GPU fraction only where one exists."""
+    import ray
+
+    cpus = cpus_per_trial if cpus_per_trial is not None else task.cpus_per_trial
+    gpus = task.gpus_per_trial if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    return {"cpu": cpus, "gpu": gpus}
+
+
+def default_max_concurrent(resources: dict[str, float]) -> int:
+    """As many trials as the cluster's CPUs (and GPUs, where asked for) hold at once."""
+    import ray
+
+    cluster = ray.cluster_resources()
+    limit = math.floor(cluster.get("CPU", 1) / resources["cpu"])
+    if resources.get("gpu"):
+        limit = min(limit, math.floor(cluster.get("GPU", 0) / resources["gpu"]))
+    return max(1, limit)
+
+
+@dataclass
+class MethodOutcome:
+    """The rows one (searcher, scheduler, seed) adds to the run's tables."""
+
+    trials: list[dict] = field(default_factory=list)
+    curves: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def tune_method(task, searcher: str, scheduler: str, seed: int, num_samples: int, max_concurrent: int,
+                resources: dict[str, float], storage_path: Path, callbacks: list | None = None):
+    """Run one method through a Ray Tune ``Tuner``; returns (ResultGrid, start time, wall seconds)."""
+    from ray import tune
+
+    args = MethodArgs(task=task, seed=seed, num_samples=num_samples, max_concurrent=max_concurrent)
+    plan = SEARCHERS[searcher](args)
+    tuner = tune.Tuner(
+        tune.with_resources(task.trainable, resources),
+        # The seed travels in the config: trainables read nothing else.
+        param_space={**plan.param_space, "seed": seed},
+        tune_config=tune.TuneConfig(
+            metric=task.metric,
+            mode=task.mode,
+            search_alg=plan.search_alg,
+            scheduler=SCHEDULERS[scheduler](args),
+            num_samples=plan.num_samples,
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=True,  # one worker process (and its loaded data) serves many trials
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=method_name(searcher, scheduler, seed),
+            storage_path=str(Path(storage_path).absolute()),
+            verbose=0,
+            callbacks=callbacks,
+            # The checkpoint holds the best-validation weights that the test split scores.
+            # (No num_to_keep: it forces an experiment-state snapshot after every checkpoint.)
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True),
+        ),
+    )
+    started = time.time()
+    results = tuner.fit()
+    return results, started, time.time() - started
+
+
+def _error_line(error) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def _number(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def collect_trials(results, task, searcher: str, scheduler: str, seed: int, started: float):
+    """trials.csv and curves.csv rows, and the Result of each trial, from Tune's own results."""
+    identity = {"task": task.name, "searcher": searcher, "scheduler": scheduler, "seed": seed}
+    trials, curves, by_trial = [], [], {}
+    for result in results:
+        trial_id = result.metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_")
+        frame = result.metrics_dataframe
+        reports = frame.to_dict("records") if frame is not None and len(frame) else []
+        epochs = max((int(r["epoch"]) for r in reports if r.get("epoch") == r.get("epoch")), default=0)
+        accuracies = [r["val_accuracy"] for r in reports if _number(r.get("val_accuracy")) is not None]
+        if result.error is not None:
+            status = FAILED
+        elif any(r.get("diverged") is True for r in reports):
+            status = DIVERGED
+        elif epochs < int(result.config[task.epochs_param]):
+            status = STOPPED
+        else:
+            status = COMPLETED
+        trials.append({
+            **identity, "trial_id": trial_id, "status": status,
+            **{f"config/{name}": result.config.get(name) for name in task.space},
+            "epochs": epochs,
+            "best_val_accuracy": max(accuracies) if accuracies else None,
+            "final_val_accuracy": accuracies[-1] if accuracies else None,
+            "train_seconds": _number(result.metrics.get("time_total_s")) or 0.0,
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in reports if _number(r.get("peak_rss_mb"))), default=None),
+            "peak_gpu_mem_mb": max((r["peak_gpu_mem_mb"] for r in reports
+                                    if _number(r.get("peak_gpu_mem_mb")) is not None), default=None),
+            "error": _error_line(result.error) if result.error is not None else "",
+        })
+        by_trial[trial_id] = result
+        for r in reports:
+            curves.append({
+                **identity, "trial_id": trial_id, "epoch": int(r["epoch"]),
+                **{name: r.get(name) for name in ("val_accuracy", "val_f1", "val_auc", "val_loss", "epoch_seconds")},
+                "wall_seconds": r["end_time"] - started,
+            })
+    curves.sort(key=lambda c: (c["wall_seconds"], c["trial_id"], c["epoch"]))
+    return trials, curves, by_trial
+
+
+def select_trial(trials: list[dict]) -> dict | None:
+    """The method's pick: highest best validation accuracy; ties go to the trial trained longest,
+    then to the one started first. Failed trials are never picked."""
+    candidates = [t for t in trials if t["status"] != FAILED and t["best_val_accuracy"] is not None]
+    if not candidates:
+        return None
+    return max(enumerate(candidates), key=lambda it: (it[1]["best_val_accuracy"], it[1]["epochs"], -it[0]))[1]
+
+
+def evaluate_selected(task, result, resources: dict[str, float]) -> dict[str, float]:
+    """Score a trial's best-validation weights on the test split.
+
+    With a GPU, in a Ray task holding the trial's resources (placed and accounted like a
+    trial); on the CPU, in this process, which has the task's modules loaded already (a fresh
+    Ray worker would spend seconds importing torch for a millisecond evaluation)."""
+    from trainables.base import evaluate_checkpoint
+
+    if result.checkpoint is None:
+        return {}
+    args = (task.trainable, result.config, result.checkpoint.path, "test")
+    if not resources.get("gpu"):
+        return evaluate_checkpoint(*args)
+    import ray
+
+    remote = ray.remote(evaluate_checkpoint).options(num_cpus=resources["cpu"], num_gpus=resources["gpu"])
+    return ray.get(remote.remote(*args))
+
+
+def summarize_method(task, searcher, scheduler, seed, trials, wall_seconds, test_metrics, selected,
+                     gpus_per_trial: float) -> dict:
+    trial_seconds = sum(t["train_seconds"] for t in trials)
+    rss = [t["peak_rss_mb"] for t in trials if t["peak_rss_mb"] is not None]
+    gpu_mem = [t["peak_gpu_mem_mb"] for t in trials if t["peak_gpu_mem_mb"] is not None]
+    return {
+        "task": task.name, "searcher": searcher, "scheduler": scheduler, "seed": seed,
+        "n_trials": len(trials),
+        "n_failed": sum(t["status"] == FAILED for t in trials),
+        "epochs_trained": sum(t["epochs"] for t in trials),
+        "best_val_accuracy": selected["best_val_accuracy"] if selected else None,
+        "test_accuracy": test_metrics.get("accuracy"),
+        "test_f1": test_metrics.get("f1"),
+        "test_auc": test_metrics.get("auc"),
+        "wall_seconds": wall_seconds,
+        "trial_seconds": trial_seconds,
+        # GPU-seconds are trial time x GPU fraction; absent (not zero) where no GPU was used.
+        "gpu_seconds": trial_seconds * gpus_per_trial if gpus_per_trial > 0 else None,
+        "mean_gpu_util": None,  # filled by the resource monitor where a GPU is monitored
+        "peak_gpu_mem_mb": max(gpu_mem) if gpu_mem else None,
+        "peak_rss_mb": max(rss) if rss else None,
+        "best_trial_id": selected["trial_id"] if selected else None,
+        "best_config": json.dumps({k: selected[f"config/{k}"] for k in task.space}) if selected else None,
+    }
+
+
+def run_method(task, searcher, scheduler, seed, num_samples, max_concurrent, resources, run_dir: Path) -> MethodOutcome:
+    results, started, wall = tune_method(task, searcher, scheduler, seed, num_samples, max_concurrent,
+                                         resources, run_dir / "tune")
+    trials, curves, by_trial = collect_trials(results, task, searcher, scheduler, seed, started)
+    selected = select_trial(trials)
+    test_metrics = evaluate_selected(task, by_trial[selected["trial_id"]], resources) if selected else {}
+    summary = summarize_method(task, searcher, scheduler, seed, trials, wall, test_metrics, selected,
+                               resources.get("gpu", 0.0))
+    return MethodOutcome(trials=trials, curves=curves, summary=summary)
+
+
+def write_tables(run_dir: Path, task, outcomes: list[MethodOutcome]) -> None:
+    records.write_csv(run_dir / "trials.csv", records.trial_columns(task.space),
+                      [row for o in outcomes for row in o.trials])
+    records.write_csv(run_dir / "curves.csv", records.CURVE_COLUMNS, [row for o in outcomes for row in o.curves])
+    records.write_csv(run_dir / "summary.csv", records.SUMMARY_COLUMNS, [o.summary for o in outcomes])
+    records.write_text(run_dir / "summary.md", summary_markdown(task, [o.summary for o in outcomes]))
+
+
+DISPLAY_COLUMNS = ("searcher", "scheduler", "seed", "n_trials", "epochs_trained", "best_val_accuracy",
+                   "test_accuracy", "test_f1", "test_auc", "wall_seconds", "trial_seconds", "gpu_seconds")
+
+
+def format_table(rows: list[dict], columns=DISPLAY_COLUMNS) -> str:
+    """A Markdown table; floats to 4 decimals (3 for seconds), absent values as '-'."""
+    def fmt(column, value):
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.1f}" if column.endswith("seconds") else f"{value:.4f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(fmt(c, row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary_markdown(task, summaries: list[dict]) -> str:
+    return (f"# {task.name}: methods compared\n\n{format_table(summaries)}\n\n"
+            "best_val_accuracy: the selected configuration's best validation accuracy; test_*: that "
+            "configuration's best-validation weights scored on the test split; seconds are wall-clock "
+            "(wall) and summed trial time (trial).\n")
+
+
+def run(spec: ExperimentSpec, echo=print) -> Path:
+    """Run every method of ``spec`` and return the run folder."""
+    task = get_task(spec.task).for_budget(spec.budget)
+    num_samples = spec.resolved_num_samples(task)
+    run_dir = create_run_dir(spec.results_dir, task.name)
+    start_ray(spec.ray_address)
+    resources = trial_resources(task, spec.cpus_per_trial)
+    max_concurrent = spec.max_concurrent or default_max_concurrent(resources)
+    info = {
+        "spec": {**asdict(spec), "results_dir": str(spec.results_dir)},
+        "resolved": {"space": {k: list(v) for k, v in task.space.items()}, "grid_size": task.grid_size,
+                     "num_samples": num_samples, "max_concurrent": max_concurrent, "resources": resources,
+                     "metric": task.metric, "mode": task.mode, "max_t": task.max_t,
+                     "grace_period": task.grace_period, "reduction_factor": task.reduction_factor},
+        "versions": package_versions(),
+        "git": git_commit(),
+        "device": describe_device(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "status": "running",
+    }
+    records.write_json(run_dir / "run.json", info)
+    echo(f"run folder: {run_dir}")
+    if not resources["gpu"]:
+        echo("no GPU requested or available: trials run on the CPU; GPU figures are left empty")
+    outcomes: list[MethodOutcome] = []
+    for seed in spec.seeds:
+        for searcher, scheduler in spec.methods:
+            echo(f"tuning {method_name(searcher, scheduler, seed)} ...")
+            outcomes.append(run_method(task, searcher, scheduler, seed, num_samples, max_concurrent,
+                                       resources, run_dir))
+            write_tables(run_dir, task, outcomes)
+    info.update(status="finished", finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    records.write_json(run_dir / "run.json", info)
+    echo(format_table([o.summary for o in outcomes]))
+    return run_dir

@@ -1,0 +1,123 @@
+"""The experiment spec: everything a run needs, validated once, before anything is written.
+
+Validation errors are ``SpecError`` with one line naming the bad value and the allowed ones;
+``run_all.py`` prints it and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from searchers import DEFAULT_METHODS, SCHEDULERS, SEARCHERS
+from trainables import TASK_MODULES, task_names
+
+BUDGETS = ("smoke", "full")
+
+
+class SpecError(ValueError):
+    """A bad experiment setting; its message is one line meant for the user."""
+
+
+def parse_methods(text: str) -> tuple[tuple[str, str], ...]:
+    """``"grid,random:asha,bayesopt"`` -> (searcher, scheduler) pairs.
+
+    A searcher named alone gets its default scheduler: fifo for grid and random (run to
+    completion, as a practitioner would), asha for the model-based searchers.
+    """
+    defaults = dict(DEFAULT_METHODS)
+    methods = []
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in items):
+        raise SpecError(f"--methods {text!r} is malformed; expected e.g. 'grid,random,hyperopt:asha,bayesopt:asha'")
+    for item in items:
+        searcher, sep, scheduler = item.partition(":")
+        if searcher not in SEARCHERS:
+            raise SpecError(f"unknown searcher {searcher!r} in --methods; allowed: {', '.join(SEARCHERS)}")
+        if sep and scheduler not in SCHEDULERS:
+            raise SpecError(f"unknown scheduler {scheduler!r} in --methods; allowed: {', '.join(SCHEDULERS)}")
+        pair = (searcher, scheduler if sep else defaults[searcher])
+        if pair in methods:
+            raise SpecError(f"method {pair[0]}:{pair[1]} is named twice in --methods")
+        methods.append(pair)
+    return tuple(methods)
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0"`` or ``"0,1,2"`` -> (0, 1, 2): the seeds, each a non-negative integer."""
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise SpecError(f"--seeds {text!r} does not parse; expected non-negative integers like '0' or '0,1,2'") from None
+    if any(s < 0 for s in seeds):
+        raise SpecError(f"--seeds {text!r} has a negative seed; expected non-negative integers like '0,1,2'")
+    if len(set(seeds)) != len(seeds):
+        raise SpecError(f"--seeds {text!r} names a seed twice")
+    return seeds
+
+
+def check_writable_dir(path: Path) -> None:
+    """Raise SpecError unless ``path`` is, or could be created as, a writable folder.
+
+    Creates nothing: the nearest existing ancestor must be a writable folder.
+    """
+    probe = Path(path).absolute()
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise SpecError(f"--results-dir {str(path)!r} cannot be written: {str(probe)!r} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SpecError(f"--results-dir {str(path)!r} cannot be written: no write permission on {str(probe)!r}")
+    try:  # root passes os.access on a read-only file system; ask the file system itself
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            raise SpecError(f"--results-dir {str(path)!r} cannot be written: {str(probe)!r} is on a read-only file system")
+    except AttributeError:  # pragma: no cover - platforms without statvfs
+        pass
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    task: str = "breast_cancer"
+    methods: tuple[tuple[str, str], ...] = DEFAULT_METHODS
+    num_samples: int | None = None  # trials per sampling method; None: a quarter of the grid
+    seeds: tuple[int, ...] = (0,)
+    budget: str = "full"
+    results_dir: Path = Path("results")
+    max_concurrent: int | None = None  # trials at once; None: as many as the CPUs hold
+    cpus_per_trial: float | None = None  # None: the task's default
+    ray_address: str | None = None  # connect to an existing Ray cluster instead of starting one
+    task_options: dict = field(default_factory=dict)  # task-specific data options (data_dir, ...)
+
+    def __post_init__(self):
+        if self.task not in TASK_MODULES:
+            raise SpecError(f"unknown task {self.task!r}; allowed: {', '.join(task_names())}")
+        if not self.methods:
+            raise SpecError("no methods to run; name at least one in --methods")
+        for searcher, scheduler in self.methods:
+            if searcher not in SEARCHERS:
+                raise SpecError(f"unknown searcher {searcher!r}; allowed: {', '.join(SEARCHERS)}")
+            if scheduler not in SCHEDULERS:
+                raise SpecError(f"unknown scheduler {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise SpecError(f"--num-samples must be at least 1, got {self.num_samples}")
+        if not self.seeds:
+            raise SpecError("no seeds given; pass --seeds like '0' or '0,1,2'")
+        if self.budget not in BUDGETS:
+            raise SpecError(f"unknown budget {self.budget!r}; allowed: {', '.join(BUDGETS)}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise SpecError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
+        if self.cpus_per_trial is not None and not (self.cpus_per_trial > 0 and math.isfinite(self.cpus_per_trial)):
+            raise SpecError(f"--cpus-per-trial must be a positive number, got {self.cpus_per_trial}")
+        check_writable_dir(self.results_dir)
+
+    def resolved_num_samples(self, task) -> int:
+        """Trials per sampling method: as given, else the smoke budget's, else a quarter of the grid."""
+        if self.num_samples is not None:
+            return self.num_samples
+        if self.budget == "smoke":
+            return task.smoke_num_samples
+        return math.ceil(task.grid_size / 4)

@@ -1,0 +1,77 @@
+"""Compare hyperparameter search methods on one task: ``python run_all.py --task breast_cancer``.
+
+Command line -> ExperimentSpec (validated) -> experiments.runner.run -> the run folder and
+the summary table. ``--help`` imports neither torch nor Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from experiments.spec import BUDGETS, ExperimentSpec, SpecError, parse_methods, parse_seeds
+from searchers import DEFAULT_METHODS, SCHEDULERS, SEARCHERS
+from trainables import task_names
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (no usage dump) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineErrorParser(
+        description="Tune a reference task with several search methods on one machine and compare "
+                    "their quality (accuracy, F1, AUC) and cost (time, trial-seconds, GPU-seconds).")
+    parser.add_argument("--task", default="breast_cancer", help=f"task to tune: {', '.join(task_names())}")
+    default_methods = ",".join(f"{s}:{c}" for s, c in DEFAULT_METHODS)
+    parser.add_argument("--methods", default=default_methods,
+                        help=f"comma-separated searcher[:scheduler]; searchers {', '.join(SEARCHERS)}, "
+                             f"schedulers {', '.join(SCHEDULERS)} (default: {default_methods})")
+    parser.add_argument("--num-samples", type=int, default=None,
+                        help="trials per random/hyperopt/bayesopt method (default: a quarter of the grid; "
+                             "the smoke budget's own with --budget smoke)")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2: each method runs once per seed")
+    parser.add_argument("--budget", default="full",
+                        help=f"{' or '.join(BUDGETS)}: smoke runs a tiny space through the same code path")
+    parser.add_argument("--results-dir", default="results", help="where run folders are created (default: results)")
+    parser.add_argument("--max-concurrent", type=int, default=None,
+                        help="trials running at once (default: as many as the CPUs hold)")
+    parser.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per trial (default: the task's)")
+    parser.add_argument("--ray-address", default=None,
+                        help="connect to an existing Ray cluster (e.g. auto or ray://host:10001) instead of starting one")
+    return parser
+
+
+def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
+    args = build_parser().parse_args(argv)
+    return ExperimentSpec(
+        task=args.task,
+        methods=parse_methods(args.methods),
+        num_samples=args.num_samples,
+        seeds=parse_seeds(args.seeds),
+        budget=args.budget,
+        results_dir=Path(args.results_dir),
+        max_concurrent=args.max_concurrent,
+        cpus_per_trial=args.cpus_per_trial,
+        ray_address=args.ray_address,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        spec = parse_spec(argv)
+    except SpecError as exc:
+        print(f"run_all.py: error: {exc}", file=sys.stderr)
+        return 2
+    from experiments.runner import run
+
+    run(spec)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

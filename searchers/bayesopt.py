@@ -1,0 +1,288 @@
+"""A Ray Tune ``Searcher`` on bayesian-optimization 3.x (the ``bayes_opt`` package).
+
+Why our own: Ray's ``BayesOptSearch`` calls ``UtilityFunction``, which bayesian-optimization
+2.0 removed (ray issue 49845), and it accepts float parameters only.
+
+How the search space is mapped to bayes_opt's typed parameters:
+
+* ``tune.choice`` of numbers (the grids of this project): an integer parameter over the index
+  of the sorted values. For values spaced by a constant factor (1e-5, 1e-4, 1e-3; 16, 32, 64)
+  the index is the log scale; bayes_opt rounds integer parameters inside its kernel.
+* ``tune.choice`` of anything else: a categorical parameter (one-hot in the kernel).
+* ``tune.loguniform``: a float parameter over log10 of the range (learning rates are searched
+  on a log scale). ``tune.uniform``: a float parameter. ``tune.randint``: an integer parameter.
+* A choice with a single value is a constant and not searched.
+
+Behaviour a user should know:
+
+* The first ``n_initial_points`` suggestions are uniform random (seeded); after that the GP
+  with an upper-confidence-bound acquisition takes over.
+* Concurrent trials: pending suggestions enter the GP through bayes_opt's ``ConstantLiar``
+  (lying with the worst target seen), so trials running together get distinct suggestions.
+  Where the space is finite, a suggestion equal to a configuration already tried or running
+  is replaced by an untried one drawn at random (``allow_duplicates=False``, as in Syne Tune);
+  once every configuration has been tried the searcher returns ``FINISHED``.
+* What a trial is worth: the best value of ``metric`` it reported (over all its epochs), the
+  same score that selects a method's configuration. A trial that ASHA stopped early is
+  registered with the best value it reached before the stop: a lower-fidelity, usually
+  pessimistic, observation. That is deliberate: ASHA stopped it because it ranked below its
+  peers at that rung, and the pessimism steers the GP away from it; it is never dropped.
+* ``mode="min"`` is handled by negating the metric (bayes_opt maximizes).
+* A trial that errored, or whose metric is NaN or inf, is registered with the worst finite
+  target observed so far (deferred until there is one), so the GP learns to avoid it.
+* ``save``/``restore`` pickle the whole searcher state, pending trials included.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from typing import Any
+
+import numpy as np
+from ray.tune.search import Searcher
+from ray.tune.search.sample import Categorical, Float, Integer, LogUniform
+from ray.tune.search.variant_generator import parse_spec_vars
+from ray.tune.utils.util import unflatten_dict
+
+try:  # bayesian-optimization >= 3
+    import bayes_opt
+    from bayes_opt import acquisition as bo_acquisition
+except ImportError:  # pragma: no cover - exercised only without the package
+    bayes_opt = None
+
+
+class _Param:
+    """One searched hyperparameter: its bayes_opt bounds and the mapping to and from values."""
+
+    def __init__(self, name: str, kind: str, bounds: Any, values: list | None = None):
+        self.name, self.kind, self.bounds, self.values = name, kind, bounds, values
+
+    def decode(self, x):
+        if self.kind == "ordinal":
+            return self.values[int(round(float(x)))]
+        if self.kind == "categorical":
+            return self.values[[str(v) for v in self.values].index(x)]
+        if self.kind == "log":
+            return float(10.0 ** float(x))
+        if self.kind == "int":
+            return int(round(float(x)))
+        return float(x)
+
+    def encode(self, value):
+        if self.kind == "ordinal":
+            return int(self.values.index(value))
+        if self.kind == "categorical":
+            return str(value)
+        if self.kind == "log":
+            return math.log10(value)
+        return value
+
+
+def _convert_domain(name: str, domain) -> _Param:
+    if isinstance(domain, Categorical):
+        values = list(domain.categories)
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            values = sorted(values)
+            return _Param(name, "ordinal", (0, len(values) - 1), values)
+        return _Param(name, "categorical", [str(v) for v in values], values)
+    if isinstance(domain, Float):
+        if isinstance(domain.get_sampler(), LogUniform):
+            return _Param(name, "log", (math.log10(domain.lower), math.log10(domain.upper)))
+        return _Param(name, "float", (float(domain.lower), float(domain.upper)))
+    if isinstance(domain, Integer):
+        return _Param(name, "int", (int(domain.lower), int(domain.upper) - 1))  # randint excludes upper
+    raise ValueError(
+        f"bayesopt cannot search {name!r} ({type(domain).__name__}); use tune.choice, "
+        "tune.uniform, tune.loguniform or tune.randint")
+
+
+class BayesOptSearcher(Searcher):
+    """Gaussian-process Bayesian optimization (bayes_opt 3.x) behind Ray's ``Searcher`` API."""
+
+    def __init__(self, space: dict | None = None, metric: str | None = None, mode: str | None = None,
+                 points_to_evaluate: list[dict] | None = None, random_state: int | None = None,
+                 n_initial_points: int = 5, kappa: float = 2.576, allow_duplicates: bool = False):
+        if bayes_opt is None:
+            raise ImportError("bayesian-optimization 3.x must be installed: pip install 'bayesian-optimization>=3'")
+        if mode not in (None, "max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        if n_initial_points < 1:
+            raise ValueError(f"n_initial_points must be at least 1, got {n_initial_points}")
+        super().__init__(metric=metric, mode=mode)
+        self._random_state = random_state
+        self._n_initial_points = n_initial_points
+        self._kappa = kappa
+        self._allow_duplicates = allow_duplicates
+        self._points_to_evaluate = [dict(p) for p in points_to_evaluate or []]
+        self._params: list[_Param] = []
+        self._constants: dict[str, Any] = {}
+        self._optimizer = None
+        self._rng = np.random.RandomState(random_state)
+        self._live: dict[str, dict] = {}  # trial_id -> bayes_opt params of a running trial
+        self._best: dict[str, float] = {}  # trial_id -> best target reported so far
+        self._tried: set[tuple] = set()  # configurations suggested (finished or running)
+        self._deferred_failures: list[dict] = []  # failed before any finite target existed
+        self._n_finished = 0
+        if space:
+            self._setup_space(space)
+
+    # --- Ray's Searcher API -------------------------------------------------------------
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        if self._optimizer is not None:
+            return False
+        if mode is not None and mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self._metric = metric or self._metric
+        self._mode = mode or self._mode
+        self._setup_space(config)
+        return True
+
+    def suggest(self, trial_id: str):
+        if self._optimizer is None:
+            raise RuntimeError("BayesOptSearcher has no search space: pass `space` or use it through tune.Tuner")
+        if self._metric is None or self._mode is None:
+            raise RuntimeError("BayesOptSearcher needs `metric` and `mode` (pass them or set them in TuneConfig)")
+        if self._points_to_evaluate:
+            params = {p.name: p.encode(self._points_to_evaluate[0][p.name]) for p in self._params}
+            self._points_to_evaluate.pop(0)
+            self._pend(params)
+        elif len(self._optimizer.space) + len(self._live) < self._n_initial_points:
+            params = self._random_untried()
+            if params is None:
+                return Searcher.FINISHED
+            self._pend(params)
+        else:
+            params = self._optimizer.suggest()  # ConstantLiar records it as a pending dummy
+            if not self._allow_duplicates and self._key(params) in self._tried:
+                params = self._random_untried()
+                if params is None:
+                    return Searcher.FINISHED
+                self._pend(params)
+        self._live[trial_id] = params
+        self._tried.add(self._key(params))
+        return self._to_config(params)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._observe(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        params = self._live.pop(trial_id, None)
+        if params is None:
+            return
+        if not error:
+            self._observe(trial_id, result)
+        target = None if error else self._best.get(trial_id)
+        self._best.pop(trial_id, None)
+        self._n_finished += 1
+        if target is None or not math.isfinite(target):
+            self._register_failure(params)
+        else:
+            self._register(params, target)
+            for failed in self._deferred_failures:
+                self._register(failed, self._worst_target())
+            self._deferred_failures.clear()
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+    # --- internals ----------------------------------------------------------------------
+    def _setup_space(self, config: dict) -> None:
+        resolved, domains, grids = parse_spec_vars(config)
+        if grids:
+            raise ValueError("bayesopt cannot take tune.grid_search; use tune.choice over the same values")
+        params = []
+        for path, domain in domains:
+            name = "/".join(str(p) for p in path)
+            if isinstance(domain, Categorical) and len(domain.categories) == 1:
+                self._constants[name] = domain.categories[0]
+                continue
+            params.append(_convert_domain(name, domain))
+        self._params = params
+        pbounds = {p.name: p.bounds for p in params}
+        acquisition = bo_acquisition.ConstantLiar(
+            bo_acquisition.UpperConfidenceBound(kappa=self._kappa, random_state=self._random_state),
+            strategy="min", random_state=self._random_state)
+        self._optimizer = bayes_opt.BayesianOptimization(
+            f=None, pbounds=pbounds, acquisition_function=acquisition, random_state=self._random_state,
+            verbose=0, allow_duplicate_points=True)
+
+    @property
+    def _sign(self) -> float:
+        return 1.0 if self._mode == "max" else -1.0
+
+    def _observe(self, trial_id: str, result: dict | None) -> None:
+        if not result or self._metric not in result:
+            return
+        value = result[self._metric]
+        try:
+            target = self._sign * float(value)
+        except (TypeError, ValueError):
+            return
+        if not math.isfinite(target):
+            self._best[trial_id] = math.nan  # a NaN/inf report marks the trial as failed
+            return
+        previous = self._best.get(trial_id)
+        if previous is None or (math.isfinite(previous) and target > previous):
+            self._best[trial_id] = target
+
+    def _key(self, params: dict) -> tuple:
+        return tuple(repr(p.decode(params[p.name])) for p in self._params)
+
+    def _to_config(self, params: dict) -> dict:
+        flat = {p.name: p.decode(params[p.name]) for p in self._params}
+        flat.update(self._constants)
+        return unflatten_dict(flat, delimiter="/")
+
+    def _space_size(self) -> float:
+        size = 1
+        for p in self._params:
+            if p.kind == "ordinal":
+                size *= len(p.values)
+            elif p.kind == "categorical":
+                size *= len(p.values)
+            elif p.kind == "int":
+                size *= p.bounds[1] - p.bounds[0] + 1
+            else:
+                return math.inf
+        return size
+
+    def _random_untried(self) -> dict | None:
+        """A uniformly random configuration not tried yet (None when the space is exhausted)."""
+        space = self._optimizer.space
+        finite = self._space_size() < math.inf
+        if finite and len(self._tried) >= self._space_size():
+            return None
+        for _ in range(1000):
+            params = space.array_to_params(space.random_sample(random_state=self._rng))
+            if self._allow_duplicates or not finite or self._key(params) not in self._tried:
+                return params
+        return params
+
+    def _pend(self, params: dict) -> None:
+        """Tell the ConstantLiar about a running trial it did not suggest itself."""
+        self._optimizer.acquisition_function.dummies.append(self._optimizer.space.params_to_array(params))
+
+    def _drop_dummy(self, params: dict) -> None:
+        x = self._optimizer.space.params_to_array(params)
+        acq = self._optimizer.acquisition_function
+        acq.dummies = [d for d in acq.dummies if not np.allclose(d, x)]
+
+    def _register(self, params: dict, target: float) -> None:
+        # Registering the point also expires its ConstantLiar dummy.
+        self._optimizer.register(params=params, target=float(target))
+
+    def _worst_target(self) -> float:
+        return float(np.min(self._optimizer.space.target))
+
+    def _register_failure(self, params: dict) -> None:
+        if len(self._optimizer.space) > 0:
+            self._register(params, self._worst_target())
+        else:
+            self._drop_dummy(params)
+            self._deferred_failures.append(params)

@@ -1,0 +1,285 @@
+"""What every task shares: the task declaration, seeding, device choice, the metrics and the
+per-epoch Trainable that Ray Tune runs.
+
+A task module (``trainables/<task>.py``) supplies two plain pieces with no Ray in them:
+``load_data(config)`` (once per worker process, cached by the data options) and a
+``TrainingRun`` subclass (one configuration being trained). ``EpochTrainable`` turns them
+into a Ray Tune ``Trainable`` where one ``step()`` is one epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping
+
+import numpy as np
+import torch
+from ray import tune
+
+# The names of the numbers every trial reports once per epoch; analysis and tests use these.
+EPOCH = "epoch"
+VAL_METRICS = ("val_accuracy", "val_f1", "val_auc", "val_loss")
+CHECKPOINT_FILE = "state.pt"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task's facts, declared once next to its Trainable.
+
+    ``space`` is the grid: every hyperparameter with its list of values. Grid search runs
+    all combinations; random search, TPE and BayesOpt draw from the same lists.
+    """
+
+    name: str
+    trainable: type  # an EpochTrainable subclass
+    space: Mapping[str, tuple]
+    metric: str = "val_accuracy"
+    mode: str = "max"
+    resource_attr: str = EPOCH  # what ASHA allocates: epochs trained
+    epochs_param: str = "num_epochs"
+    grace_period: int = 1  # epochs: the first rung of ASHA
+    reduction_factor: int = 3  # ASHA keeps the top 1/reduction_factor at each rung
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # asked for only where a GPU exists
+    # The smoke budget: the same code path on a tiny space, for tests and a first look.
+    smoke_space: Mapping[str, tuple] = field(default_factory=dict)
+    smoke_grace_period: int = 1
+    smoke_num_samples: int = 4
+    description: str = ""
+
+    def __post_init__(self):
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"task {self.name}: mode must be 'max' or 'min', got {self.mode!r}")
+        if self.epochs_param not in self.space:
+            raise ValueError(f"task {self.name}: epochs_param {self.epochs_param!r} is not in the space")
+        for name, values in self.space.items():
+            if not values:
+                raise ValueError(f"task {self.name}: hyperparameter {name!r} has no values")
+
+    @property
+    def max_t(self) -> int:
+        """ASHA's max_t: the largest epoch count in the space."""
+        return int(max(self.space[self.epochs_param]))
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(len(v) for v in self.space.values())
+
+    def for_budget(self, budget: str) -> "TaskSpec":
+        """This task at budget ``full`` (the declared space) or ``smoke`` (the tiny one)."""
+        if budget == "full":
+            return self
+        if budget == "smoke":
+            space = {**self.space, **self.smoke_space}
+            return dataclasses.replace(self, space=space, grace_period=self.smoke_grace_period)
+        raise ValueError(f"unknown budget {budget!r}; allowed: full, smoke")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def choose_device() -> torch.device:
+    """The GPU Ray gave this worker (Ray sets CUDA_VISIBLE_DEVICES per trial), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Accuracy, F1 and AUC-ROC from class probabilities.
+
+    ``proba`` is (n,) positive-class probabilities for two classes, or (n, C) for C classes
+    (macro F1 and one-vs-rest macro AUC). AUC is NaN where the split holds one class only.
+    """
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba, dtype=np.float64)
+    binary = proba.ndim == 1
+    y_pred = (proba >= 0.5).astype(int) if binary else proba.argmax(axis=1)
+    metrics = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1": float(f1_score(y_true, y_pred, average="binary" if binary else "macro", zero_division=0)),
+    }
+    if not np.all(np.isfinite(proba)):
+        metrics["auc"] = float("nan")
+    elif len(np.unique(y_true)) < 2:
+        metrics["auc"] = float("nan")
+    elif binary:
+        metrics["auc"] = float(roc_auc_score(y_true, proba))
+    else:
+        proba = proba / proba.sum(axis=1, keepdims=True)
+        labels = np.arange(proba.shape[1])
+        metrics["auc"] = float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=labels))
+    return metrics
+
+
+class TrainingRun:
+    """One configuration of a task being trained: model, optimizer and data, no Ray.
+
+    Subclasses implement ``train_epoch`` (returns the mean training loss) and ``predict``
+    (returns labels, class probabilities and the mean loss on a split), and keep their
+    torch modules in ``self.model`` and ``self.optimizer``.
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+
+    def __init__(self, config: Mapping[str, Any], data: Any, device: torch.device):
+        self.config = config
+        self.data = data
+        self.device = device
+
+    def train_epoch(self) -> float:
+        raise NotImplementedError
+
+    def predict(self, split: str) -> tuple[np.ndarray, np.ndarray, float]:
+        raise NotImplementedError
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        y_true, proba, loss = self.predict(split)
+        return {**classification_metrics(y_true, proba), "loss": float(loss)}
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def release(self) -> None:
+        """Drop the model and optimizer so their (GPU) memory can be reused."""
+        self.model = None
+        self.optimizer = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _cpu_copy(state: Mapping[str, torch.Tensor]) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux: the peak resident memory of this worker process.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class EpochTrainable(tune.Trainable):
+    """A Ray Tune Trainable where one ``step()`` is one epoch of a ``TrainingRun``.
+
+    Every step reports ``epoch``, ``val_accuracy``, ``val_f1``, ``val_auc``, ``val_loss``,
+    ``train_loss``, ``epoch_seconds`` and ``best_val_accuracy``; the trial ends itself
+    (``done``) once it has trained ``config[epochs_param]`` epochs. The weights of the epoch
+    with the best validation accuracy are kept and written with every checkpoint, so the
+    test split is scored on exactly the model whose validation score selected it.
+
+    A loss that turns NaN or inf ends the trial at that epoch, reported with the worst
+    metric values (accuracy 0, AUC 0.5) rather than NaN, and ``diverged`` set.
+
+    ``reset_config`` lets Ray reuse one worker process (and its loaded data) across trials.
+    """
+
+    run_cls: ClassVar[type[TrainingRun]]
+    load_data: ClassVar[Callable[[Mapping[str, Any]], Any]]
+    epochs_param: ClassVar[str] = "num_epochs"
+    data_keys: ClassVar[tuple[str, ...]] = ()  # config keys that change the loaded data
+
+    def setup(self, config):
+        self._device = choose_device()
+        self._data_key = None
+        self._data = None
+        self._start(config)
+
+    def _start(self, config):
+        data_key = tuple(config.get(k) for k in self.data_keys)
+        if self._data is None or data_key != self._data_key:
+            self._data = type(self).load_data(config)
+            self._data_key = data_key
+        seed_everything(int(config.get("seed", 0)))
+        self._run = self.run_cls(config, self._data, self._device)
+        self._epoch = 0
+        self._best_val_accuracy = -math.inf
+        self._best_model = None
+
+    def reset_config(self, new_config):
+        self._run.release()
+        self._start(new_config)
+        return True
+
+    def step(self):
+        started = time.perf_counter()
+        train_loss = self._run.train_epoch()
+        val = self._run.evaluate("val")
+        if self._device.type == "cuda":
+            torch.cuda.synchronize()
+        epoch_seconds = time.perf_counter() - started
+        self._epoch += 1
+        diverged = not (math.isfinite(train_loss) and math.isfinite(val["loss"]))
+        if diverged:
+            # Worst values, not NaN: searchers and ASHA rank this trial last.
+            val = {"accuracy": 0.0, "f1": 0.0, "auc": 0.5, "loss": float("inf")}
+        elif val["accuracy"] > self._best_val_accuracy:
+            self._best_val_accuracy = val["accuracy"]
+            self._best_model = _cpu_copy(self._run.model.state_dict())
+        result = {
+            EPOCH: self._epoch,
+            "val_accuracy": val["accuracy"],
+            "val_f1": val["f1"],
+            "val_auc": val["auc"],
+            "val_loss": val["loss"],
+            "train_loss": train_loss if math.isfinite(train_loss) else float("inf"),
+            "best_val_accuracy": max(self._best_val_accuracy, val["accuracy"]),
+            "epoch_seconds": epoch_seconds,
+            "end_time": time.time(),  # wall clock at the epoch's end, for anytime curves
+            "peak_rss_mb": _peak_rss_mb(),
+            "diverged": diverged,
+        }
+        if self._device.type == "cuda":
+            result["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(self._device) / 2**20
+        if diverged or self._epoch >= int(self.config[self.epochs_param]):
+            result["done"] = True
+        return result
+
+    def save_checkpoint(self, checkpoint_dir):
+        state = {
+            "run": self._run.state_dict(),
+            "epoch": self._epoch,
+            "best_val_accuracy": self._best_val_accuracy,
+            "best_model": self._best_model,
+            "torch_rng": torch.get_rng_state(),
+        }
+        torch.save(state, os.path.join(checkpoint_dir, CHECKPOINT_FILE))
+
+    def load_checkpoint(self, checkpoint):
+        path = checkpoint if isinstance(checkpoint, str) else checkpoint.path
+        state = torch.load(os.path.join(path, CHECKPOINT_FILE), map_location=self._device, weights_only=False)
+        self._run.load_state_dict(state["run"])
+        self._epoch = state["epoch"]
+        self._best_val_accuracy = state["best_val_accuracy"]
+        self._best_model = state["best_model"]
+        torch.set_rng_state(state["torch_rng"])
+
+    def cleanup(self):
+        self._run.release()
+        self._data = None
+
+
+def evaluate_checkpoint(trainable: type[EpochTrainable], config: Mapping[str, Any], checkpoint_dir: str,
+                        split: str = "test") -> dict[str, float]:
+    """Score the best-validation weights stored in a trial's checkpoint on ``split``."""
+    device = choose_device()
+    data = trainable.load_data(config)
+    seed_everything(int(config.get("seed", 0)))
+    run = trainable.run_cls(config, data, device)
+    state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), map_location=device, weights_only=False)
+    run.model.load_state_dict(state["best_model"] if state["best_model"] is not None else state["run"]["model"])
+    metrics = run.evaluate(split)
+    run.release()
+    return metrics
