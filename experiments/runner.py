@@ -142,8 +142,12 @@ class MethodOutcome:
 
 
 def tune_method(task, searcher: str, scheduler: str, seed: int, num_samples: int, max_concurrent: int,
-                resources: dict[str, float], storage_path: Path, callbacks: list | None = None):
-    """Run one method through a Ray Tune ``Tuner``; returns (ResultGrid, start time, wall seconds)."""
+                resources: dict[str, float], storage_path: Path, callbacks: list | None = None,
+                fixed_config: dict | None = None):
+    """Run one method through a Ray Tune ``Tuner``; returns (ResultGrid, start time, wall seconds).
+
+    ``fixed_config`` joins every trial's config unsearched (data options such as a data folder).
+    """
     from ray import tune
 
     args = MethodArgs(task=task, seed=seed, num_samples=num_samples, max_concurrent=max_concurrent)
@@ -151,7 +155,7 @@ def tune_method(task, searcher: str, scheduler: str, seed: int, num_samples: int
     tuner = tune.Tuner(
         tune.with_resources(task.trainable, resources),
         # The seed travels in the config: trainables read nothing else.
-        param_space={**plan.param_space, "seed": seed},
+        param_space={**plan.param_space, **(fixed_config or {}), "seed": seed},
         tune_config=tune.TuneConfig(
             metric=task.metric,
             mode=task.mode,
@@ -285,9 +289,10 @@ def summarize_method(task, searcher, scheduler, seed, trials, wall_seconds, test
     }
 
 
-def run_method(task, searcher, scheduler, seed, num_samples, max_concurrent, resources, run_dir: Path) -> MethodOutcome:
+def run_method(task, searcher, scheduler, seed, num_samples, max_concurrent, resources, run_dir: Path,
+               fixed_config: dict | None = None) -> MethodOutcome:
     results, started, wall = tune_method(task, searcher, scheduler, seed, num_samples, max_concurrent,
-                                         resources, run_dir / "tune")
+                                         resources, run_dir / "tune", fixed_config=fixed_config)
     trials, curves, by_trial = collect_trials(results, task, searcher, scheduler, seed, started)
     selected = select_trial(trials)
     test_metrics = evaluate_selected(task, by_trial[selected["trial_id"]], resources) if selected else {}
@@ -358,7 +363,7 @@ def run(spec: ExperimentSpec, echo=print) -> Path:
         for searcher, scheduler in spec.methods:
             echo(f"tuning {method_name(searcher, scheduler, seed)} ...")
             outcomes.append(run_method(task, searcher, scheduler, seed, num_samples, max_concurrent,
-                                       resources, run_dir))
+                                       resources, run_dir, fixed_config=spec.task_options))
             write_tables(run_dir, task, outcomes)
     info.update(status="finished", finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     records.write_json(run_dir / "run.json", info)

@@ -17,11 +17,17 @@ Behaviour a user should know:
 
 * The first ``n_initial_points`` suggestions are uniform random (seeded); after that the GP
   with an upper-confidence-bound acquisition takes over.
-* Concurrent trials: pending suggestions enter the GP through bayes_opt's ``ConstantLiar``
-  (lying with the worst target seen), so trials running together get distinct suggestions.
-  Where the space is finite, a suggestion equal to a configuration already tried or running
-  is replaced by an untried one drawn at random (``allow_duplicates=False``, as in Syne Tune);
-  once every configuration has been tried the searcher returns ``FINISHED``.
+* In a finite space of up to ``MAX_ENUMERATED`` configurations (every grid of this project)
+  the next suggestion is the exact argmax of the acquisition over all untried
+  configurations, so no trial is spent on a configuration already tried or running; in larger
+  or continuous spaces bayes_opt's own acquisition optimizer proposes the point.
+* Concurrent trials: a constant liar (Ginsbourger et al. 2010). Before each suggestion the GP
+  is fitted to the finished trials plus every running trial "lied" to have scored the worst
+  target seen so far, so trials running together get distinct suggestions. (bayes_opt's own
+  ``ConstantLiar`` cannot be used: in 3.4 it rebuilds the target space from float bounds and
+  fails on integer and categorical parameters.)
+  Where the space is finite no configuration is suggested twice (``allow_duplicates=False``,
+  as in Syne Tune); once every configuration has been tried the searcher returns ``FINISHED``.
 * What a trial is worth: the best value of ``metric`` it reported (over all its epochs), the
   same score that selects a method's configuration. A trial that ASHA stopped early is
   registered with the best value it reached before the stop: a lower-fidelity, usually
@@ -35,13 +41,15 @@ Behaviour a user should know:
 
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
+import warnings
 from typing import Any
 
 import numpy as np
 from ray.tune.search import Searcher
-from ray.tune.search.sample import Categorical, Float, Integer, LogUniform
+from ray.tune.search.sample import Categorical, Float, Integer, LogUniform, Uniform
 from ray.tune.search.variant_generator import parse_spec_vars
 from ray.tune.utils.util import unflatten_dict
 
@@ -50,6 +58,10 @@ try:  # bayesian-optimization >= 3
     from bayes_opt import acquisition as bo_acquisition
 except ImportError:  # pragma: no cover - exercised only without the package
     bayes_opt = None
+
+
+# Finite spaces up to this many configurations are searched exactly (every untried one scored).
+MAX_ENUMERATED = 50_000
 
 
 class _Param:
@@ -84,14 +96,15 @@ def _convert_domain(name: str, domain) -> _Param:
         values = list(domain.categories)
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             values = sorted(values)
-            return _Param(name, "ordinal", (0, len(values) - 1), values)
+            return _Param(name, "ordinal", (0, len(values) - 1, int), values)
         return _Param(name, "categorical", [str(v) for v in values], values)
-    if isinstance(domain, Float):
-        if isinstance(domain.get_sampler(), LogUniform):
-            return _Param(name, "log", (math.log10(domain.lower), math.log10(domain.upper)))
+    sampler = domain.get_sampler() if isinstance(domain, (Float, Integer)) else None
+    if isinstance(domain, Float) and isinstance(sampler, LogUniform):
+        return _Param(name, "log", (math.log10(domain.lower), math.log10(domain.upper)))
+    if isinstance(domain, Float) and isinstance(sampler, Uniform):
         return _Param(name, "float", (float(domain.lower), float(domain.upper)))
-    if isinstance(domain, Integer):
-        return _Param(name, "int", (int(domain.lower), int(domain.upper) - 1))  # randint excludes upper
+    if isinstance(domain, Integer) and isinstance(sampler, Uniform):
+        return _Param(name, "int", (int(domain.lower), int(domain.upper) - 1, int))  # randint excludes upper
     raise ValueError(
         f"bayesopt cannot search {name!r} ({type(domain).__name__}); use tune.choice, "
         "tune.uniform, tune.loguniform or tune.randint")
@@ -117,7 +130,8 @@ class BayesOptSearcher(Searcher):
         self._points_to_evaluate = [dict(p) for p in points_to_evaluate or []]
         self._params: list[_Param] = []
         self._constants: dict[str, Any] = {}
-        self._optimizer = None
+        self._pbounds: dict | None = None
+        self._observations: list[tuple[dict, float]] = []  # (bayes_opt params, target) of finished trials
         self._rng = np.random.RandomState(random_state)
         self._live: dict[str, dict] = {}  # trial_id -> bayes_opt params of a running trial
         self._best: dict[str, float] = {}  # trial_id -> best target reported so far
@@ -129,7 +143,7 @@ class BayesOptSearcher(Searcher):
 
     # --- Ray's Searcher API -------------------------------------------------------------
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        if self._optimizer is not None:
+        if self._pbounds is not None:
             return False
         if mode is not None and mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -139,26 +153,20 @@ class BayesOptSearcher(Searcher):
         return True
 
     def suggest(self, trial_id: str):
-        if self._optimizer is None:
+        if self._pbounds is None:
             raise RuntimeError("BayesOptSearcher has no search space: pass `space` or use it through tune.Tuner")
         if self._metric is None or self._mode is None:
             raise RuntimeError("BayesOptSearcher needs `metric` and `mode` (pass them or set them in TuneConfig)")
         if self._points_to_evaluate:
-            params = {p.name: p.encode(self._points_to_evaluate[0][p.name]) for p in self._params}
-            self._points_to_evaluate.pop(0)
-            self._pend(params)
-        elif len(self._optimizer.space) + len(self._live) < self._n_initial_points:
+            params = {p.name: p.encode(self._points_to_evaluate.pop(0)[p.name]) for p in self._params}
+        elif len(self._observations) + len(self._live) < self._n_initial_points or not self._observations:
             params = self._random_untried()
-            if params is None:
-                return Searcher.FINISHED
-            self._pend(params)
         else:
-            params = self._optimizer.suggest()  # ConstantLiar records it as a pending dummy
-            if not self._allow_duplicates and self._key(params) in self._tried:
+            params = self._model_suggestion()
+            if params is not None and not self._allow_duplicates and self._key(params) in self._tried:
                 params = self._random_untried()
-                if params is None:
-                    return Searcher.FINISHED
-                self._pend(params)
+        if params is None:
+            return Searcher.FINISHED
         self._live[trial_id] = params
         self._tried.add(self._key(params))
         return self._to_config(params)
@@ -179,7 +187,7 @@ class BayesOptSearcher(Searcher):
             self._register_failure(params)
         else:
             self._register(params, target)
-            for failed in self._deferred_failures:
+            for failed in self._deferred_failures:  # now there is a worst target to give them
                 self._register(failed, self._worst_target())
             self._deferred_failures.clear()
 
@@ -204,13 +212,50 @@ class BayesOptSearcher(Searcher):
                 continue
             params.append(_convert_domain(name, domain))
         self._params = params
-        pbounds = {p.name: p.bounds for p in params}
-        acquisition = bo_acquisition.ConstantLiar(
-            bo_acquisition.UpperConfidenceBound(kappa=self._kappa, random_state=self._random_state),
-            strategy="min", random_state=self._random_state)
-        self._optimizer = bayes_opt.BayesianOptimization(
-            f=None, pbounds=pbounds, acquisition_function=acquisition, random_state=self._random_state,
-            verbose=0, allow_duplicate_points=True)
+        self._pbounds = {p.name: p.bounds for p in params}
+
+    def _new_optimizer(self):
+        with warnings.catch_warnings():
+            # bayes_opt calls its integer and categorical parameters experimental; they are the point here.
+            warnings.filterwarnings("ignore", message="Non-float parameters are experimental")
+            return bayes_opt.BayesianOptimization(
+                f=None, pbounds=self._pbounds,
+                acquisition_function=bo_acquisition.UpperConfidenceBound(kappa=self._kappa),
+                random_state=self._rng, verbose=0, allow_duplicate_points=True)
+
+    def _model_suggestion(self) -> dict:
+        """The GP-UCB suggestion given the finished trials and the running ones (constant liar)."""
+        optimizer = self._new_optimizer()
+        for params, target in self._observations:
+            optimizer.register(params=params, target=target)
+        lie = self._worst_target()
+        for params in self._live.values():
+            optimizer.register(params=params, target=lie)
+        candidates = self._untried_candidates()
+        if candidates is None:  # continuous or very large space: bayes_opt optimizes the acquisition
+            return optimizer.suggest()
+        if not candidates:
+            return None
+        # A finite space (the grids): the exact argmax of UCB over every untried configuration,
+        # ties broken at random. bayes_opt's optimizer would often land on a tried point.
+        mean, std = optimizer.predict(candidates, return_std=True)
+        ucb = np.asarray(mean) + self._kappa * np.asarray(std)
+        best = np.flatnonzero(ucb >= ucb.max() - 1e-12)
+        return candidates[int(self._rng.choice(best))]
+
+    def _untried_candidates(self) -> list[dict] | None:
+        """Every configuration not tried yet, as bayes_opt params; None where there are too many."""
+        if self._space_size() > MAX_ENUMERATED:
+            return None
+        axes = []
+        for p in self._params:
+            if p.kind == "categorical":
+                axes.append([str(v) for v in p.values])
+            else:  # ordinal or int: the integers between the bounds
+                axes.append(list(range(int(p.bounds[0]), int(p.bounds[1]) + 1)))
+        names = [p.name for p in self._params]
+        candidates = (dict(zip(names, combo)) for combo in itertools.product(*axes))
+        return [c for c in candidates if self._allow_duplicates or self._key(c) not in self._tried]
 
     @property
     def _sign(self) -> float:
@@ -254,35 +299,24 @@ class BayesOptSearcher(Searcher):
 
     def _random_untried(self) -> dict | None:
         """A uniformly random configuration not tried yet (None when the space is exhausted)."""
-        space = self._optimizer.space
-        finite = self._space_size() < math.inf
-        if finite and len(self._tried) >= self._space_size():
+        space = self._new_optimizer().space
+        size = self._space_size()
+        if size < math.inf and len(self._tried) >= size:
             return None
         for _ in range(1000):
             params = space.array_to_params(space.random_sample(random_state=self._rng))
-            if self._allow_duplicates or not finite or self._key(params) not in self._tried:
+            if self._allow_duplicates or size == math.inf or self._key(params) not in self._tried:
                 return params
         return params
 
-    def _pend(self, params: dict) -> None:
-        """Tell the ConstantLiar about a running trial it did not suggest itself."""
-        self._optimizer.acquisition_function.dummies.append(self._optimizer.space.params_to_array(params))
-
-    def _drop_dummy(self, params: dict) -> None:
-        x = self._optimizer.space.params_to_array(params)
-        acq = self._optimizer.acquisition_function
-        acq.dummies = [d for d in acq.dummies if not np.allclose(d, x)]
-
     def _register(self, params: dict, target: float) -> None:
-        # Registering the point also expires its ConstantLiar dummy.
-        self._optimizer.register(params=params, target=float(target))
+        self._observations.append((params, float(target)))
 
     def _worst_target(self) -> float:
-        return float(np.min(self._optimizer.space.target))
+        return min(target for _, target in self._observations)
 
     def _register_failure(self, params: dict) -> None:
-        if len(self._optimizer.space) > 0:
+        if self._observations:
             self._register(params, self._worst_target())
         else:
-            self._drop_dummy(params)
             self._deferred_failures.append(params)

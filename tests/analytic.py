@@ -1,0 +1,50 @@
+"""A cheap analytic objective in the shape of a task, for testing searchers and the runner."""
+
+from __future__ import annotations
+
+import math
+
+from ray import tune
+
+from trainables.base import TaskSpec
+
+SPACE = {
+    "x": (1, 2, 3, 4, 5),
+    "learning_rate": (1e-4, 1e-3, 1e-2),
+    "act": ("relu", "tanh"),
+    "epochs": (1, 3),
+}
+
+
+def objective(config) -> float:
+    """Peaks at x=3, learning_rate=1e-3, act=relu; NaN where config["x"] is in config["nan_x"]."""
+    if config["x"] in config.get("nan_x", ()):
+        return math.nan
+    return 1.0 - 0.05 * (config["x"] - 3) ** 2 - 0.1 * (math.log10(config["learning_rate"]) + 3) ** 2 \
+        - (0.05 if config["act"] == "tanh" else 0.0)
+
+
+class AnalyticTrainable(tune.Trainable):
+    """Reports the objective, approached over the epochs, with no training at all."""
+
+    def setup(self, config):
+        self.epoch = 0
+
+    def reset_config(self, new_config):
+        self.epoch = 0
+        return True
+
+    def step(self):
+        self.epoch += 1
+        value = objective(self.config) * (1 - 0.5 ** self.epoch)
+        return {"epoch": self.epoch, "val_accuracy": value, "done": self.epoch >= self.config["epochs"]}
+
+    def save_checkpoint(self, checkpoint_dir):
+        return None
+
+    def load_checkpoint(self, checkpoint):
+        pass
+
+
+TASK = TaskSpec(name="analytic", trainable=AnalyticTrainable, space=SPACE, epochs_param="epochs",
+                grace_period=1, reduction_factor=2)

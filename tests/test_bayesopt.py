@@ -1,0 +1,142 @@
+"""Our bayes_opt 3.x Searcher, driven directly through Ray's Searcher API."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from ray import tune
+from ray.tune.search import Searcher
+
+from searchers.bayesopt import BayesOptSearcher
+
+SPACE = {
+    "x": tune.choice([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+    "learning_rate": tune.choice([1e-4, 1e-3, 1e-2]),
+    "act": tune.choice(["relu", "tanh"]),
+}
+
+
+def objective(config) -> float:
+    return -((config["x"] - 6) ** 2) - (config["act"] == "tanh") - abs(math.log10(config["learning_rate"]) + 3)
+
+
+def searcher(mode="max", seed=0, space=SPACE, **kwargs) -> BayesOptSearcher:
+    return BayesOptSearcher(space=space, metric="score", mode=mode, random_state=seed, **kwargs)
+
+
+def drive(s: BayesOptSearcher, n: int, f=objective, start=0) -> list[dict]:
+    configs = []
+    for i in range(start, start + n):
+        config = s.suggest(str(i))
+        configs.append(config)
+        s.on_trial_complete(str(i), {"score": f(config)})
+    return configs
+
+
+def test_suggestions_are_typed_values_of_the_space():
+    for config in drive(searcher(n_initial_points=3), 10):
+        assert config["x"] in range(10) and isinstance(config["x"], int)
+        assert config["learning_rate"] in (1e-4, 1e-3, 1e-2)
+        assert config["act"] in ("relu", "tanh")
+
+
+def test_it_finds_the_optimum_faster_than_chance():
+    # 60 configurations; the model must reach the single best within 20 trials.
+    configs = drive(searcher(n_initial_points=5), 20)
+    best = max(configs, key=objective)
+    assert best == {"x": 6, "learning_rate": 1e-3, "act": "relu"}
+
+
+def test_concurrent_pending_trials_get_distinct_suggestions():
+    s = searcher(n_initial_points=4)
+    drive(s, 4)
+    pending = [s.suggest(f"p{i}") for i in range(4)]  # none of them completes
+    assert len({tuple(sorted(c.items())) for c in pending}) == 4
+    assert len(s._live) == 4
+
+
+def test_mode_min_searches_the_other_way():
+    f = lambda config: float(config["x"])  # noqa: E731
+    space = {"x": tune.choice(list(range(50)))}
+    low = drive(searcher(mode="min", seed=1, space=space, n_initial_points=3), 10, f)
+    high = drive(searcher(mode="max", seed=1, space=space, n_initial_points=3), 10, f)
+    # the same random start, then the model heads for opposite ends
+    assert low[:3] == high[:3]
+    assert np.mean([c["x"] for c in low[3:]]) < 15 < 35 < np.mean([c["x"] for c in high[3:]])
+
+
+def test_save_restore_round_trip(tmp_path):
+    s = searcher(n_initial_points=3)
+    drive(s, 5)
+    running = s.suggest("running")
+    s.save(str(tmp_path / "searcher.pkl"))
+    restored = BayesOptSearcher()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("next") == s.suggest("next")
+    # the pending trial survives the round trip and can still complete
+    restored.on_trial_complete("running", {"score": objective(running)})
+    assert len(restored._observations) == 6
+
+
+def test_nan_and_errored_trials_are_registered_as_the_worst_value():
+    s = searcher(n_initial_points=2)
+    first = s.suggest("a")
+    s.on_trial_complete("a", {"score": math.nan})  # no finite target yet: deferred
+    s.suggest("b")
+    s.on_trial_complete("b", None, error=True)
+    assert s._observations == []
+    c = s.suggest("c")
+    s.on_trial_complete("c", {"score": -3.0})
+    d = s.suggest("d")
+    s.on_trial_complete("d", {"score": -1.0})
+    s.suggest("e")
+    s.on_trial_complete("e", {"score": math.inf})
+    targets = [t for _, t in s._observations]
+    assert sorted(targets) == [-3.0, -3.0, -3.0, -3.0, -1.0]
+    assert all(math.isfinite(t) for t in targets)
+    assert first and c and d
+    s.suggest("f")  # still suggests
+
+
+def test_an_early_stopped_trial_counts_with_the_best_value_it_reached():
+    s = searcher(n_initial_points=1)
+    s.suggest("t")
+    for value in (0.5, 0.8, 0.7):  # three epochs, then ASHA stops it
+        s.on_trial_result("t", {"score": value})
+    s.on_trial_complete("t", {"score": 0.7})
+    assert [t for _, t in s._observations] == [0.8]
+
+
+def test_mode_min_negates_the_metric():
+    s = searcher(mode="min", n_initial_points=1)
+    s.suggest("t")
+    s.on_trial_complete("t", {"score": 0.25})
+    assert [t for _, t in s._observations] == [-0.25]
+
+
+def test_finite_space_is_exhausted_then_finished():
+    s = searcher(space={"x": tune.choice([1, 2, 3])}, n_initial_points=1)
+    seen = drive(s, 3, lambda c: float(c["x"]))
+    assert sorted(c["x"] for c in seen) == [1, 2, 3]
+    assert s.suggest("more") == Searcher.FINISHED
+
+
+def test_learning_rates_are_searched_on_a_log_scale():
+    s = searcher(space={"learning_rate": tune.loguniform(1e-5, 1e-1)}, n_initial_points=40)
+    values = [c["learning_rate"] for c in drive(s, 40, lambda c: 0.0)]
+    assert all(1e-5 <= v <= 1e-1 for v in values)
+    # uniform on a log scale: about half below 1e-3 (a linear scale would put ~1% there)
+    assert 0.25 < np.mean([v < 1e-3 for v in values]) < 0.75
+
+
+def test_unsupported_domain_is_a_clear_error():
+    with pytest.raises(ValueError, match="bayesopt cannot search 'x'"):
+        searcher(space={"x": tune.qrandn(0, 1, 0.1)})
+
+
+def test_needs_metric_and_mode():
+    s = BayesOptSearcher(space=SPACE)
+    with pytest.raises(RuntimeError, match="metric"):
+        s.suggest("a")

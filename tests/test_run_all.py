@@ -1,0 +1,145 @@
+"""The command line end to end: a smoke run's folder, `--help`, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import run_all
+from experiments import records
+from tests.conftest import ROOT
+from trainables import get_task
+
+SMOKE = get_task("breast_cancer").for_budget("smoke")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(ray_session, tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    assert run_all.main(["--task", "breast_cancer", "--budget", "smoke", "--results-dir", str(results)]) == 0
+    (run_dir,) = (results / "breast_cancer").iterdir()
+    return run_dir
+
+
+def test_smoke_run_writes_the_whole_run_folder(smoke_run):
+    names = {p.name for p in smoke_run.iterdir()}
+    assert {"run.json", "tune", "trials.csv", "curves.csv", "summary.csv", "summary.md"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    methods = ["grid-fifo-s0", "random-fifo-s0", "hyperopt-asha-s0", "bayesopt-asha-s0"]
+    assert sorted(p.name for p in (smoke_run / "tune").iterdir()) == sorted(methods)
+    for method in methods:
+        folder = smoke_run / "tune" / method
+        assert list(folder.glob("experiment_state-*.json")), f"{method}: no Tune experiment state"
+        assert list(folder.glob("trial_*/events.out.tfevents.*")), f"{method}: no TensorBoard events"
+
+
+def test_run_json_keeps_provenance(smoke_run):
+    info = json.loads((smoke_run / "run.json").read_text())
+    assert info["status"] == "finished"
+    assert info["spec"]["task"] == "breast_cancer" and info["spec"]["budget"] == "smoke"
+    assert info["resolved"]["grid_size"] == SMOKE.grid_size
+    assert info["versions"]["ray"] and info["versions"]["torch"]
+    assert "commit" in info["git"]
+    assert info["device"]["cpu_count"] >= 1 and info["device"]["gpus"] == []
+
+
+def test_trials_csv(smoke_run):
+    trials = pd.read_csv(smoke_run / "trials.csv")
+    assert list(trials.columns) == list(records.trial_columns(SMOKE.space))
+    counts = trials.groupby("searcher").size().to_dict()
+    assert counts == {"grid": SMOKE.grid_size, "random": 4, "hyperopt": 4, "bayesopt": 4}
+    assert set(trials["status"]) <= {records.COMPLETED, records.STOPPED}
+    assert (trials["epochs"] >= 1).all() and (trials["epochs"] <= trials["config/num_epochs"]).all()
+    assert trials["best_val_accuracy"].between(0, 1).all()
+    fifo = trials[trials["scheduler"] == "fifo"]
+    assert (fifo["epochs"] == fifo["config/num_epochs"]).all()  # run to completion
+    for name, values in SMOKE.space.items():
+        assert set(trials[f"config/{name}"]) <= set(values)
+
+
+def test_curves_csv(smoke_run):
+    curves = pd.read_csv(smoke_run / "curves.csv")
+    trials = pd.read_csv(smoke_run / "trials.csv")
+    assert list(curves.columns) == list(records.CURVE_COLUMNS)
+    assert len(curves) == trials["epochs"].sum()  # one row per trial per epoch
+    per_trial = curves.groupby("trial_id")["val_accuracy"].max()
+    best = trials.set_index("trial_id")["best_val_accuracy"]
+    assert (per_trial.sort_index() == best.sort_index()).all()
+    assert (curves["wall_seconds"] >= 0).all() and curves["val_auc"].between(0, 1).all()
+
+
+def test_summary_csv_and_md(smoke_run):
+    summary = pd.read_csv(smoke_run / "summary.csv")
+    trials = pd.read_csv(smoke_run / "trials.csv")
+    assert list(summary.columns) == list(records.SUMMARY_COLUMNS)
+    assert list(zip(summary["searcher"], summary["scheduler"])) == [
+        ("grid", "fifo"), ("random", "fifo"), ("hyperopt", "asha"), ("bayesopt", "asha")]
+    for column in ("test_accuracy", "test_f1", "test_auc", "best_val_accuracy"):
+        assert summary[column].between(0, 1).all(), column
+    assert summary["gpu_seconds"].isna().all()  # no GPU: absent, not zero
+    assert (summary["wall_seconds"] > 0).all() and (summary["trial_seconds"] > 0).all()
+    for row in summary.itertuples():
+        mine = trials[trials["searcher"] == row.searcher]
+        assert row.n_trials == len(mine) and row.epochs_trained == mine["epochs"].sum()
+        assert row.best_val_accuracy == mine["best_val_accuracy"].max()
+        assert row.best_trial_id in set(mine["trial_id"])
+        assert set(json.loads(row.best_config)) == set(SMOKE.space)
+    text = (smoke_run / "summary.md").read_text()
+    assert "| grid | fifo | 0 |" in text and "test_accuracy" in text
+
+
+def _run_cli(args, cwd):
+    return subprocess.run([sys.executable, str(ROOT / "run_all.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_help_imports_neither_torch_nor_ray():
+    code = ("import sys, run_all\n"
+            "try:\n    run_all.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('torch', 'ray', 'transformers') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr
+    assert "--num-samples" in out.stdout
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--task", "mnist"], "unknown task 'mnist'; allowed: breast_cancer"),
+    (["--methods", "grid,sobol"], "unknown searcher 'sobol'"),
+    (["--methods", "random:hyperband"], "unknown scheduler 'hyperband'"),
+    (["--methods", "grid,,random"], "is malformed"),
+    (["--num-samples", "0"], "--num-samples must be at least 1"),
+    (["--num-samples", "many"], "invalid int value: 'many'"),
+    (["--seeds", "1,x"], "--seeds '1,x' does not parse"),
+    (["--budget", "huge"], "unknown budget 'huge'"),
+    (["--max-concurrent", "0"], "--max-concurrent must be at least 1"),
+    (["--cpus-per-trial", "-1"], "--cpus-per-trial must be a positive number"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, expected):
+    results = tmp_path / "results"
+    out = _run_cli([*args, "--results-dir", str(results)], cwd=tmp_path)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], out.stderr
+    assert not results.exists()
+
+
+def test_unwritable_results_dir_is_refused(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = _run_cli(["--results-dir", str(blocker / "results")], cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "cannot be written" in out.stderr
+    assert blocker.read_text() == "not a folder"
+
+
+def test_run_folders_are_never_reused(tmp_path):
+    from experiments.runner import create_run_dir
+
+    folders = {create_run_dir(tmp_path, "breast_cancer") for _ in range(20)}
+    assert len(folders) == 20 and all(f.is_dir() and not any(f.iterdir()) for f in folders)

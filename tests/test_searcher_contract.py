@@ -1,0 +1,59 @@
+"""One contract, every searcher: on a cheap analytic objective, through the real runner path
+(``experiments.runner.tune_method``), each searcher finishes its budget, stays inside the
+space, reproduces its suggestions under a fixed seed, and survives NaN results."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from experiments.runner import tune_method
+from searchers import SEARCHERS
+from tests.analytic import SPACE, TASK
+
+RESOURCES = {"cpu": 1, "gpu": 0}
+# The grid runs every configuration: keep its space small.
+SMALL = dataclasses.replace(TASK, space={**SPACE, "x": (1, 4, 5), "learning_rate": (1e-3,)})
+
+
+def suggested(results, space):
+    return [tuple(r.config[name] for name in space) for r in results]
+
+
+def run(searcher, tmp_path, seed, scheduler="fifo", num_samples=8, max_concurrent=1, fixed_config=None):
+    task = SMALL if searcher == "grid" else TASK
+    results, _, _ = tune_method(task, searcher, scheduler, seed, num_samples, max_concurrent, RESOURCES,
+                                tmp_path, fixed_config=fixed_config)
+    return task, results
+
+
+@pytest.mark.parametrize("searcher", list(SEARCHERS))
+def test_finishes_inside_the_space_and_reproduces(ray_session, tmp_path, searcher):
+    task, first = run(searcher, tmp_path / "a", seed=7)
+    expected = task.grid_size if searcher == "grid" else 8
+    assert len(first) == expected
+    assert all(r.error is None for r in first)
+    for config in suggested(first, task.space):
+        for name, value in zip(task.space, config):
+            assert value in task.space[name], f"{searcher} suggested {name}={value!r} outside the space"
+    assert all(math.isfinite(r.metrics["val_accuracy"]) for r in first)
+    if searcher == "grid":
+        assert len(set(suggested(first, task.space))) == task.grid_size
+        return
+    _, again = run(searcher, tmp_path / "b", seed=7)
+    assert suggested(first, task.space) == suggested(again, task.space), "a fixed seed must reproduce"
+    _, other = run(searcher, tmp_path / "c", seed=8)
+    assert suggested(first, task.space) != suggested(other, task.space), "another seed must search differently"
+
+
+@pytest.mark.parametrize("searcher", list(SEARCHERS))
+def test_nan_results_do_not_crash_it(ray_session, tmp_path, searcher):
+    task, results = run(searcher, tmp_path, seed=3, scheduler="asha", num_samples=10, max_concurrent=2,
+                        fixed_config={"nan_x": (4, 5)})
+    assert len(results) == (task.grid_size if searcher == "grid" else 10)
+    assert all(r.error is None for r in results)
+    values = [r.metrics["val_accuracy"] for r in results]
+    assert any(math.isnan(v) for v in values), "the objective never returned NaN: the test proves nothing"
+    assert any(math.isfinite(v) for v in values)
