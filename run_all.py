@@ -43,7 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per trial (default: the task's)")
     parser.add_argument("--ray-address", default=None,
                         help="connect to an existing Ray cluster (e.g. auto or ray://host:10001) instead of starting one")
+    task_options = parser.add_argument_group("task options (for the tasks that take them)")
+    task_options.add_argument("--data-dir", default=None,
+                              help="local folder with train.parquet and test.parquet in the hub's schema "
+                                   "(default: the Hugging Face hub, which needs a network)")
+    task_options.add_argument("--model", default=None,
+                              help="model: a Hugging Face name or a local folder (imdb), or a torchvision "
+                                   "architecture (cifar10)")
+    task_options.add_argument("--subset", type=int, default=None,
+                              help="use N stratified examples of each split, for CPU runs and quick looks")
+    task_options.add_argument("--cache-dir", default=None,
+                              help="where decoded or tokenized data is cached (default: ~/.cache/lowres-tune)")
     return parser
+
+
+TASK_OPTION_FLAGS = ("data_dir", "model", "subset", "cache_dir")
 
 
 def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
@@ -58,6 +72,7 @@ def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
         max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial,
         ray_address=args.ray_address,
+        task_options={name: getattr(args, name) for name in TASK_OPTION_FLAGS if getattr(args, name) is not None},
     )
 
 
@@ -69,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from experiments.runner import run
 
-    run(spec)
+    try:
+        run(spec)
+    except SpecError as exc:  # the task's own checks (data folder, model), before anything is written
+        print(f"run_all.py: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from experiments import records
 from experiments.records import COMPLETED, DIVERGED, FAILED, STOPPED
-from experiments.spec import ExperimentSpec
+from experiments.spec import ExperimentSpec, SpecError
 from searchers import SCHEDULERS, SEARCHERS, MethodArgs
 from trainables import get_task
 
@@ -337,6 +337,10 @@ def summary_markdown(task, summaries: list[dict]) -> str:
 def run(spec: ExperimentSpec, echo=print) -> Path:
     """Run every method of ``spec`` and return the run folder."""
     task = get_task(spec.task).for_budget(spec.budget)
+    try:
+        options = task.resolve_options(spec.task_options)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
     num_samples = spec.resolved_num_samples(task)
     run_dir = create_run_dir(spec.results_dir, task.name)
     start_ray(spec.ray_address)
@@ -345,6 +349,7 @@ def run(spec: ExperimentSpec, echo=print) -> Path:
     info = {
         "spec": {**asdict(spec), "results_dir": str(spec.results_dir)},
         "resolved": {"space": {k: list(v) for k, v in task.space.items()}, "grid_size": task.grid_size,
+                     "task_options": options,
                      "num_samples": num_samples, "max_concurrent": max_concurrent, "resources": resources,
                      "metric": task.metric, "mode": task.mode, "max_t": task.max_t,
                      "grace_period": task.grace_period, "reduction_factor": task.reduction_factor},
@@ -363,7 +368,7 @@ def run(spec: ExperimentSpec, echo=print) -> Path:
         for searcher, scheduler in spec.methods:
             echo(f"tuning {method_name(searcher, scheduler, seed)} ...")
             outcomes.append(run_method(task, searcher, scheduler, seed, num_samples, max_concurrent,
-                                       resources, run_dir, fixed_config=spec.task_options))
+                                       resources, run_dir, fixed_config=options))
             write_tables(run_dir, task, outcomes)
     info.update(status="finished", finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     records.write_json(run_dir / "run.json", info)

@@ -90,7 +90,9 @@ class ExperimentSpec:
     max_concurrent: int | None = None  # trials at once; None: as many as the CPUs hold
     cpus_per_trial: float | None = None  # None: the task's default
     ray_address: str | None = None  # connect to an existing Ray cluster instead of starting one
-    task_options: dict = field(default_factory=dict)  # task-specific data options (data_dir, ...)
+    # Task options given on the command line (data_dir, model, subset, cache_dir); the task
+    # checks them and supplies the defaults of the others (TaskSpec.resolve_options).
+    task_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.task not in TASK_MODULES:
@@ -112,6 +114,8 @@ class ExperimentSpec:
             raise SpecError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
         if self.cpus_per_trial is not None and not (self.cpus_per_trial > 0 and math.isfinite(self.cpus_per_trial)):
             raise SpecError(f"--cpus-per-trial must be a positive number, got {self.cpus_per_trial}")
+        if self.task_options.get("subset") is not None and self.task_options["subset"] < 1:
+            raise SpecError(f"--subset must be at least 1, got {self.task_options['subset']}")
         check_writable_dir(self.results_dir)
 
     def resolved_num_samples(self, task) -> int:

@@ -51,6 +51,12 @@ class TaskSpec:
     smoke_space: Mapping[str, tuple] = field(default_factory=dict)
     smoke_grace_period: int = 1
     smoke_num_samples: int = 4
+    # Data and model options (data_dir, model, subset, ...) with their defaults; they join
+    # every trial's config unsearched. A task without options takes none on the command line.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # check_options(options, task) raises ValueError with a one-line, actionable message
+    # before anything is written (a missing data folder, a model that cannot be loaded).
+    check_options: Callable[[dict, "TaskSpec"], None] | None = None
     description: str = ""
 
     def __post_init__(self):
@@ -70,6 +76,18 @@ class TaskSpec:
     @property
     def grid_size(self) -> int:
         return math.prod(len(v) for v in self.space.values())
+
+    def resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The task's options with ``given`` ones applied; ValueError for options it does not take."""
+        unknown = sorted(set(given) - set(self.options))
+        if unknown:
+            flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
+            takes = ", ".join("--" + name.replace("_", "-") for name in self.options) or "none"
+            raise ValueError(f"task {self.name} does not take {flags}; it takes: {takes}")
+        options = {**self.options, **given}
+        if self.check_options is not None:
+            self.check_options(options, self)
+        return options
 
     def for_budget(self, budget: str) -> "TaskSpec":
         """This task at budget ``full`` (the declared space) or ``smoke`` (the tiny one)."""
@@ -131,6 +149,7 @@ class TrainingRun:
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
+    n_train: int  # training examples per epoch
 
     def __init__(self, config: Mapping[str, Any], data: Any, device: torch.device):
         self.config = config
@@ -216,6 +235,9 @@ class EpochTrainable(tune.Trainable):
     def step(self):
         started = time.perf_counter()
         train_loss = self._run.train_epoch()
+        if self._device.type == "cuda":
+            torch.cuda.synchronize()
+        train_seconds = time.perf_counter() - started
         val = self._run.evaluate("val")
         if self._device.type == "cuda":
             torch.cuda.synchronize()
@@ -236,7 +258,8 @@ class EpochTrainable(tune.Trainable):
             "val_loss": val["loss"],
             "train_loss": train_loss if math.isfinite(train_loss) else float("inf"),
             "best_val_accuracy": max(self._best_val_accuracy, val["accuracy"]),
-            "epoch_seconds": epoch_seconds,
+            "epoch_seconds": epoch_seconds,  # training and validation
+            "samples_per_second": self._run.n_train / train_seconds if train_seconds > 0 else None,
             "end_time": time.time(),  # wall clock at the epoch's end, for anytime curves
             "peak_rss_mb": _peak_rss_mb(),
             "diverged": diverged,

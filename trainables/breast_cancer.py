@@ -71,6 +71,7 @@ class BreastCancerRun(TrainingRun):
         self.tensors = {split: (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
                         for split, (x, y) in data.items()}
         n_features = self.tensors["train"][0].shape[1]
+        self.n_train = len(self.tensors["train"][1])
         self.model = build_model(n_features, int(config["hidden_layers"]), int(config["hidden_units"])).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(config["learning_rate"]))
         self.batch_size = int(config["batch_size"])
