@@ -155,3 +155,22 @@ def test_bad_input_is_one_line_exit_2_nothing_written(fixture_dirs, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and expected in err[0], err
     assert not results.exists()
+
+
+def test_training_batches_are_length_grouped_and_padded_less_than_fixed(fixture_dirs, monkeypatch):
+    widths = {"dynamic": [], "max_length": []}
+    real_pad_batch = imdb.pad_batch
+
+    def recording(ids, offsets, rows, pad_token_id, width=None):
+        input_ids, mask = real_pad_batch(ids, offsets, rows, pad_token_id, width)
+        widths[current].append(input_ids.numel())
+        return input_ids, mask
+
+    monkeypatch.setattr(imdb, "pad_batch", recording)
+    data = imdb.load_data(config(fixture_dirs, max_seq_length=48))
+    for current in ("dynamic", "max_length"):
+        run = imdb.ImdbRun(config(fixture_dirs, padding=current, max_seq_length=48), data, choose_device())
+        run.train_epoch()
+    real_tokens = int(np.diff(data["train"][1]).sum())
+    assert sum(widths["max_length"]) == 72 * 48  # every review padded to max_seq_length
+    assert real_tokens <= sum(widths["dynamic"]) < sum(widths["max_length"])

