@@ -8,6 +8,7 @@ import importlib
 # task name -> module that defines TASK (a trainables.base.TaskSpec)
 TASK_MODULES = {
     "breast_cancer": "trainables.breast_cancer",
+    "cifar10": "trainables.cifar10",
     "imdb": "trainables.imdb",
 }
 

@@ -51,6 +51,7 @@ class TaskSpec:
     smoke_space: Mapping[str, tuple] = field(default_factory=dict)
     smoke_grace_period: int = 1
     smoke_num_samples: int = 4
+    smoke_options: Mapping[str, Any] = field(default_factory=dict)  # option defaults of the smoke budget
     # Data and model options (data_dir, model, subset, ...) with their defaults; they join
     # every trial's config unsearched. A task without options takes none on the command line.
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -95,7 +96,8 @@ class TaskSpec:
             return self
         if budget == "smoke":
             space = {**self.space, **self.smoke_space}
-            return dataclasses.replace(self, space=space, grace_period=self.smoke_grace_period)
+            return dataclasses.replace(self, space=space, grace_period=self.smoke_grace_period,
+                                       options={**self.options, **self.smoke_options})
         raise ValueError(f"unknown budget {budget!r}; allowed: full, smoke")
 
 

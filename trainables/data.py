@@ -57,6 +57,7 @@ def load_splits(hub_name: str, data_dir: str | None):
     """{"train": Dataset, "test": Dataset} from a local parquet folder or the hub."""
     import datasets
 
+    datasets.disable_progress_bars()
     if data_dir:
         files = {split: str(Path(data_dir) / f"{split}.parquet") for split in ("train", "test")}
         loaded = datasets.load_dataset("parquet", data_files=files)
@@ -97,9 +98,11 @@ def stratified_take(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
 
 
 def split_indices(train_labels: Sequence[int], test_labels: Sequence[int], val_size: int | float,
-                  subset: int | None) -> dict[str, tuple[str, np.ndarray]]:
+                  subset: int | None, eval_subset: int | None = None) -> dict[str, tuple[str, np.ndarray]]:
     """{split: (source split, indices)}: a seeded stratified validation split carved from the
-    training split, then ``subset`` stratified examples of each split."""
+    training split, then ``subset`` stratified training examples and ``eval_subset`` (default:
+    ``subset``) stratified examples of validation and test."""
+    eval_subset = subset if eval_subset is None else eval_subset
     from sklearn.model_selection import train_test_split
 
     train_labels = np.asarray(train_labels)
@@ -109,8 +112,8 @@ def split_indices(train_labels: Sequence[int], test_labels: Sequence[int], val_s
     train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
     chosen = {
         "train": ("train", train_idx[stratified_take(train_labels[train_idx], subset, SPLIT_SEED)]),
-        "val": ("train", val_idx[stratified_take(train_labels[val_idx], subset, SPLIT_SEED)]),
-        "test": ("test", stratified_take(test_labels, subset, SPLIT_SEED)),
+        "val": ("train", val_idx[stratified_take(train_labels[val_idx], eval_subset, SPLIT_SEED)]),
+        "test": ("test", stratified_take(test_labels, eval_subset, SPLIT_SEED)),
     }
     return chosen
 
