@@ -7,6 +7,7 @@ the summary table. ``--help`` imports neither torch nor Ray.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -60,8 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
 TASK_OPTION_FLAGS = ("data_dir", "model", "subset", "cache_dir")
 
 
+def _absolute(path: str) -> str:
+    # Trials run in their own working folders: a path relative to the user's folder must not be.
+    return os.path.abspath(os.path.expanduser(path))
+
+
 def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
     args = build_parser().parse_args(argv)
+    for name in ("data_dir", "cache_dir"):
+        if getattr(args, name) is not None:
+            setattr(args, name, _absolute(getattr(args, name)))
+    if args.model is not None and os.path.isdir(os.path.expanduser(args.model)):
+        args.model = _absolute(args.model)
     return ExperimentSpec(
         task=args.task,
         methods=parse_methods(args.methods),

@@ -198,8 +198,10 @@ def collect_trials(results, task, searcher: str, scheduler: str, seed: int, star
     """trials.csv and curves.csv rows, and the Result of each trial, from Tune's own results."""
     identity = {"task": task.name, "searcher": searcher, "scheduler": scheduler, "seed": seed}
     trials, curves, by_trial = [], [], {}
-    for result in results:
-        trial_id = result.metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_")
+    # A Result carries no config or trial id for a trial that failed before its first report;
+    # the Trial objects behind the ResultGrid (same order) always do.
+    for trial, result in zip(results._experiment_analysis.trials, results):
+        trial_id, config = trial.trial_id, trial.config
         frame = result.metrics_dataframe
         reports = frame.to_dict("records") if frame is not None and len(frame) else []
         epochs = max((int(r["epoch"]) for r in reports if r.get("epoch") == r.get("epoch")), default=0)
@@ -208,13 +210,13 @@ def collect_trials(results, task, searcher: str, scheduler: str, seed: int, star
             status = FAILED
         elif any(r.get("diverged") is True for r in reports):
             status = DIVERGED
-        elif epochs < int(result.config[task.epochs_param]):
+        elif epochs < int(config[task.epochs_param]):
             status = STOPPED
         else:
             status = COMPLETED
         trials.append({
             **identity, "trial_id": trial_id, "status": status,
-            **{f"config/{name}": result.config.get(name) for name in task.space},
+            **{f"config/{name}": config.get(name) for name in task.space},
             "epochs": epochs,
             "best_val_accuracy": max(accuracies) if accuracies else None,
             "final_val_accuracy": accuracies[-1] if accuracies else None,
@@ -229,7 +231,8 @@ def collect_trials(results, task, searcher: str, scheduler: str, seed: int, star
             curves.append({
                 **identity, "trial_id": trial_id, "epoch": int(r["epoch"]),
                 **{name: r.get(name) for name in ("val_accuracy", "val_f1", "val_auc", "val_loss", "epoch_seconds")},
-                "wall_seconds": r["end_time"] - started,
+                # our trainables stamp each epoch's end; Ray's own timestamp is whole seconds
+                "wall_seconds": (_number(r.get("end_time")) or r["timestamp"]) - started,
             })
     curves.sort(key=lambda c: (c["wall_seconds"], c["trial_id"], c["epoch"]))
     return trials, curves, by_trial

@@ -35,6 +35,8 @@ class AnalyticTrainable(tune.Trainable):
         return True
 
     def step(self):
+        if self.config["x"] in self.config.get("fail_x", ()):
+            raise RuntimeError(f"x={self.config['x']} is set to fail")
         self.epoch += 1
         value = objective(self.config) * (1 - 0.5 ** self.epoch)
         return {"epoch": self.epoch, "val_accuracy": value, "done": self.epoch >= self.config["epochs"]}
