@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-concurrent", type=int, default=None,
                         help="trials running at once (default: as many as the CPUs hold)")
     parser.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per trial (default: the task's)")
+    parser.add_argument("--gpu-id", type=int, default=None,
+                        help="pin the run to this GPU (CUDA_VISIBLE_DEVICES is set before Ray starts; default: GPU 0 "
+                             "where there is one)")
+    parser.add_argument("--gpus-per-trial", type=float, default=None,
+                        help="GPU fraction per trial, in (0, 1]: 0.25 packs four trials on the GPU (default: the task's)")
+    parser.add_argument("--monitor-interval", type=float, default=1.0,
+                        help="seconds between resource samples (GPU, CPU, memory) written to resources.csv")
     parser.add_argument("--ray-address", default=None,
                         help="connect to an existing Ray cluster (e.g. auto or ray://host:10001) instead of starting one")
     task_options = parser.add_argument_group("task options (for the tasks that take them)")
@@ -83,6 +90,9 @@ def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
         max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial,
         ray_address=args.ray_address,
+        gpu_id=args.gpu_id,
+        gpus_per_trial=args.gpus_per_trial,
+        monitor_interval=args.monitor_interval,
         task_options={name: getattr(args, name) for name in TASK_OPTION_FLAGS if getattr(args, name) is not None},
     )
 

@@ -18,7 +18,7 @@ METHOD_COLUMNS = ("task", "searcher", "scheduler", "seed")
 
 TRIAL_COLUMNS_HEAD = METHOD_COLUMNS + ("trial_id", "status")
 TRIAL_COLUMNS_TAIL = ("epochs", "best_val_accuracy", "final_val_accuracy", "train_seconds",
-                      "peak_rss_mb", "peak_gpu_mem_mb", "error")
+                      "samples_per_second", "peak_rss_mb", "peak_gpu_mem_mb", "error")
 
 CURVE_COLUMNS = METHOD_COLUMNS + ("trial_id", "epoch", "val_accuracy", "val_f1", "val_auc", "val_loss",
                                   "epoch_seconds", "wall_seconds")

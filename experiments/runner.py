@@ -53,8 +53,34 @@ def create_run_dir(results_dir: Path, task_name: str) -> Path:
             continue
 
 
-def start_ray(ray_address: str | None = None) -> None:
-    """Connect to ``ray_address`` or start a local Ray; keep a Ray the caller already started."""
+def list_gpus() -> list:
+    """The machine's GPUs as GPUtil sees them (nvidia-smi); empty where there is none."""
+    try:
+        import GPUtil
+
+        return GPUtil.getGPUs()
+    except Exception:  # GPUtil raises where nvidia-smi is missing or fails: no GPU
+        return []
+
+
+def choose_gpu(spec: ExperimentSpec, gpus: list) -> int | None:
+    """The GPU the run is pinned to (None: no GPU), or SpecError for a GPU that is not there."""
+    ids = [g.id for g in gpus]
+    if spec.ray_address:  # the cluster places trials on its own GPUs
+        return None
+    if spec.gpu_id is not None and spec.gpu_id not in ids:
+        raise SpecError(f"--gpu-id {spec.gpu_id} does not exist; GPUs here: {', '.join(map(str, ids)) or 'none'}")
+    if spec.gpus_per_trial is not None and not ids:
+        raise SpecError(f"--gpus-per-trial {spec.gpus_per_trial} asks for a GPU, but none was found (nvidia-smi lists "
+                        "none); leave it out to run on the CPU")
+    if not ids:
+        return None
+    return spec.gpu_id if spec.gpu_id is not None else ids[0]
+
+
+def start_ray(ray_address: str | None = None, gpu_id: int | None = None) -> None:
+    """Connect to ``ray_address`` or start a local Ray pinned to ``gpu_id`` (Ray is told of one
+    GPU, or none); keep a Ray the caller already started."""
     import ray
 
     if ray.is_initialized():
@@ -63,8 +89,12 @@ def start_ray(ray_address: str | None = None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray_address:
         ray.init(address=ray_address, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        return
+    if gpu_id is not None:
+        # Set before Ray starts, so every worker sees only this GPU, in nvidia-smi's numbering.
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_id)
+    ray.init(include_dashboard=False, log_to_driver=False, num_gpus=1 if gpu_id is not None else 0)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -112,13 +142,14 @@ def describe_device() -> dict[str, Any]:
     }
 
 
-def trial_resources(task, cpus_per_trial: float | None) -> dict[str, float]:
-    """The resource request of one trial: the task's defaults, a GPU fraction only where one exists."""
+def trial_resources(task, cpus_per_trial: float | None, gpus_per_trial: float | None = None) -> dict[str, float]:
+    """The resource request of one trial: as given, else the task's defaults; a GPU fraction
+    only where the cluster has a GPU."""
     import ray
 
     cpus = cpus_per_trial if cpus_per_trial is not None else task.cpus_per_trial
-    gpus = task.gpus_per_trial if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    return {"cpu": cpus, "gpu": gpus}
+    gpus = gpus_per_trial if gpus_per_trial is not None else task.gpus_per_trial
+    return {"cpu": cpus, "gpu": gpus if ray.cluster_resources().get("GPU", 0) > 0 else 0.0}
 
 
 def default_max_concurrent(resources: dict[str, float]) -> int:
@@ -221,6 +252,8 @@ def collect_trials(results, task, searcher: str, scheduler: str, seed: int, star
             "best_val_accuracy": max(accuracies) if accuracies else None,
             "final_val_accuracy": accuracies[-1] if accuracies else None,
             "train_seconds": _number(result.metrics.get("time_total_s")) or 0.0,
+            "samples_per_second": (sum(r["samples_per_second"] for r in reports) / len(reports)
+                                   if reports and all(_number(r.get("samples_per_second")) for r in reports) else None),
             "peak_rss_mb": max((r["peak_rss_mb"] for r in reports if _number(r.get("peak_rss_mb"))), default=None),
             "peak_gpu_mem_mb": max((r["peak_gpu_mem_mb"] for r in reports
                                     if _number(r.get("peak_gpu_mem_mb")) is not None), default=None),
@@ -267,10 +300,16 @@ def evaluate_selected(task, result, resources: dict[str, float]) -> dict[str, fl
 
 
 def summarize_method(task, searcher, scheduler, seed, trials, wall_seconds, test_metrics, selected,
-                     gpus_per_trial: float) -> dict:
+                     gpus_per_trial: float, samples: list[dict] | None = None) -> dict:
+    """The summary row of one method. ``samples``: the resource monitor's rows of this method;
+    peak memory is theirs (driver plus Ray workers; GPU memory as nvidia-smi reports it) where
+    there are any, else the largest that a trial reported of its own process."""
+    samples = samples or []
     trial_seconds = sum(t["train_seconds"] for t in trials)
-    rss = [t["peak_rss_mb"] for t in trials if t["peak_rss_mb"] is not None]
-    gpu_mem = [t["peak_gpu_mem_mb"] for t in trials if t["peak_gpu_mem_mb"] is not None]
+    rss = [s["rss_mb"] for s in samples] or [t["peak_rss_mb"] for t in trials if t["peak_rss_mb"] is not None]
+    gpu_util = [s["gpu_util"] for s in samples if s["gpu_util"] is not None]
+    gpu_mem = ([s["gpu_mem_mb"] for s in samples if s["gpu_mem_mb"] is not None]
+               + [t["peak_gpu_mem_mb"] for t in trials if t["peak_gpu_mem_mb"] is not None])
     return {
         "task": task.name, "searcher": searcher, "scheduler": scheduler, "seed": seed,
         "n_trials": len(trials),
@@ -284,7 +323,7 @@ def summarize_method(task, searcher, scheduler, seed, trials, wall_seconds, test
         "trial_seconds": trial_seconds,
         # GPU-seconds are trial time x GPU fraction; absent (not zero) where no GPU was used.
         "gpu_seconds": trial_seconds * gpus_per_trial if gpus_per_trial > 0 else None,
-        "mean_gpu_util": None,  # filled by the resource monitor where a GPU is monitored
+        "mean_gpu_util": sum(gpu_util) / len(gpu_util) if gpu_util else None,  # %, from the monitor
         "peak_gpu_mem_mb": max(gpu_mem) if gpu_mem else None,
         "peak_rss_mb": max(rss) if rss else None,
         "best_trial_id": selected["trial_id"] if selected else None,
@@ -293,66 +332,67 @@ def summarize_method(task, searcher, scheduler, seed, trials, wall_seconds, test
 
 
 def run_method(task, searcher, scheduler, seed, num_samples, max_concurrent, resources, run_dir: Path,
-               fixed_config: dict | None = None) -> MethodOutcome:
-    results, started, wall = tune_method(task, searcher, scheduler, seed, num_samples, max_concurrent,
-                                         resources, run_dir / "tune", fixed_config=fixed_config)
+               fixed_config: dict | None = None, monitor=None) -> MethodOutcome:
+    if monitor is not None:
+        monitor.set_method(searcher, scheduler, seed)
+    try:
+        results, started, wall = tune_method(task, searcher, scheduler, seed, num_samples, max_concurrent,
+                                             resources, run_dir / "tune", fixed_config=fixed_config)
+    finally:
+        if monitor is not None:
+            monitor.set_method(None)
     trials, curves, by_trial = collect_trials(results, task, searcher, scheduler, seed, started)
     selected = select_trial(trials)
     test_metrics = evaluate_selected(task, by_trial[selected["trial_id"]], resources) if selected else {}
+    samples = monitor.rows(searcher, scheduler, seed) if monitor is not None else None
     summary = summarize_method(task, searcher, scheduler, seed, trials, wall, test_metrics, selected,
-                               resources.get("gpu", 0.0))
+                               resources.get("gpu", 0.0), samples)
     return MethodOutcome(trials=trials, curves=curves, summary=summary)
 
 
-def write_tables(run_dir: Path, task, outcomes: list[MethodOutcome]) -> None:
+def write_tables(run_dir: Path, task, outcomes: list[MethodOutcome], monitor=None) -> None:
+    from analysis.report import write_summary
+    from experiments.monitor import RESOURCE_COLUMNS
+
     records.write_csv(run_dir / "trials.csv", records.trial_columns(task.space),
                       [row for o in outcomes for row in o.trials])
     records.write_csv(run_dir / "curves.csv", records.CURVE_COLUMNS, [row for o in outcomes for row in o.curves])
     records.write_csv(run_dir / "summary.csv", records.SUMMARY_COLUMNS, [o.summary for o in outcomes])
-    records.write_text(run_dir / "summary.md", summary_markdown(task, [o.summary for o in outcomes]))
+    if monitor is not None:
+        records.write_csv(run_dir / "resources.csv", RESOURCE_COLUMNS, monitor.rows())
+    write_summary(run_dir)
 
 
+# the columns printed at the end of a run (summary.md has them all)
 DISPLAY_COLUMNS = ("searcher", "scheduler", "seed", "n_trials", "epochs_trained", "best_val_accuracy",
                    "test_accuracy", "test_f1", "test_auc", "wall_seconds", "trial_seconds", "gpu_seconds")
 
 
-def format_table(rows: list[dict], columns=DISPLAY_COLUMNS) -> str:
-    """A Markdown table; floats to 4 decimals (3 for seconds), absent values as '-'."""
-    def fmt(column, value):
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
-            return "-"
-        if isinstance(value, float):
-            return f"{value:.1f}" if column.endswith("seconds") else f"{value:.4f}"
-        return str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(fmt(c, row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def summary_markdown(task, summaries: list[dict]) -> str:
-    return (f"# {task.name}: methods compared\n\n{format_table(summaries)}\n\n"
-            "best_val_accuracy: the selected configuration's best validation accuracy; test_*: that "
-            "configuration's best-validation weights scored on the test split; seconds are wall-clock "
-            "(wall) and summed trial time (trial).\n")
-
-
 def run(spec: ExperimentSpec, echo=print) -> Path:
-    """Run every method of ``spec`` and return the run folder."""
+    """Run every method of ``spec`` and return the run folder.
+
+    Every check that can fail on the user's input (task options, GPU choice) runs before the
+    run folder is created."""
+    from tensorboardX import SummaryWriter
+
+    from analysis.report import build, format_table
+    from experiments.monitor import ResourceMonitor
+
     task = get_task(spec.task).for_budget(spec.budget)
     try:
         options = task.resolve_options(spec.task_options)
     except ValueError as exc:
         raise SpecError(str(exc)) from None
+    gpu_id = choose_gpu(spec, list_gpus())
     num_samples = spec.resolved_num_samples(task)
     run_dir = create_run_dir(spec.results_dir, task.name)
-    start_ray(spec.ray_address)
-    resources = trial_resources(task, spec.cpus_per_trial)
+    start_ray(spec.ray_address, gpu_id)
+    resources = trial_resources(task, spec.cpus_per_trial, spec.gpus_per_trial)
     max_concurrent = spec.max_concurrent or default_max_concurrent(resources)
     info = {
         "spec": {**asdict(spec), "results_dir": str(spec.results_dir)},
         "resolved": {"space": {k: list(v) for k, v in task.space.items()}, "grid_size": task.grid_size,
-                     "task_options": options,
+                     "task_options": options, "gpu_id": gpu_id,
                      "num_samples": num_samples, "max_concurrent": max_concurrent, "resources": resources,
                      "metric": task.metric, "mode": task.mode, "max_t": task.max_t,
                      "grace_period": task.grace_period, "reduction_factor": task.reduction_factor},
@@ -366,14 +406,23 @@ def run(spec: ExperimentSpec, echo=print) -> Path:
     echo(f"run folder: {run_dir}")
     if not resources["gpu"]:
         echo("no GPU requested or available: trials run on the CPU; GPU figures are left empty")
+    writer = SummaryWriter(str(run_dir / "tensorboard" / "resources"))  # the monitor's timeline
+    monitor = ResourceMonitor(task.name, spec.monitor_interval, gpu_id=gpu_id, writer=writer)
     outcomes: list[MethodOutcome] = []
-    for seed in spec.seeds:
-        for searcher, scheduler in spec.methods:
-            echo(f"tuning {method_name(searcher, scheduler, seed)} ...")
-            outcomes.append(run_method(task, searcher, scheduler, seed, num_samples, max_concurrent,
-                                       resources, run_dir, fixed_config=options))
-            write_tables(run_dir, task, outcomes)
+    try:
+        with monitor:  # stops with the run, also on Ctrl-C or an error
+            for seed in spec.seeds:
+                for searcher, scheduler in spec.methods:
+                    echo(f"tuning {method_name(searcher, scheduler, seed)} ...")
+                    outcomes.append(run_method(task, searcher, scheduler, seed, num_samples, max_concurrent,
+                                               resources, run_dir, fixed_config=options, monitor=monitor))
+                    write_tables(run_dir, task, outcomes, monitor)
+    finally:
+        writer.close()
+    write_tables(run_dir, task, outcomes, monitor)
+    build(run_dir)
     info.update(status="finished", finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     records.write_json(run_dir / "run.json", info)
-    echo(format_table([o.summary for o in outcomes]))
+    echo(format_table([o.summary for o in outcomes], DISPLAY_COLUMNS))
+    echo(f"summary and plots: {run_dir / 'summary.md'}, {run_dir / 'plots'}")
     return run_dir

@@ -90,6 +90,9 @@ class ExperimentSpec:
     max_concurrent: int | None = None  # trials at once; None: as many as the CPUs hold
     cpus_per_trial: float | None = None  # None: the task's default
     ray_address: str | None = None  # connect to an existing Ray cluster instead of starting one
+    gpu_id: int | None = None  # the one GPU the run is pinned to; None: the first GPU, if any
+    gpus_per_trial: float | None = None  # GPU fraction per trial (0.25 packs four); None: the task's
+    monitor_interval: float = 1.0  # seconds between resource samples
     # Task options given on the command line (data_dir, model, subset, cache_dir); the task
     # checks them and supplies the defaults of the others (TaskSpec.resolve_options).
     task_options: dict = field(default_factory=dict)
@@ -114,6 +117,12 @@ class ExperimentSpec:
             raise SpecError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
         if self.cpus_per_trial is not None and not (self.cpus_per_trial > 0 and math.isfinite(self.cpus_per_trial)):
             raise SpecError(f"--cpus-per-trial must be a positive number, got {self.cpus_per_trial}")
+        if self.gpus_per_trial is not None and not 0 < self.gpus_per_trial <= 1:
+            raise SpecError(f"--gpus-per-trial must be in (0, 1], got {self.gpus_per_trial}")
+        if self.gpu_id is not None and self.gpu_id < 0:
+            raise SpecError(f"--gpu-id must be a GPU index (0, 1, ...), got {self.gpu_id}")
+        if not (self.monitor_interval > 0 and math.isfinite(self.monitor_interval)):
+            raise SpecError(f"--monitor-interval must be a positive number of seconds, got {self.monitor_interval}")
         if self.task_options.get("subset") is not None and self.task_options["subset"] < 1:
             raise SpecError(f"--subset must be at least 1, got {self.task_options['subset']}")
         check_writable_dir(self.results_dir)

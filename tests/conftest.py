@@ -24,3 +24,15 @@ def ray_session():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(ray_session, tmp_path_factory):
+    """One `run_all.py --task breast_cancer --budget smoke` run folder, shared by the tests that read it."""
+    import run_all
+
+    results = tmp_path_factory.mktemp("results")
+    argv = ["--task", "breast_cancer", "--budget", "smoke", "--results-dir", str(results), "--monitor-interval", "0.2"]
+    assert run_all.main(argv) == 0
+    (run_dir,) = (results / "breast_cancer").iterdir()
+    return run_dir

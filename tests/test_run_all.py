@@ -19,17 +19,10 @@ from trainables import get_task
 SMOKE = get_task("breast_cancer").for_budget("smoke")
 
 
-@pytest.fixture(scope="module")
-def smoke_run(ray_session, tmp_path_factory):
-    results = tmp_path_factory.mktemp("results")
-    assert run_all.main(["--task", "breast_cancer", "--budget", "smoke", "--results-dir", str(results)]) == 0
-    (run_dir,) = (results / "breast_cancer").iterdir()
-    return run_dir
-
-
 def test_smoke_run_writes_the_whole_run_folder(smoke_run):
     names = {p.name for p in smoke_run.iterdir()}
-    assert {"run.json", "tune", "trials.csv", "curves.csv", "summary.csv", "summary.md"} <= names
+    assert {"run.json", "tune", "trials.csv", "curves.csv", "summary.csv", "summary.md", "resources.csv",
+            "plots", "tensorboard"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
     methods = ["grid-fifo-s0", "random-fifo-s0", "hyperopt-asha-s0", "bayesopt-asha-s0"]
     assert sorted(p.name for p in (smoke_run / "tune").iterdir()) == sorted(methods)
@@ -119,6 +112,11 @@ def test_help_imports_neither_torch_nor_ray():
     (["--budget", "huge"], "unknown budget 'huge'"),
     (["--max-concurrent", "0"], "--max-concurrent must be at least 1"),
     (["--cpus-per-trial", "-1"], "--cpus-per-trial must be a positive number"),
+    (["--gpus-per-trial", "1.5"], "--gpus-per-trial must be in (0, 1]"),
+    (["--gpus-per-trial", "0"], "--gpus-per-trial must be in (0, 1]"),
+    (["--gpus-per-trial", "0.25"], "asks for a GPU, but none was found"),
+    (["--gpu-id", "3"], "--gpu-id 3 does not exist; GPUs here: none"),
+    (["--monitor-interval", "0"], "--monitor-interval must be a positive number"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, expected):
     results = tmp_path / "results"

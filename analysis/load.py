@@ -1,0 +1,62 @@
+"""Load a run folder into pandas."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from experiments.monitor import RESOURCE_COLUMNS
+from experiments.records import CURVE_COLUMNS, METHOD_COLUMNS, SUMMARY_COLUMNS
+
+
+class NotARunFolder(ValueError):
+    """The folder lacks what every run folder has (run.json and trials.csv)."""
+
+
+@dataclass
+class Run:
+    """One run folder as DataFrames; every row carries task, searcher, scheduler and seed."""
+
+    path: Path
+    info: dict  # run.json: spec, resolved settings, versions, git commit, device
+    trials: pd.DataFrame
+    curves: pd.DataFrame
+    summary: pd.DataFrame
+    resources: pd.DataFrame
+
+    @property
+    def methods(self) -> list[tuple[str, str]]:
+        """(searcher, scheduler) pairs in the order they ran."""
+        return list(dict.fromkeys(zip(self.summary["searcher"], self.summary["scheduler"])))
+
+
+def _read(path: Path, columns) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame(columns=list(columns))
+    return pd.read_csv(path)
+
+
+def load_run(path) -> Run:
+    """trials, curves, summary and resources of a run folder (empty frames for tables a run
+    interrupted early had no time to write)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise NotARunFolder(f"{str(path)!r} is not a folder; expected a run folder (<results>/<task>/<run-id>)")
+    missing = [name for name in ("run.json", "trials.csv") if not (path / name).is_file()]
+    if missing:
+        raise NotARunFolder(f"{str(path)!r} is not a run folder: no {' or '.join(missing)} "
+                            "(expected <results>/<task>/<run-id> as written by run_all.py)")
+    try:
+        info = json.loads((path / "run.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise NotARunFolder(f"{path / 'run.json'} is not valid JSON ({exc.msg})") from None
+    trials = pd.read_csv(path / "trials.csv")
+    return Run(path=path, info=info, trials=trials, curves=_read(path / "curves.csv", CURVE_COLUMNS),
+               summary=_read(path / "summary.csv", SUMMARY_COLUMNS),
+               resources=_read(path / "resources.csv", RESOURCE_COLUMNS))
+
+
+__all__ = ["Run", "NotARunFolder", "load_run", "METHOD_COLUMNS"]

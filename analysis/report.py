@@ -1,0 +1,206 @@
+"""The report of a run: ``summary.md`` (with regret to the grid and share of its compute) and
+the plots under ``plots/``. ``python -m analysis <run folder>`` rebuilds both."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.load import Run, load_run
+from experiments import records
+
+DISPLAY_COLUMNS = ("searcher", "scheduler", "seed", "n_trials", "n_failed", "epochs_trained", "best_val_accuracy",
+                   "test_accuracy", "test_f1", "test_auc", "val_regret_pts", "grid_compute_share", "wall_seconds",
+                   "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_gpu_mem_mb", "peak_rss_mb")
+PLOTS = ("anytime_wall.png", "anytime_compute.png", "cost_quality.png", "resources.png")
+
+
+def uses_gpu(run: Run) -> bool:
+    return bool(run.summary["gpu_seconds"].notna().any()) if len(run.summary) else False
+
+
+def with_grid_comparison(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each method's regret to the grid's best validation accuracy (accuracy points) and the
+    share of the grid's compute it used (GPU-seconds, else trial-seconds), against the grid
+    run of the same seed (else the best grid run); NaN where the run has no grid."""
+    summary = summary.copy()
+    grid = summary[summary["searcher"] == "grid"]
+    summary["val_regret_pts"] = np.nan
+    summary["grid_compute_share"] = np.nan
+    if grid.empty:
+        return summary
+    cost = "gpu_seconds" if summary["gpu_seconds"].notna().any() else "trial_seconds"
+    for i, row in summary.iterrows():
+        same_seed = grid[grid["seed"] == row["seed"]]
+        reference = same_seed.iloc[0] if len(same_seed) else grid.loc[grid["best_val_accuracy"].idxmax()]
+        summary.loc[i, "val_regret_pts"] = 100.0 * (reference["best_val_accuracy"] - row["best_val_accuracy"])
+        if reference[cost] and reference[cost] > 0:
+            summary.loc[i, "grid_compute_share"] = row[cost] / reference[cost]
+    return summary
+
+
+def _fmt(column: str, value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return "-"
+    if isinstance(value, (float, np.floating)):
+        if column.endswith("seconds") or column.endswith("_mb") or column == "mean_gpu_util":
+            return f"{value:.1f}"
+        if column == "val_regret_pts":
+            return f"{value:.2f}"
+        return f"{value:.4f}"
+    return str(value)
+
+
+def format_table(rows: pd.DataFrame | list[dict], columns=DISPLAY_COLUMNS) -> str:
+    rows = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(_fmt(c, row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary_markdown(run: Run) -> str:
+    summary = with_grid_comparison(run.summary)
+    cost = "GPU-seconds" if uses_gpu(run) else "trial-seconds"
+    plots = "".join(f"![{name}](plots/{name})\n" for name in PLOTS if (run.path / "plots" / name).exists())
+    return (
+        f"# {run.info.get('spec', {}).get('task', '')}: methods compared\n\n{format_table(summary)}\n\n"
+        "- best_val_accuracy: the selected configuration's best validation accuracy; test_*: its "
+        "best-validation weights scored on the test split (never seen by a searcher or scheduler).\n"
+        f"- val_regret_pts: the grid's best validation accuracy minus the method's, in accuracy points; "
+        f"grid_compute_share: the method's {cost} over the grid's (same seed).\n"
+        "- wall_seconds: the method's wall clock; trial_seconds: summed trial time; gpu_seconds: trial time "
+        "x GPU fraction (empty without a GPU); mean_gpu_util (%), peak_gpu_mem_mb and peak_rss_mb "
+        "(driver plus Ray workers) from the resource monitor.\n"
+        + (f"\n{plots}" if plots else ""))
+
+
+def write_summary(run_dir) -> None:
+    run = load_run(run_dir)
+    records.write_text(Path(run_dir) / "summary.md", summary_markdown(run))
+
+
+# --- plots ------------------------------------------------------------------------------
+def _method_label(searcher, scheduler) -> str:
+    return f"{searcher}+{scheduler}"
+
+
+def anytime(curves: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Best validation accuracy so far against ``x`` (wall_seconds or cumulative compute),
+    one step curve per method and seed."""
+    frame = curves.sort_values("wall_seconds").copy()
+    frame["best_so_far"] = frame.groupby(list(records.METHOD_COLUMNS))["val_accuracy"].cummax()
+    return frame
+
+
+def _band(groups, x: str, points: int = 200):
+    """Mean, min and max across seeds of step curves, on one x grid."""
+    ends = [g[x].max() for _, g in groups]
+    grid = np.linspace(0, max(ends), points)
+    values = []
+    for _, g in groups:
+        xs, ys = g[x].to_numpy(), g["best_so_far"].to_numpy()
+        idx = np.searchsorted(xs, grid, side="right") - 1
+        values.append(np.where(idx >= 0, ys[np.clip(idx, 0, None)], np.nan))
+    values = np.array(values)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before a first epoch
+            return grid, np.nanmean(values, 0), np.nanmin(values, 0), np.nanmax(values, 0)
+
+
+def plot_anytime(run: Run, x: str, xlabel: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    frame = anytime(run.curves, "wall_seconds")
+    if x == "compute":
+        gpu_fraction = run.info.get("resolved", {}).get("resources", {}).get("gpu") or 0
+        scale = gpu_fraction if uses_gpu(run) and gpu_fraction else 1.0
+        frame["compute"] = frame.groupby(list(records.METHOD_COLUMNS))["epoch_seconds"].cumsum() * scale
+    for searcher, scheduler in run.methods:
+        mine = frame[(frame["searcher"] == searcher) & (frame["scheduler"] == scheduler)]
+        groups = [(seed, g.sort_values(x)) for seed, g in mine.groupby("seed")]
+        if not groups:
+            continue
+        grid, mean, low, high = _band(groups, x)
+        line, = ax.plot(grid, mean, drawstyle="steps-post", label=f"{_method_label(searcher, scheduler)} "
+                                                                   f"({len(groups)} seed{'s' * (len(groups) > 1)})")
+        if len(groups) > 1:
+            ax.fill_between(grid, low, high, step="post", alpha=0.2, color=line.get_color())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("best validation accuracy so far")
+    ax.set_title(f"{run.info.get('spec', {}).get('task', '')}: anytime performance (mean, band: min-max over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_cost_quality(run: Run, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    cost = "gpu_seconds" if uses_gpu(run) else "trial_seconds"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (searcher, scheduler), rows in run.summary.groupby(["searcher", "scheduler"], sort=False):
+        ax.scatter(rows[cost], rows["test_accuracy"], s=50, label=_method_label(searcher, scheduler))
+    ax.set_xscale("log")
+    ax.set_xlabel(f"total cost ({cost.replace('_', '-')}, log scale)")
+    ax.set_ylabel("test accuracy of the selected configuration")
+    ax.set_title("quality against cost, one point per method and seed")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_resources(run: Run, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    res = run.resources
+    panels = [("cpu_percent", "CPU (% of one core)"), ("rss_mb", "resident memory (MiB)")]
+    if len(res) and res["gpu_util"].notna().any():
+        panels = [("gpu_util", "GPU utilization (%)"), ("gpu_mem_mb", "GPU memory (MiB)")] + panels
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.2 * len(panels)), sharex=True, squeeze=False)
+    spans = res.dropna(subset=["searcher"]).groupby(["searcher", "scheduler", "seed"], sort=False)["wall_seconds"]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (column, label) in zip(axes[:, 0], panels):
+        ax.plot(res["wall_seconds"], res[column], lw=1, color="black")
+        for i, ((searcher, scheduler, seed), times) in enumerate(spans):
+            ax.axvspan(times.min(), times.max(), alpha=0.15, color=colors[i % len(colors)],
+                       label=f"{_method_label(searcher, scheduler)} s{int(seed)}" if column == panels[0][0] else None)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_title("resources over the run (shaded: the method running)")
+    if len(spans):
+        axes[0, 0].legend(loc="upper left", fontsize=7, ncol=2)
+    axes[-1, 0].set_xlabel("wall-clock seconds since the monitor started")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def build(run_dir) -> Run:
+    """Write ``plots/*.png`` and ``summary.md`` for a run folder; returns the loaded run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    run = load_run(run_dir)
+    plots = Path(run_dir) / "plots"
+    plots.mkdir(exist_ok=True)
+    compute = "GPU-seconds" if uses_gpu(run) else "trial-seconds (summed trial time)"
+    if len(run.curves):
+        plot_anytime(run, "wall_seconds", "wall-clock seconds since the method started", plots / "anytime_wall.png")
+        plot_anytime(run, "compute", f"compute spent: {compute}", plots / "anytime_compute.png")
+    if len(run.summary):
+        plot_cost_quality(run, plots / "cost_quality.png")
+    if len(run.resources):
+        plot_resources(run, plots / "resources.png")
+    records.write_text(Path(run_dir) / "summary.md", summary_markdown(run))
+    return run

@@ -1,0 +1,143 @@
+"""A resource sampler in the driver: GPU utilization and memory of the pinned GPU (GPUtil),
+CPU percent and resident memory of the driver plus every Ray worker process (psutil), every
+``interval_s`` seconds, tagged with the method running. With no GPU the GPU fields are None
+(empty in resources.csv), never zero-filled guesses.
+
+It is a daemon thread that stops on ``stop()`` (or leaving its ``with`` block, Ctrl-C
+included); a sample costs a few milliseconds (psutil reads /proc; new processes are looked at
+once, then their ``Process`` objects are kept).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+RESOURCE_COLUMNS = ("time", "wall_seconds", "task", "searcher", "scheduler", "seed", "gpu_util", "gpu_mem_mb",
+                    "cpu_percent", "rss_mb", "n_processes")
+
+
+def _is_ray_worker(process) -> bool:
+    # Ray names its worker processes "ray::<what they run>" (ray::IDLE, ray::ImdbTrainable.train).
+    try:
+        return process.name().startswith("ray::") or "default_worker.py" in " ".join(process.cmdline())
+    except Exception:  # the process ended or is not ours to read
+        return False
+
+
+class ResourceMonitor:
+    def __init__(self, task: str, interval_s: float = 1.0, gpu_id: int | None = None, writer=None, gputil=None):
+        import psutil
+
+        if interval_s <= 0:
+            raise ValueError(f"monitor interval must be positive, got {interval_s}")
+        self.task, self.interval_s, self.gpu_id, self.writer = task, interval_s, gpu_id, writer
+        self._gputil = gputil  # the GPUtil module (a fake in tests); None: import it when a GPU is pinned
+        self._psutil = psutil
+        self._driver = psutil.Process(os.getpid())
+        self._workers: dict[int, Any] = {}  # pid -> psutil.Process of a Ray worker
+        self._seen: set[int] = set()
+        self.method: dict | None = None  # {"searcher", "scheduler", "seed"} while a method runs
+        self.samples: list[dict] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lowres-tune-monitor", daemon=True)
+        self._started = time.time()
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> "ResourceMonitor":
+        self._started = time.time()
+        self._driver.cpu_percent(None)  # the first reading of a process is meaningless: prime it
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5 * self.interval_s + 5)
+        if self.writer is not None:
+            self.writer.flush()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def set_method(self, searcher: str | None, scheduler: str | None = None, seed: int | None = None) -> None:
+        with self._lock:
+            self.method = None if searcher is None else {"searcher": searcher, "scheduler": scheduler, "seed": seed}
+
+    def rows(self, searcher=None, scheduler=None, seed=None) -> list[dict]:
+        """The samples so far; those of one method where it is named."""
+        with self._lock:
+            rows = list(self.samples)
+        if searcher is None:
+            return rows
+        return [r for r in rows if (r["searcher"], r["scheduler"], r["seed"]) == (searcher, scheduler, seed)]
+
+    # --- sampling -------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.sample()
+            except Exception:  # a sampler must never take the run down
+                continue
+
+    def _refresh_workers(self) -> None:
+        pids = set(self._psutil.pids())
+        for pid in pids - self._seen:
+            self._seen.add(pid)
+            try:
+                process = self._psutil.Process(pid)
+            except self._psutil.Error:
+                continue
+            if _is_ray_worker(process):
+                process.cpu_percent(None)  # prime
+                self._workers[pid] = process
+        for pid in list(self._workers):
+            if pid not in pids:
+                del self._workers[pid]
+        self._seen &= pids
+
+    def _gpu(self) -> tuple[float | None, float | None]:
+        if self.gpu_id is None:
+            return None, None
+        gputil = self._gputil
+        if gputil is None:
+            import GPUtil as gputil
+        for gpu in gputil.getGPUs():
+            if gpu.id == self.gpu_id:
+                return 100.0 * float(gpu.load), float(gpu.memoryUsed)
+        return None, None
+
+    def sample(self) -> dict:
+        self._refresh_workers()
+        cpu, rss = 0.0, 0.0
+        processes = [self._driver, *self._workers.values()]
+        alive = 0
+        for process in processes:
+            try:
+                with process.oneshot():
+                    cpu += process.cpu_percent(None)
+                    rss += process.memory_info().rss
+                alive += 1
+            except self._psutil.Error:
+                continue
+        gpu_util, gpu_mem = self._gpu()
+        now = time.time()
+        with self._lock:
+            method = self.method or {"searcher": None, "scheduler": None, "seed": None}
+            row = {"time": now, "wall_seconds": now - self._started, "task": self.task, **method,
+                   "gpu_util": gpu_util, "gpu_mem_mb": gpu_mem, "cpu_percent": cpu, "rss_mb": rss / 2**20,
+                   "n_processes": alive}
+            self.samples.append(row)
+        if self.writer is not None:
+            step = len(self.samples)
+            for name in ("cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb"):
+                if row[name] is not None:
+                    self.writer.add_scalar(f"resources/{name}", row[name], global_step=step, walltime=now)
+        return row

@@ -1,0 +1,146 @@
+"""Resource monitor (with GPUtil replaced by a fake GPU), GPU-seconds, TensorBoard files,
+and the analysis package on a smoke run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import NotARunFolder, load_run
+from analysis.report import PLOTS, with_grid_comparison
+from experiments.monitor import RESOURCE_COLUMNS, ResourceMonitor
+from experiments.runner import summarize_method
+from tests.conftest import ROOT
+from trainables import get_task
+
+
+class FakeGPUtil:
+    """GPUtil's interface: two GPUs, of which the monitor must read only the pinned one."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def getGPUs(self):
+        self.calls += 1
+        return [SimpleNamespace(id=0, load=0.10, memoryUsed=100.0),
+                SimpleNamespace(id=1, load=0.75, memoryUsed=2048.0 + self.calls)]
+
+
+def test_monitor_samples_the_pinned_gpu_and_tags_the_method():
+    fake = FakeGPUtil()
+    monitor = ResourceMonitor("t", interval_s=0.05, gpu_id=1, gputil=fake)
+    with monitor:
+        monitor.set_method("bayesopt", "asha", 3)
+        time.sleep(0.4)
+        monitor.set_method(None)
+        time.sleep(0.15)
+    n = len(monitor.rows())
+    time.sleep(0.15)
+    assert len(monitor.rows()) == n  # stopped with its block
+    tagged = monitor.rows("bayesopt", "asha", 3)
+    assert len(tagged) >= 3 and len(tagged) < n
+    assert all(r["gpu_util"] == 75.0 and r["gpu_mem_mb"] > 2048 for r in tagged)
+    assert all(r["cpu_percent"] >= 0 and r["rss_mb"] > 10 and r["n_processes"] >= 1 for r in tagged)
+    assert set(RESOURCE_COLUMNS) <= set(tagged[0])
+
+
+def test_without_a_gpu_the_gpu_fields_are_empty_not_zero():
+    row = ResourceMonitor("t", gpu_id=None).sample()
+    assert row["gpu_util"] is None and row["gpu_mem_mb"] is None
+    assert row["cpu_percent"] is not None and row["rss_mb"] > 0
+
+
+def test_gpu_seconds_are_trial_seconds_times_the_gpu_fraction():
+    task = get_task("breast_cancer")
+    trials = [{"train_seconds": 30.0, "status": "completed", "epochs": 3, "peak_rss_mb": 900.0, "peak_gpu_mem_mb": 1500.0},
+              {"train_seconds": 10.0, "status": "stopped", "epochs": 1, "peak_rss_mb": 800.0, "peak_gpu_mem_mb": None}]
+    samples = [{"gpu_util": 40.0, "gpu_mem_mb": 3000.0, "rss_mb": 2500.0},
+               {"gpu_util": 80.0, "gpu_mem_mb": 3500.0, "rss_mb": 2600.0}]
+    row = summarize_method(task, "grid", "fifo", 0, trials, 50.0, {}, None, 0.25, samples)
+    assert row["trial_seconds"] == 40.0 and row["gpu_seconds"] == 10.0
+    assert row["mean_gpu_util"] == 60.0 and row["peak_gpu_mem_mb"] == 3500.0 and row["peak_rss_mb"] == 2600.0
+    cpu = summarize_method(task, "grid", "fifo", 0, trials, 50.0, {}, None, 0.0, [])
+    assert cpu["gpu_seconds"] is None and cpu["mean_gpu_util"] is None and cpu["peak_rss_mb"] == 900.0
+
+
+def test_the_run_records_resources_tagged_by_method(smoke_run):
+    resources = pd.read_csv(smoke_run / "resources.csv")
+    assert list(resources.columns) == list(RESOURCE_COLUMNS)
+    assert resources["gpu_util"].isna().all() and resources["gpu_mem_mb"].isna().all()  # no GPU here
+    assert set(resources["searcher"].dropna()) == {"grid", "random", "hyperopt", "bayesopt"}
+    assert (resources["rss_mb"] > 0).all() and resources["wall_seconds"].is_monotonic_increasing
+    summary = pd.read_csv(smoke_run / "summary.csv")
+    assert (summary["peak_rss_mb"] > 0).all() and summary["mean_gpu_util"].isna().all()
+
+
+def _scalars(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in folder.rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events.parent))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    return tags
+
+
+def test_tensorboard_has_trial_metrics_and_the_resource_timeline(smoke_run):
+    trial_tags = _scalars(smoke_run / "tune" / "grid-fifo-s0")
+    for metric in ("val_accuracy", "val_f1", "val_auc", "val_loss"):
+        assert any(tag.endswith(metric) for tag in trial_tags), (metric, sorted(trial_tags)[:10])
+    assert {"resources/cpu_percent", "resources/rss_mb"} <= _scalars(smoke_run / "tensorboard")
+
+
+def test_load_run_gives_dataframes(smoke_run):
+    run = load_run(smoke_run)
+    assert run.methods == [("grid", "fifo"), ("random", "fifo"), ("hyperopt", "asha"), ("bayesopt", "asha")]
+    for frame in (run.trials, run.curves, run.summary, run.resources):
+        assert {"task", "searcher", "scheduler", "seed"} <= set(frame.columns) and len(frame)
+    assert run.info["status"] == "finished"
+
+
+def test_python_m_analysis_rebuilds_summary_and_plots(smoke_run):
+    import matplotlib.image as mpimg
+
+    for name in PLOTS:
+        (smoke_run / "plots" / name).unlink()
+    (smoke_run / "summary.md").unlink()
+    out = subprocess.run([sys.executable, "-m", "analysis", str(smoke_run)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for name in PLOTS:
+        image = mpimg.imread(smoke_run / "plots" / name)
+        assert image.shape[0] > 300 and image.shape[1] > 500
+        assert image[..., :3].std() > 0.05, f"{name} is blank"
+    text = (smoke_run / "summary.md").read_text()
+    assert "val_regret_pts" in text and "grid_compute_share" in text and "| grid | fifo | 0 |" in text
+
+
+def test_regret_and_grid_share_on_a_known_table():
+    summary = pd.DataFrame({
+        "searcher": ["grid", "bayesopt", "grid", "bayesopt"], "scheduler": ["fifo", "asha"] * 2, "seed": [0, 0, 1, 1],
+        "best_val_accuracy": [0.97, 0.965, 0.96, 0.96], "trial_seconds": [200.0, 20.0, 100.0, 50.0],
+        "gpu_seconds": [np.nan] * 4})
+    out = with_grid_comparison(summary)
+    assert out["val_regret_pts"].round(6).tolist() == [0.0, 0.5, 0.0, 0.0]
+    assert out["grid_compute_share"].tolist() == [1.0, 0.1, 1.0, 0.5]
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "file"])
+def test_analysis_on_a_folder_that_is_not_a_run(tmp_path, make):
+    target = tmp_path / "x"
+    if make == "empty":
+        target.mkdir()
+    elif make == "file":
+        target.write_text("hello")
+    with pytest.raises(NotARunFolder):
+        load_run(target)
+    out = subprocess.run([sys.executable, "-m", "analysis", str(target)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "run folder" in out.stderr
