@@ -169,11 +169,16 @@ class TrainingRun:
         return {**classification_metrics(y_true, proba), "loss": float(loss)}
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if getattr(self, "generator", None) is not None:  # the run's shuffling generator, if it has one
+            state["generator"] = self.generator.get_state()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
 
     def release(self) -> None:
         """Drop the model and optimizer so their (GPU) memory can be reused."""

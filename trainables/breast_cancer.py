@@ -100,13 +100,6 @@ class BreastCancerRun(TrainingRun):
         loss = float(self.loss_fn(logits, y))
         return y.cpu().numpy().astype(int), torch.sigmoid(logits).cpu().numpy(), loss
 
-    def state_dict(self):
-        return {**super().state_dict(), "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        self.generator.set_state(state["generator"])
-
 
 class BreastCancerTrainable(EpochTrainable):
     run_cls = BreastCancerRun

@@ -206,13 +206,6 @@ class Cifar10Run(TrainingRun):
             proba.append(torch.softmax(logits, dim=1).cpu())
         return labels.cpu().numpy(), torch.cat(proba).numpy(), loss_sum / len(labels)
 
-    def state_dict(self):
-        return {**super().state_dict(), "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        self.generator.set_state(state["generator"])
-
     def release(self):
         self.images = self.labels = None
         super().release()

@@ -240,13 +240,11 @@ class ImdbRun(TrainingRun):
         return labels, proba, loss_sum / len(labels)
 
     def state_dict(self):
-        return {**super().state_dict(), "scheduler": self.scheduler.state_dict(),
-                "generator": self.generator.get_state()}
+        return {**super().state_dict(), "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
 
 
 class ImdbTrainable(EpochTrainable):
