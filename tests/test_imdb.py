@@ -131,7 +131,8 @@ def test_smoke_run_end_to_end(ray_session, fixture_dirs, tmp_path):
     ("missing_file", "has no test.parquet"),
     ("wrong_columns", "lacks column(s) text"),
     ("bad_labels", "has labels outside 0..1"),
-    ("unloadable_model", "pass --model with a local folder"),
+    # offline: "... no network: pass --model with a local folder"; online: "... cannot be loaded ..."
+    ("unloadable_model", "--model 'no-such-org/no-such-model'"),
     ("short_model", "max_seq_length 32 is above the limit"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(fixture_dirs, tmp_path, capsys, problem, expected):
