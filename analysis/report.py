@@ -113,6 +113,17 @@ def _band(groups, x: str, points: int = 200):
             return grid, np.nanmean(values, 0), np.nanmin(values, 0), np.nanmax(values, 0)
 
 
+def _finish(fig, ax, path: Path) -> None:
+    """Grid, legend, save as PNG and free the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_anytime(run: Run, x: str, xlabel: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -135,11 +146,7 @@ def plot_anytime(run: Run, x: str, xlabel: str, path: Path) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel("best validation accuracy so far")
     ax.set_title(f"{run.info.get('spec', {}).get('task', '')}: anytime performance (mean, band: min-max over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _finish(fig, ax, path)
 
 
 def plot_cost_quality(run: Run, path: Path) -> None:
@@ -153,11 +160,7 @@ def plot_cost_quality(run: Run, path: Path) -> None:
     ax.set_xlabel(f"total cost ({cost.replace('_', '-')}, log scale)")
     ax.set_ylabel("test accuracy of the selected configuration")
     ax.set_title("quality against cost, one point per method and seed")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _finish(fig, ax, path)
 
 
 def plot_resources(run: Run, path: Path) -> None:

@@ -376,7 +376,7 @@ def run(spec: ExperimentSpec, echo=print) -> Path:
     from tensorboardX import SummaryWriter
 
     from analysis.report import build, format_table
-    from experiments.monitor import ResourceMonitor
+    from experiments.monitor import RESOURCE_COLUMNS, ResourceMonitor
 
     task = get_task(spec.task).for_budget(spec.budget)
     try:
@@ -419,8 +419,9 @@ def run(spec: ExperimentSpec, echo=print) -> Path:
                     write_tables(run_dir, task, outcomes, monitor)
     finally:
         writer.close()
-    write_tables(run_dir, task, outcomes, monitor)
-    build(run_dir)
+    # The tables were written after every method; only the monitor's last samples are new.
+    records.write_csv(run_dir / "resources.csv", RESOURCE_COLUMNS, monitor.rows())
+    build(run_dir)  # plots and the final summary.md
     info.update(status="finished", finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     records.write_json(run_dir / "run.json", info)
     echo(format_table([o.summary for o in outcomes], DISPLAY_COLUMNS))

@@ -6,12 +6,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-import run_all
 from experiments import records
 from tests.conftest import ROOT
 from trainables import get_task
