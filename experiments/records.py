@@ -20,8 +20,11 @@ TRIAL_COLUMNS_HEAD = METHOD_COLUMNS + ("trial_id", "status")
 TRIAL_COLUMNS_TAIL = ("epochs", "best_val_accuracy", "final_val_accuracy", "train_seconds",
                       "samples_per_second", "peak_rss_mb", "peak_gpu_mem_mb", "error")
 
+# test_* are filled only in runs made with --record-test-curves (tables for the replay
+# benchmark); searchers and schedulers never see them.
+TEST_CURVE_METRICS = ("test_accuracy", "test_f1", "test_auc")
 CURVE_COLUMNS = METHOD_COLUMNS + ("trial_id", "epoch", "val_accuracy", "val_f1", "val_auc", "val_loss",
-                                  "epoch_seconds", "wall_seconds")
+                                  "epoch_seconds", "wall_seconds") + TEST_CURVE_METRICS
 
 SUMMARY_COLUMNS = METHOD_COLUMNS + (
     "n_trials", "n_failed", "epochs_trained", "best_val_accuracy", "test_accuracy", "test_f1", "test_auc",
@@ -39,10 +42,15 @@ def trial_columns(space_names: Iterable[str]) -> tuple[str, ...]:
     return TRIAL_COLUMNS_HEAD + tuple(f"config/{name}" for name in space_names) + TRIAL_COLUMNS_TAIL
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # the process's umask (read once: os.umask can only be read by setting it)
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
             f.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from ray import tune
 
@@ -35,11 +36,21 @@ class AnalyticTrainable(tune.Trainable):
         return True
 
     def step(self):
+        if self.config["x"] in self.config.get("oom_once_x", ()):  # a transient out-of-memory error
+            mark = Path(self.config["oom_marks"]) / str(self.config["x"])
+            if not mark.exists():
+                mark.touch()
+                import torch
+
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
         if self.config["x"] in self.config.get("fail_x", ()):
             raise RuntimeError(f"x={self.config['x']} is set to fail")
         self.epoch += 1
         value = objective(self.config) * (1 - 0.5 ** self.epoch)
-        return {"epoch": self.epoch, "val_accuracy": value, "done": self.epoch >= self.config["epochs"]}
+        # A made-up, configuration-dependent epoch time: replay tables need one.
+        seconds = 0.1 * self.config["x"] + (0.05 if self.config["act"] == "tanh" else 0.0)
+        return {"epoch": self.epoch, "val_accuracy": value, "epoch_seconds": seconds,
+                "done": self.epoch >= self.config["epochs"]}
 
     def save_checkpoint(self, checkpoint_dir):
         return None
