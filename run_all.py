@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="GPU fraction per trial, in (0, 1]: 0.25 packs four trials on the GPU (default: the task's)")
     parser.add_argument("--monitor-interval", type=float, default=1.0,
                         help="seconds between resource samples (GPU, CPU, memory) written to resources.csv")
+    parser.add_argument("--max-failures", type=int, default=2,
+                        help="retries of a failed trial (Ray's FailureConfig; an out-of-memory error on a shared GPU "
+                             "often passes; default 2)")
+    parser.add_argument("--resume", default=None, metavar="RUN_FOLDER",
+                        help="continue an interrupted run in its folder with its own settings: finished methods are "
+                             "kept, the interrupted one continues from Tune's state, the rest run")
+    parser.add_argument("--record-test-curves", action="store_true",
+                        help="also score the test split after every epoch, into curves.csv: a grid run made so is "
+                             "a table for the replay benchmark (python -m experiments.replay); selection never sees it")
     parser.add_argument("--ray-address", default=None,
                         help="connect to an existing Ray cluster (e.g. auto or ray://host:10001) instead of starting one")
     task_options = parser.add_argument_group("task options (for the tasks that take them)")
@@ -93,12 +102,34 @@ def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
         gpu_id=args.gpu_id,
         gpus_per_trial=args.gpus_per_trial,
         monitor_interval=args.monitor_interval,
+        record_test_curves=args.record_test_curves,
+        max_failures=args.max_failures,
         task_options={name: getattr(args, name) for name in TASK_OPTION_FLAGS if getattr(args, name) is not None},
     )
 
 
+def parse_resume(argv: list[str] | None) -> str | None:
+    """The run folder of ``--resume``, or None; SpecError where other settings come with it."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.resume is None:
+        return None
+    changed = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+               if name != "resume" and value != parser.get_default(name)]
+    if changed:
+        raise SpecError(f"--resume takes no other settings (got {', '.join(changed)}): "
+                        "the run continues with those in its run.json")
+    return _absolute(args.resume)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
+        resume_dir = parse_resume(argv)
+        if resume_dir is not None:
+            from experiments.runner import resume
+
+            resume(resume_dir)
+            return 0
         spec = parse_spec(argv)
     except SpecError as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)

@@ -174,17 +174,30 @@ class MethodOutcome:
 
 def tune_method(task, searcher: str, scheduler: str, seed: int, num_samples: int, max_concurrent: int,
                 resources: dict[str, float], storage_path: Path, callbacks: list | None = None,
-                fixed_config: dict | None = None):
+                fixed_config: dict | None = None, max_failures: int = 0, resume: bool = False):
     """Run one method through a Ray Tune ``Tuner``; returns (ResultGrid, start time, wall seconds).
 
     ``fixed_config`` joins every trial's config unsearched (data options such as a data folder).
+    ``max_failures``: Ray's FailureConfig, how often a failed trial is retried (an out-of-memory
+    error is often transient on a shared GPU). ``resume``: continue the method's Tune folder
+    under ``storage_path`` with ``Tuner.restore`` (trials that finished are kept, the searcher's
+    state is restored, unfinished trials start again).
     """
     from ray import tune
+
+    trainable = tune.with_resources(task.trainable, resources)
+    path = Path(storage_path).absolute() / method_name(searcher, scheduler, seed)
+    if resume:
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=False,
+                                   restart_errored=False)
+        started = time.time()
+        results = tuner.fit()
+        return results, started, time.time() - started
 
     args = MethodArgs(task=task, seed=seed, num_samples=num_samples, max_concurrent=max_concurrent)
     plan = SEARCHERS[searcher](args)
     tuner = tune.Tuner(
-        tune.with_resources(task.trainable, resources),
+        trainable,
         # The seed travels in the config: trainables read nothing else.
         param_space={**plan.param_space, **(fixed_config or {}), "seed": seed},
         tune_config=tune.TuneConfig(
@@ -203,8 +216,11 @@ def tune_method(task, searcher: str, scheduler: str, seed: int, num_samples: int
             verbose=0,
             callbacks=callbacks,
             # The checkpoint holds the best-validation weights that the test split scores.
-            # (No num_to_keep: it forces an experiment-state snapshot after every checkpoint.)
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True),
+            # num_to_keep makes Tune snapshot the experiment state after every checkpoint, that
+            # is as each trial ends: a run killed at any moment resumes without rerunning a
+            # finished trial (one snapshot per trial; trials checkpoint only at their end).
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True, num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=max_failures),
         ),
     )
     started = time.time()
@@ -234,7 +250,7 @@ def collect_trials(results, task, searcher: str, scheduler: str, seed: int, star
     for trial, result in zip(results._experiment_analysis.trials, results):
         trial_id, config = trial.trial_id, trial.config
         frame = result.metrics_dataframe
-        reports = frame.to_dict("records") if frame is not None and len(frame) else []
+        reports = last_attempt(frame.to_dict("records") if frame is not None and len(frame) else [])
         epochs = max((int(r["epoch"]) for r in reports if r.get("epoch") == r.get("epoch")), default=0)
         accuracies = [r["val_accuracy"] for r in reports if _number(r.get("val_accuracy")) is not None]
         if result.error is not None:
@@ -263,12 +279,24 @@ def collect_trials(results, task, searcher: str, scheduler: str, seed: int, star
         for r in reports:
             curves.append({
                 **identity, "trial_id": trial_id, "epoch": int(r["epoch"]),
-                **{name: r.get(name) for name in ("val_accuracy", "val_f1", "val_auc", "val_loss", "epoch_seconds")},
+                **{name: r.get(name) for name in ("val_accuracy", "val_f1", "val_auc", "val_loss", "epoch_seconds")
+                   + records.TEST_CURVE_METRICS},
                 # our trainables stamp each epoch's end; Ray's own timestamp is whole seconds
                 "wall_seconds": (_number(r.get("end_time")) or r["timestamp"]) - started,
             })
     curves.sort(key=lambda c: (c["wall_seconds"], c["trial_id"], c["epoch"]))
     return trials, curves, by_trial
+
+
+def last_attempt(reports: list[dict]) -> list[dict]:
+    """The reports of a trial's last attempt: a trial retried after a failure, or restarted on
+    resume, starts again at epoch 1 and Tune appends its reports to the earlier ones."""
+    start = 0
+    for i in range(1, len(reports)):
+        previous, epoch = reports[i - 1].get("epoch"), reports[i].get("epoch")
+        if _number(epoch) is not None and _number(previous) is not None and epoch <= previous:
+            start = i
+    return reports[start:]
 
 
 def select_trial(trials: list[dict]) -> dict | None:
@@ -332,16 +360,27 @@ def summarize_method(task, searcher, scheduler, seed, trials, wall_seconds, test
 
 
 def run_method(task, searcher, scheduler, seed, num_samples, max_concurrent, resources, run_dir: Path,
-               fixed_config: dict | None = None, monitor=None) -> MethodOutcome:
+               fixed_config: dict | None = None, monitor=None, max_failures: int = 0,
+               first_started: float | None = None) -> MethodOutcome:
+    """Tune one method and score its pick. ``first_started``: when the method first started,
+    for a method interrupted and now resumed (its Tune folder is continued, not restarted)."""
     if monitor is not None:
         monitor.set_method(searcher, scheduler, seed)
     try:
         results, started, wall = tune_method(task, searcher, scheduler, seed, num_samples, max_concurrent,
-                                             resources, run_dir / "tune", fixed_config=fixed_config)
+                                             resources, run_dir / "tune", fixed_config=fixed_config,
+                                             max_failures=max_failures, resume=first_started is not None)
     finally:
         if monitor is not None:
             monitor.set_method(None)
-    trials, curves, by_trial = collect_trials(results, task, searcher, scheduler, seed, started)
+    if first_started is not None:
+        # Wall-clock of a resumed method: from its first start, less the time it lay dead
+        # (from its last report before the resume to the resume).
+        trials, curves, by_trial = collect_trials(results, task, searcher, scheduler, seed, first_started)
+        before = [c["wall_seconds"] + first_started for c in curves if c["wall_seconds"] + first_started < started]
+        wall += (max(before) - first_started) if before else 0.0
+    else:
+        trials, curves, by_trial = collect_trials(results, task, searcher, scheduler, seed, started)
     selected = select_trial(trials)
     test_metrics = evaluate_selected(task, by_trial[selected["trial_id"]], resources) if selected else {}
     samples = monitor.rows(searcher, scheduler, seed) if monitor is not None else None
@@ -368,16 +407,15 @@ DISPLAY_COLUMNS = ("searcher", "scheduler", "seed", "n_trials", "epochs_trained"
                    "test_accuracy", "test_f1", "test_auc", "wall_seconds", "trial_seconds", "gpu_seconds")
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def run(spec: ExperimentSpec, echo=print) -> Path:
     """Run every method of ``spec`` and return the run folder.
 
     Every check that can fail on the user's input (task options, GPU choice) runs before the
     run folder is created."""
-    from tensorboardX import SummaryWriter
-
-    from analysis.report import build, format_table
-    from experiments.monitor import RESOURCE_COLUMNS, ResourceMonitor
-
     task = get_task(spec.task).for_budget(spec.budget)
     try:
         options = task.resolve_options(spec.task_options)
@@ -395,35 +433,150 @@ def run(spec: ExperimentSpec, echo=print) -> Path:
                      "task_options": options, "gpu_id": gpu_id,
                      "num_samples": num_samples, "max_concurrent": max_concurrent, "resources": resources,
                      "metric": task.metric, "mode": task.mode, "max_t": task.max_t,
+                     "epochs_param": task.epochs_param, "resource_attr": task.resource_attr,
                      "grace_period": task.grace_period, "reduction_factor": task.reduction_factor},
         "versions": package_versions(),
         "git": git_commit(),
         "device": describe_device(),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "started_at": _now(),
         "status": "running",
+        "methods_started": {},  # Tune folder name -> time.time() when the method started
     }
     records.write_json(run_dir / "run.json", info)
     echo(f"run folder: {run_dir}")
     if not resources["gpu"]:
         echo("no GPU requested or available: trials run on the CPU; GPU figures are left empty")
+    return _run_methods(spec, task, run_dir, info, [], echo)
+
+
+class NotResumable(SpecError):
+    """--resume was given a folder that is not an interrupted run (one line for the user)."""
+
+
+def _read_rows(path: Path) -> list[dict]:
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def spec_from_info(info: dict) -> ExperimentSpec:
+    """The ExperimentSpec a run.json was written from."""
+    saved = dict(info["spec"])
+    saved["methods"] = tuple(tuple(m) for m in saved["methods"])
+    saved["seeds"] = tuple(saved["seeds"])
+    saved["results_dir"] = Path(saved["results_dir"])
+    known = ExperimentSpec.__dataclass_fields__
+    return ExperimentSpec(**{k: v for k, v in saved.items() if k in known})
+
+
+def resume(run_dir: Path, echo=print) -> Path:
+    """Continue an interrupted run in its own folder: methods with a summary row are kept as
+    they are; the interrupted one continues through ``Tuner.restore``; the rest run."""
+    run_dir = Path(run_dir).absolute()
+    if not (run_dir / "run.json").is_file():
+        raise NotResumable(f"--resume {str(run_dir)!r} is not a run folder (no run.json)")
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+        spec = spec_from_info(info)
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise NotResumable(f"--resume {str(run_dir)!r}: run.json cannot be read back ({exc})") from None
+    if info.get("status") == "finished":
+        raise NotResumable(f"--resume {str(run_dir)!r}: the run has finished; there is nothing to resume")
+    task = get_task(spec.task).for_budget(spec.budget)
+    done = {(r["searcher"], r["scheduler"], int(r["seed"])) for r in _read_rows(run_dir / "summary.csv")}
+    outcomes = []
+    for seed in spec.seeds:  # the finished methods' rows, exactly as written (strings, as read)
+        for searcher, scheduler in spec.methods:
+            if (searcher, scheduler, seed) not in done:
+                continue
+            same = (lambda r: (r["searcher"], r["scheduler"], int(r["seed"])) == (searcher, scheduler, seed))
+            outcomes.append(MethodOutcome(
+                trials=[r for r in _read_rows(run_dir / "trials.csv") if same(r)],
+                curves=[r for r in _read_rows(run_dir / "curves.csv") if same(r)],
+                summary=next(r for r in _read_rows(run_dir / "summary.csv") if same(r))))
+    start_ray(spec.ray_address, info["resolved"].get("gpu_id"))
+    info.setdefault("resumed_at", []).append(_now())
+    info.setdefault("methods_started", {})
+    records.write_json(run_dir / "run.json", info)
+    echo(f"resuming {run_dir}: {len(outcomes)} of {len(spec.seeds) * len(spec.methods)} methods finished")
+    return _run_methods(spec, task, run_dir, info, outcomes, echo)
+
+
+def _run_methods(spec, task, run_dir: Path, info: dict, outcomes: list[MethodOutcome], echo) -> Path:
+    """Run the methods of ``spec`` that ``outcomes`` does not hold yet, then finish the run."""
+    from tensorboardX import SummaryWriter
+
+    from analysis.report import build, format_table
+    from experiments.monitor import RESOURCE_COLUMNS, ResourceMonitor
+
+    resolved = info["resolved"]
+    options, resources = resolved["task_options"], resolved["resources"]
+    fixed = {**options, "record_test_curves": True} if spec.record_test_curves else options
+    done = {(o.summary["searcher"], o.summary["scheduler"], int(o.summary["seed"])) for o in outcomes}
     writer = SummaryWriter(str(run_dir / "tensorboard" / "resources"))  # the monitor's timeline
-    monitor = ResourceMonitor(task.name, spec.monitor_interval, gpu_id=gpu_id, writer=writer)
-    outcomes: list[MethodOutcome] = []
+    monitor = ResourceMonitor(task.name, spec.monitor_interval, gpu_id=resolved["gpu_id"], writer=writer)
+    monitor.samples = _earlier_samples(run_dir / "resources.csv")
     try:
         with monitor:  # stops with the run, also on Ctrl-C or an error
             for seed in spec.seeds:
                 for searcher, scheduler in spec.methods:
-                    echo(f"tuning {method_name(searcher, scheduler, seed)} ...")
-                    outcomes.append(run_method(task, searcher, scheduler, seed, num_samples, max_concurrent,
-                                               resources, run_dir, fixed_config=options, monitor=monitor))
+                    if (searcher, scheduler, seed) in done:
+                        continue
+                    name = method_name(searcher, scheduler, seed)
+                    first_started = info["methods_started"].get(name)
+                    if first_started is not None and not _restorable(run_dir / "tune" / name, echo):
+                        first_started = None
+                    if first_started is None:
+                        info["methods_started"][name] = time.time()
+                        records.write_json(run_dir / "run.json", info)
+                    echo(f"{'resuming' if first_started else 'tuning'} {name} ...")
+                    outcomes.append(run_method(task, searcher, scheduler, seed, resolved["num_samples"],
+                                               resolved["max_concurrent"], resources, run_dir, fixed_config=fixed,
+                                               monitor=monitor, max_failures=spec.max_failures,
+                                               first_started=first_started))
                     write_tables(run_dir, task, outcomes, monitor)
     finally:
         writer.close()
     # The tables were written after every method; only the monitor's last samples are new.
     records.write_csv(run_dir / "resources.csv", RESOURCE_COLUMNS, monitor.rows())
     build(run_dir)  # plots and the final summary.md
-    info.update(status="finished", finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    info.update(status="finished", finished_at=_now())
     records.write_json(run_dir / "run.json", info)
     echo(format_table([o.summary for o in outcomes], DISPLAY_COLUMNS))
     echo(f"summary and plots: {run_dir / 'summary.md'}, {run_dir / 'plots'}")
     return run_dir
+
+
+def _earlier_samples(path: Path) -> list[dict]:
+    """resources.csv rows of an interrupted run, so the resumed run's file keeps them."""
+    import pandas as pd
+
+    if not path.is_file():
+        return []
+    frame = pd.read_csv(path)
+    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+            for row in frame.to_dict("records")]
+
+
+def _restorable(path: Path, echo) -> bool:
+    """Whether Tune can continue the method folder ``path``; a folder it cannot read (killed
+    before Tune's first snapshot, or a truncated snapshot: ray issue 58179) is moved aside,
+    never deleted, and the method starts again."""
+    from ray import tune
+
+    if not path.exists():
+        return False
+    try:
+        states = sorted(path.glob("experiment_state-*.json"))
+        if states and tune.Tuner.can_restore(str(path)):
+            json.loads(states[-1].read_text())
+            return True
+    except (OSError, ValueError):
+        pass
+    aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.rename(aside)
+    echo(f"{path.name}: Tune's state cannot be read back; moved to {aside.name} and the method starts again")
+    return False

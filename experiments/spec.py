@@ -93,6 +93,12 @@ class ExperimentSpec:
     gpu_id: int | None = None  # the one GPU the run is pinned to; None: the first GPU, if any
     gpus_per_trial: float | None = None  # GPU fraction per trial (0.25 packs four); None: the task's
     monitor_interval: float = 1.0  # seconds between resource samples
+    # Also score the test split after every epoch, into curves.csv (tables for the replay
+    # benchmark). The trials' reports carry it; searchers and schedulers read only the metric.
+    record_test_curves: bool = False
+    # Ray's FailureConfig: a failed trial (an out-of-memory error on a shared GPU, say) is
+    # retried this many times, from scratch (trials checkpoint only at their end).
+    max_failures: int = 2
     # Task options given on the command line (data_dir, model, subset, cache_dir); the task
     # checks them and supplies the defaults of the others (TaskSpec.resolve_options).
     task_options: dict = field(default_factory=dict)
@@ -125,6 +131,8 @@ class ExperimentSpec:
             raise SpecError(f"--monitor-interval must be a positive number of seconds, got {self.monitor_interval}")
         if self.task_options.get("subset") is not None and self.task_options["subset"] < 1:
             raise SpecError(f"--subset must be at least 1, got {self.task_options['subset']}")
+        if self.max_failures < 0:
+            raise SpecError(f"--max-failures must be 0 or more, got {self.max_failures}")
         check_writable_dir(self.results_dir)
 
     def resolved_num_samples(self, task) -> int:

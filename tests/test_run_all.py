@@ -115,14 +115,31 @@ def test_help_imports_neither_torch_nor_ray():
     (["--gpus-per-trial", "0.25"], "asks for a GPU, but none was found"),
     (["--gpu-id", "3"], "--gpu-id 3 does not exist; GPUs here: none"),
     (["--monitor-interval", "0"], "--monitor-interval must be a positive number"),
+    (["--max-failures", "-1"], "--max-failures must be 0 or more"),
+    (["--task", "imdb", "--data-dir", "no-such-folder", "--model", "MODEL"], "no-such-folder"),
+    (["--task", "imdb", "--data-dir", "WRONG_SCHEMA", "--model", "MODEL"], "lacks column(s) text, label"),
+    (["--task", "cifar10", "--data-dir", "WRONG_SCHEMA"], "lacks column(s)"),
+    (["--task", "breast_cancer", "--data-dir", "WRONG_SCHEMA"], "does not take --data-dir"),
+    (["--resume", "no-such-run"], "is not a run folder (no run.json)"),
+    (["--resume", "WRONG_SCHEMA"], "is not a run folder (no run.json)"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, expected):
+    import pandas as pd
+
+    wrong = tmp_path / "wrong-schema"  # parquet files with columns no task reads
+    wrong.mkdir()
+    for split in ("train", "test"):
+        pd.DataFrame({"sentence": ["a", "b"], "target": [0, 1]}).to_parquet(wrong / f"{split}.parquet")
+    args = [str(wrong) if a == "WRONG_SCHEMA" else str(tmp_path) if a == "MODEL" else a for a in args]
     results = tmp_path / "results"
-    out = _run_cli([*args, "--results-dir", str(results)], cwd=tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    out = _run_cli([*args, "--results-dir", str(results)] if "--resume" not in args else args, cwd=tmp_path)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], out.stderr
     assert not results.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert sorted(p.name for p in wrong.iterdir()) == ["test.parquet", "train.parquet"]
 
 
 def test_unwritable_results_dir_is_refused(tmp_path):

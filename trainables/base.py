@@ -10,6 +10,7 @@ into a Ray Tune ``Trainable`` where one ``step()`` is one epoch.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import os
 import random
@@ -181,15 +182,28 @@ class TrainingRun:
             self.generator.set_state(state["generator"])
 
     def release(self) -> None:
-        """Drop the model and optimizer so their (GPU) memory can be reused."""
+        """Drop the model and optimizer so their (GPU) memory can be reused: the references
+        go first (collected, cycles included), then PyTorch's cache goes back to the driver."""
         self.model = None
         self.optimizer = None
         if self.device.type == "cuda":
+            gc.collect()
             torch.cuda.empty_cache()
 
 
 def _cpu_copy(state: Mapping[str, torch.Tensor]) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def _to_cpu(obj):
+    """``obj`` (nested dicts, lists, tuples of tensors) with every tensor copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
 
 
 def _peak_rss_mb() -> float:
@@ -210,6 +224,11 @@ class EpochTrainable(tune.Trainable):
     metric values (accuracy 0, AUC 0.5) rather than NaN, and ``diverged`` set.
 
     ``reset_config`` lets Ray reuse one worker process (and its loaded data) across trials.
+
+    GPU memory (ray issue 23971): with ``checkpoint_at_end``, Tune saves a checkpoint as every
+    trial ends, finished or stopped by ASHA. After a save the model and optimizer leave the GPU
+    (kept on the CPU), so a worker Tune caches for reuse holds no GPU memory while it waits;
+    a later ``step()`` (a paused trial continuing) brings them back.
     """
 
     run_cls: ClassVar[type[TrainingRun]]
@@ -230,6 +249,7 @@ class EpochTrainable(tune.Trainable):
             self._data_key = data_key
         seed_everything(int(config.get("seed", 0)))
         self._run = self.run_cls(config, self._data, self._device)
+        self._offloaded = None  # the run's state on the CPU, after a checkpoint released the GPU
         self._epoch = 0
         self._best_val_accuracy = -math.inf
         self._best_model = None
@@ -240,6 +260,10 @@ class EpochTrainable(tune.Trainable):
         return True
 
     def step(self):
+        if self._offloaded is not None:  # released after a checkpoint: back onto the device
+            self._run = self.run_cls(self.config, self._data, self._device)
+            self._run.load_state_dict(self._offloaded)
+            self._offloaded = None
         started = time.perf_counter()
         train_loss = self._run.train_epoch()
         if self._device.type == "cuda":
@@ -271,6 +295,10 @@ class EpochTrainable(tune.Trainable):
             "peak_rss_mb": _peak_rss_mb(),
             "diverged": diverged,
         }
+        if self.config.get("record_test_curves"):
+            # For replay tables only (run_all.py --record-test-curves); never the metric.
+            test = self._run.evaluate("test") if not diverged else {"accuracy": 0.0, "f1": 0.0, "auc": 0.5}
+            result.update(test_accuracy=test["accuracy"], test_f1=test["f1"], test_auc=test["auc"])
         if self._device.type == "cuda":
             result["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(self._device) / 2**20
         if diverged or self._epoch >= int(self.config[self.epochs_param]):
@@ -278,18 +306,28 @@ class EpochTrainable(tune.Trainable):
         return result
 
     def save_checkpoint(self, checkpoint_dir):
+        if self._offloaded is not None:  # saved already and released; nothing trained since
+            run_state = self._offloaded
+        else:
+            run_state = _to_cpu(self._run.state_dict())
         state = {
-            "run": self._run.state_dict(),
+            "run": run_state,
             "epoch": self._epoch,
             "best_val_accuracy": self._best_val_accuracy,
             "best_model": self._best_model,
             "torch_rng": torch.get_rng_state(),
         }
         torch.save(state, os.path.join(checkpoint_dir, CHECKPOINT_FILE))
+        # The trial is most likely over (checkpoints are taken as trials end): free the device.
+        self._offloaded = run_state
+        self._run.release()
 
     def load_checkpoint(self, checkpoint):
         path = checkpoint if isinstance(checkpoint, str) else checkpoint.path
         state = torch.load(os.path.join(path, CHECKPOINT_FILE), map_location=self._device, weights_only=False)
+        if self._offloaded is not None:
+            self._run = self.run_cls(self.config, self._data, self._device)
+            self._offloaded = None
         self._run.load_state_dict(state["run"])
         self._epoch = state["epoch"]
         self._best_val_accuracy = state["best_val_accuracy"]

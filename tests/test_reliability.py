@@ -1,0 +1,224 @@
+"""Reliability: failures retried and recorded, device memory released as trials end, and a
+run killed with SIGKILL resumed without losing or rerunning anything that had finished."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import weakref
+
+import pandas as pd
+import pytest
+import torch
+
+from experiments import records
+from experiments.runner import (
+    collect_trials,
+    last_attempt,
+    summarize_method,
+    tune_method,
+)
+from tests.analytic import TASK as ANALYTIC
+from tests.conftest import ROOT
+from trainables import get_task
+
+RESOURCES = {"cpu": 1, "gpu": 0}
+
+
+# --- failures --------------------------------------------------------------------------------
+def test_an_out_of_memory_error_is_retried_by_ray_and_the_trial_finishes(ray_session, tmp_path):
+    task = dataclasses.replace(ANALYTIC, space={"x": (1, 3), "learning_rate": (1e-3,), "act": ("relu",), "epochs": (2,)})
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    # x=3 raises torch's OutOfMemoryError on its first attempt only (a transient OOM)
+    fixed = {"oom_once_x": (3,), "oom_marks": str(marks)}
+    results, started, _ = tune_method(task, "grid", "fifo", 0, 1, 2, RESOURCES, tmp_path / "a", fixed_config=fixed,
+                                      max_failures=2)
+    trials, curves, _ = collect_trials(results, task, "grid", "fifo", 0, started)
+    assert [t["status"] for t in trials] == [records.COMPLETED, records.COMPLETED]
+    assert (marks / "3").exists()  # it did fail once
+    assert sorted(c["epoch"] for c in curves if c["trial_id"] == trials[1]["trial_id"]) == [1, 2]  # no duplicates
+    # without retries the same error is recorded, and the run goes on
+    (marks / "3").unlink()
+    results, started, _ = tune_method(task, "grid", "fifo", 0, 1, 2, RESOURCES, tmp_path / "b", fixed_config=fixed,
+                                      max_failures=0)
+    trials, _, _ = collect_trials(results, task, "grid", "fifo", 0, started)
+    assert [t["status"] for t in trials] == [records.COMPLETED, records.FAILED]
+    assert "OutOfMemoryError" in trials[1]["error"] or "out of memory" in trials[1]["error"]
+
+
+def test_a_run_where_a_quarter_of_the_trials_raise_finishes_with_every_failure_recorded(ray_session, tmp_path):
+    task = dataclasses.replace(ANALYTIC, space={"x": (1, 2, 3, 4), "learning_rate": (1e-3,), "act": ("relu", "tanh"),
+                                                "epochs": (2,)})
+    # x=2 always raises: 2 of the 8 trials; Ray retries each once, then records the error
+    results, started, wall = tune_method(task, "grid", "fifo", 0, 1, 2, RESOURCES, tmp_path, fixed_config={"fail_x": (2,)},
+                                         max_failures=1)
+    trials, _, _ = collect_trials(results, task, "grid", "fifo", 0, started)
+    failed = [t for t in trials if t["status"] == records.FAILED]
+    assert len(trials) == 8 and len(failed) == 8 // 4
+    assert all("x=2 is set to fail" in t["error"] for t in failed)
+    summary = summarize_method(task, "grid", "fifo", 0, trials, wall, {}, None, 0.0)
+    assert summary["n_failed"] == 2
+    for trial in failed:  # Ray's own record: two attempts (the first and one retry)
+        error_file = next((tmp_path / "grid-fifo-s0").glob(f"trial_{trial['trial_id']}/error.txt"))
+        assert error_file.read_text().count("Failure #") == 2
+
+
+def test_only_the_last_attempt_of_a_restarted_trial_counts():
+    reports = [{"epoch": 1, "v": "a"}, {"epoch": 2, "v": "b"}, {"epoch": 1, "v": "c"}, {"epoch": 2, "v": "d"},
+               {"epoch": 3, "v": "e"}]
+    assert [r["v"] for r in last_attempt(reports)] == ["c", "d", "e"]
+    assert last_attempt(reports[:2]) == reports[:2] and last_attempt([]) == []
+
+
+# --- device memory -----------------------------------------------------------------------------
+@pytest.fixture
+def breast_cancer_trainable():
+    task = get_task("breast_cancer").for_budget("smoke")
+    config = {**{name: values[-1] for name, values in task.space.items()}, "seed": 0}
+    trainable = task.trainable(config=config)
+    yield trainable
+    trainable.stop()
+
+
+def _watch_release(monkeypatch, trainable):
+    """Pretend the trial is on a GPU; record, at each emptying of the CUDA cache, whether the
+    model's weights were still reachable."""
+    run = trainable._run
+    run.device = torch.device("cuda")
+    weights = weakref.ref(next(run.model.parameters()))
+    alive_at_release = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: alive_at_release.append(weights() is not None))
+    return weights, alive_at_release
+
+
+def test_a_trial_that_ends_gives_its_device_memory_back(breast_cancer_trainable, monkeypatch, tmp_path):
+    trainable = breast_cancer_trainable
+    result = trainable.train()
+    weights, alive_at_release = _watch_release(monkeypatch, trainable)
+    trainable.save_checkpoint(str(tmp_path))  # Tune saves as a trial ends (finished or stopped by ASHA)
+    assert alive_at_release == [False] and weights() is None  # weights gone, then the cache emptied
+    # the checkpoint is whole, and the trial could still go on from the CPU copy
+    state = torch.load(tmp_path / "state.pt", weights_only=False)
+    assert state["epoch"] == result["epoch"] and state["run"]["model"]
+    assert all(t.device.type == "cpu" for t in state["run"]["model"].values())
+    trainable._run.device = torch.device("cpu")
+    monkeypatch.undo()
+    assert trainable.train()["epoch"] == result["epoch"] + 1
+
+
+@pytest.mark.parametrize("path", ["reset_config", "cleanup"])
+def test_reuse_and_cleanup_give_device_memory_back(breast_cancer_trainable, monkeypatch, path):
+    trainable = breast_cancer_trainable
+    trainable.train()
+    weights, alive_at_release = _watch_release(monkeypatch, trainable)
+    if path == "reset_config":  # Tune reuses the worker for the next trial
+        assert trainable.reset_config(dict(trainable.config))
+    else:  # Tune ends the worker
+        trainable.cleanup()
+    assert alive_at_release == [False] and weights() is None
+
+
+# --- kill and resume ---------------------------------------------------------------------------
+def _trial_states(method_dir) -> dict[str, str]:
+    """trial id -> status in the newest Tune experiment state of a method folder."""
+    states = sorted(method_dir.glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    try:
+        data = json.loads(states[-1].read_text())
+    except ValueError:
+        return {}
+    out = {}
+    for entry in data["trial_data"]:
+        trial = json.loads(entry[0]) if isinstance(entry, list) else json.loads(entry)
+        out[trial["trial_id"]] = trial["status"]
+    return out
+
+
+def _run_all(args, log, **kwargs):
+    # output to a file: a pipe nobody reads could fill and stall the run
+    return subprocess.Popen([sys.executable, str(ROOT / "run_all.py"), *args], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT,
+                            **kwargs)
+
+
+def test_a_run_killed_mid_method_resumes_without_rerunning_finished_trials(smoke_run, tmp_path):
+    results = tmp_path / "results"
+    args = ["--task", "breast_cancer", "--budget", "smoke", "--methods", "grid:fifo,random:fifo,bayesopt:asha",
+            "--results-dir", str(results), "--monitor-interval", "0.2"]
+    log = open(tmp_path / "killed-run.log", "w")  # noqa: SIM115 - closed below
+    process = _run_all(args, log, start_new_session=True)
+    deadline = time.time() + 300
+    killed_with = None
+    while time.time() < deadline and process.poll() is None:
+        folders = list((results / "breast_cancer").glob("*/tune/random-fifo-s0"))
+        states = _trial_states(folders[0]) if folders else {}
+        if any(s == "TERMINATED" for s in states.values()) and any(s != "TERMINATED" for s in states.values()):
+            os.killpg(process.pid, signal.SIGKILL)  # the driver and everything it started, at once
+            killed_with = states
+            break
+        time.sleep(0.05)
+    process.wait(timeout=60)
+    log.close()
+    assert killed_with is not None, "never caught mid-way: " + (tmp_path / "killed-run.log").read_text()[-2000:]
+    (run_dir,) = (results / "breast_cancer").iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    finished_before = {t for t, s in killed_with.items() if s == "TERMINATED"}
+    method_dir = run_dir / "tune" / "random-fifo-s0"
+    results_before = {t: (method_dir / f"trial_{t}" / "result.json").read_bytes() for t in finished_before}
+    grid_rows_before = pd.read_csv(run_dir / "trials.csv")
+
+    resumed = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--resume", str(run_dir)], check=False, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "resuming random-fifo-s0" in resumed.stdout
+
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and len(info["resumed_at"]) == 1
+    trials = pd.read_csv(run_dir / "trials.csv")
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert list(zip(summary["searcher"], summary["scheduler"])) == [("grid", "fifo"), ("random", "fifo"),
+                                                                     ("bayesopt", "asha")]
+    # the grid method finished before the kill: its rows are kept exactly
+    pd.testing.assert_frame_equal(trials[trials["searcher"] == "grid"].reset_index(drop=True),
+                                  grid_rows_before[grid_rows_before["searcher"] == "grid"].reset_index(drop=True))
+    # zero finished trials rerun: their Tune results were not touched
+    for trial_id, before in results_before.items():
+        assert (method_dir / f"trial_{trial_id}" / "result.json").read_bytes() == before, trial_id
+    # the same trials as an uninterrupted run with the same seed (grid and random are deterministic)
+    reference = pd.read_csv(smoke_run / "trials.csv")
+    config = [f"config/{n}" for n in get_task("breast_cancer").for_budget("smoke").space]
+    for searcher in ("grid", "random"):
+        mine = sorted(map(tuple, trials.loc[trials["searcher"] == searcher, config].to_numpy().tolist()))
+        theirs = sorted(map(tuple, reference.loc[reference["searcher"] == searcher, config].to_numpy().tolist()))
+        assert mine == theirs, searcher
+    random_trials = trials[trials["searcher"] == "random"]
+    assert (random_trials["status"] == records.COMPLETED).all()
+    curves = pd.read_csv(run_dir / "curves.csv")
+    for row in random_trials.itertuples():  # one attempt's epochs per trial, 1..n
+        epochs = sorted(curves.loc[(curves["searcher"] == "random") & (curves["trial_id"] == row.trial_id), "epoch"])
+        assert epochs == list(range(1, row.epochs + 1))
+    assert summary["test_accuracy"].notna().all()
+    assert (run_dir / "summary.md").is_file() and (run_dir / "plots").is_dir()
+
+
+def test_resume_refuses_a_finished_run_and_changes_nothing(smoke_run):
+    before = {p.name: p.stat().st_mtime for p in smoke_run.iterdir()}
+    out = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--resume", str(smoke_run)], check=False, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "has finished; there is nothing to resume" in out.stderr
+    assert {p.name: p.stat().st_mtime for p in smoke_run.iterdir()} == before
+
+
+def test_resume_takes_no_other_settings(smoke_run):
+    out = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--resume", str(smoke_run), "--seeds", "3"], check=False,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--resume takes no other settings" in out.stderr
