@@ -185,6 +185,9 @@ def tune_method(task, searcher: str, scheduler: str, seed: int, num_samples: int
     """
     from ray import tune
 
+    # The snapshot after every trial's checkpoint (num_to_keep=1, below) is deliberate: Tune's
+    # warning that snapshots come often would print on every fast task.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = tune.with_resources(task.trainable, resources)
     path = Path(storage_path).absolute() / method_name(searcher, scheduler, seed)
     if resume:
@@ -559,6 +562,21 @@ def _earlier_samples(path: Path) -> list[dict]:
     frame = pd.read_csv(path)
     return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
             for row in frame.to_dict("records")]
+
+
+def trial_statuses(method_dir: Path) -> dict[str, str]:
+    """trial id -> status (PENDING, RUNNING, TERMINATED, ERROR) in the newest experiment state
+    Tune saved in a method folder; empty where there is none yet or it cannot be read."""
+    states = sorted(Path(method_dir).glob("experiment_state-*.json"))
+    try:
+        data = json.loads(states[-1].read_text()) if states else {"trial_data": []}
+    except (OSError, ValueError):
+        return {}
+    statuses = {}
+    for entry in data["trial_data"]:  # [trial JSON, run metadata JSON] per trial
+        trial = json.loads(entry[0] if isinstance(entry, list) else entry)
+        statuses[trial["trial_id"]] = trial["status"]
+    return statuses
 
 
 def _restorable(path: Path, echo) -> bool:

@@ -21,6 +21,7 @@ from experiments.runner import (
     collect_trials,
     last_attempt,
     summarize_method,
+    trial_statuses,
     tune_method,
 )
 from tests.analytic import TASK as ANALYTIC
@@ -125,22 +126,6 @@ def test_reuse_and_cleanup_give_device_memory_back(breast_cancer_trainable, monk
 
 
 # --- kill and resume ---------------------------------------------------------------------------
-def _trial_states(method_dir) -> dict[str, str]:
-    """trial id -> status in the newest Tune experiment state of a method folder."""
-    states = sorted(method_dir.glob("experiment_state-*.json"))
-    if not states:
-        return {}
-    try:
-        data = json.loads(states[-1].read_text())
-    except ValueError:
-        return {}
-    out = {}
-    for entry in data["trial_data"]:
-        trial = json.loads(entry[0]) if isinstance(entry, list) else json.loads(entry)
-        out[trial["trial_id"]] = trial["status"]
-    return out
-
-
 def _run_all(args, log, **kwargs):
     # output to a file: a pipe nobody reads could fill and stall the run
     return subprocess.Popen([sys.executable, str(ROOT / "run_all.py"), *args], cwd=ROOT,
@@ -158,7 +143,7 @@ def test_a_run_killed_mid_method_resumes_without_rerunning_finished_trials(smoke
     killed_with = None
     while time.time() < deadline and process.poll() is None:
         folders = list((results / "breast_cancer").glob("*/tune/random-fifo-s0"))
-        states = _trial_states(folders[0]) if folders else {}
+        states = trial_statuses(folders[0]) if folders else {}
         if any(s == "TERMINATED" for s in states.values()) and any(s != "TERMINATED" for s in states.values()):
             os.killpg(process.pid, signal.SIGKILL)  # the driver and everything it started, at once
             killed_with = states
@@ -222,3 +207,28 @@ def test_resume_takes_no_other_settings(smoke_run):
                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--resume takes no other settings" in out.stderr
+
+
+# --- results are never half-written -------------------------------------------------------------
+@pytest.mark.parametrize("writer", ["csv", "json"])
+def test_a_write_that_fails_midway_leaves_the_old_file_whole(tmp_path, monkeypatch, writer):
+    path = tmp_path / ("trials.csv" if writer == "csv" else "run.json")
+
+    def write(rows):
+        if writer == "csv":
+            records.write_csv(path, ["a", "b"], rows)
+        else:
+            records.write_json(path, rows)
+
+    write([{"a": 1, "b": 2}])
+    before = path.read_bytes()
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)  # the new content is written, then syncing fails
+    with pytest.raises(OSError):
+        write([{"a": 3, "b": 4}] * 1000)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+    assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # readable like any other file
