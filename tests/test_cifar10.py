@@ -14,6 +14,8 @@ import torch
 
 import run_all
 from trainables import cifar10, get_task
+from trainables.base import choose_device
+from tests.memory import watch_release
 from tests.image_fixtures import write_cifar_folder
 
 
@@ -147,3 +149,11 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, problem,
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and expected in err[0], err
     assert not results.exists()
+
+
+def test_release_hands_the_device_memory_back(fixture_dirs, monkeypatch):
+    # every reference to the weights goes (the device images go too) before the cache is emptied
+    run = cifar10.Cifar10Run(config(fixture_dirs), cifar10.load_data(config(fixture_dirs)), choose_device())
+    weights, alive_at_release = watch_release(monkeypatch, run)
+    run.release()
+    assert alive_at_release == [False] and weights() is None

@@ -13,6 +13,7 @@ import ray.tune.trainable.trainable as ray_trainable
 import run_all
 from trainables import get_task, imdb
 from trainables.base import choose_device
+from tests.memory import watch_release
 from tests.text_fixtures import write_imdb_folder, write_tiny_model
 
 
@@ -175,3 +176,11 @@ def test_training_batches_are_length_grouped_and_padded_less_than_fixed(fixture_
     real_tokens = int(np.diff(data["train"][1]).sum())
     assert sum(widths["max_length"]) == 72 * 48  # every review padded to max_seq_length
     assert real_tokens <= sum(widths["dynamic"]) < sum(widths["max_length"])
+
+
+def test_release_hands_the_device_memory_back(fixture_dirs, monkeypatch):
+    # every reference to the weights goes (the learning-rate schedule holds the optimizer) before the cache is emptied
+    run = imdb.ImdbRun(config(fixture_dirs), imdb.load_data(config(fixture_dirs)), choose_device())
+    weights, alive_at_release = watch_release(monkeypatch, run)
+    run.release()
+    assert alive_at_release == [False] and weights() is None

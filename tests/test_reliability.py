@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import weakref
 
 import pandas as pd
 import pytest
@@ -26,6 +25,7 @@ from experiments.runner import (
 )
 from tests.analytic import TASK as ANALYTIC
 from tests.conftest import ROOT
+from tests.memory import watch_release
 from trainables import get_task
 
 RESOURCES = {"cpu": 1, "gpu": 0}
@@ -87,21 +87,10 @@ def breast_cancer_trainable():
     trainable.stop()
 
 
-def _watch_release(monkeypatch, trainable):
-    """Pretend the trial is on a GPU; record, at each emptying of the CUDA cache, whether the
-    model's weights were still reachable."""
-    run = trainable._run
-    run.device = torch.device("cuda")
-    weights = weakref.ref(next(run.model.parameters()))
-    alive_at_release = []
-    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: alive_at_release.append(weights() is not None))
-    return weights, alive_at_release
-
-
 def test_a_trial_that_ends_gives_its_device_memory_back(breast_cancer_trainable, monkeypatch, tmp_path):
     trainable = breast_cancer_trainable
     result = trainable.train()
-    weights, alive_at_release = _watch_release(monkeypatch, trainable)
+    weights, alive_at_release = watch_release(monkeypatch, trainable._run)
     trainable.save_checkpoint(str(tmp_path))  # Tune saves as a trial ends (finished or stopped by ASHA)
     assert alive_at_release == [False] and weights() is None  # weights gone, then the cache emptied
     # the checkpoint is whole, and the trial could still go on from the CPU copy
@@ -117,7 +106,7 @@ def test_a_trial_that_ends_gives_its_device_memory_back(breast_cancer_trainable,
 def test_reuse_and_cleanup_give_device_memory_back(breast_cancer_trainable, monkeypatch, path):
     trainable = breast_cancer_trainable
     trainable.train()
-    weights, alive_at_release = _watch_release(monkeypatch, trainable)
+    weights, alive_at_release = watch_release(monkeypatch, trainable._run)
     if path == "reset_config":  # Tune reuses the worker for the next trial
         assert trainable.reset_config(dict(trainable.config))
     else:  # Tune ends the worker

@@ -100,6 +100,10 @@ class BreastCancerRun(TrainingRun):
         loss = float(self.loss_fn(logits, y))
         return y.cpu().numpy().astype(int), torch.sigmoid(logits).cpu().numpy(), loss
 
+    def release(self):
+        self.tensors = None  # the splits, on the trial's device
+        super().release()
+
 
 class BreastCancerTrainable(EpochTrainable):
     run_cls = BreastCancerRun

@@ -246,6 +246,10 @@ class ImdbRun(TrainingRun):
         super().load_state_dict(state)
         self.scheduler.load_state_dict(state["scheduler"])
 
+    def release(self):
+        self.scheduler = None  # it holds the optimizer, and through it the weights and Adam's moments
+        super().release()
+
 
 class ImdbTrainable(EpochTrainable):
     run_cls = ImdbRun
