@@ -185,6 +185,8 @@ def tune_method(task, searcher: str, scheduler: str, seed: int, num_samples: int
     """
     from ray import tune
 
+    from experiments.callbacks import SchedulerState
+
     # The snapshot after every trial's checkpoint (num_to_keep=1, below) is deliberate: Tune's
     # warning that snapshots come often would print on every fast task.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -199,6 +201,7 @@ def tune_method(task, searcher: str, scheduler: str, seed: int, num_samples: int
 
     args = MethodArgs(task=task, seed=seed, num_samples=num_samples, max_concurrent=max_concurrent)
     plan = SEARCHERS[searcher](args)
+    trial_scheduler = SCHEDULERS[scheduler](args)
     tuner = tune.Tuner(
         trainable,
         # The seed travels in the config: trainables read nothing else.
@@ -207,7 +210,7 @@ def tune_method(task, searcher: str, scheduler: str, seed: int, num_samples: int
             metric=task.metric,
             mode=task.mode,
             search_alg=plan.search_alg,
-            scheduler=SCHEDULERS[scheduler](args),
+            scheduler=trial_scheduler,
             num_samples=plan.num_samples,
             max_concurrent_trials=max_concurrent,
             reuse_actors=True,  # one worker process (and its loaded data) serves many trials
@@ -217,7 +220,7 @@ def tune_method(task, searcher: str, scheduler: str, seed: int, num_samples: int
             name=method_name(searcher, scheduler, seed),
             storage_path=str(Path(storage_path).absolute()),
             verbose=0,
-            callbacks=callbacks,
+            callbacks=[*(callbacks or []), SchedulerState(trial_scheduler)],
             # The checkpoint holds the best-validation weights that the test split scores.
             # num_to_keep makes Tune snapshot the experiment state after every checkpoint, that
             # is as each trial ends: a run killed at any moment resumes without rerunning a

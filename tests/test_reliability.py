@@ -221,3 +221,20 @@ def test_a_write_that_fails_midway_leaves_the_old_file_whole(tmp_path, monkeypat
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
     assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # readable like any other file
+
+
+def test_asha_keeps_its_rungs_across_a_restore(ray_session, tmp_path):
+    from ray import tune
+
+    results, _, _ = tune_method(ANALYTIC, "random", "asha", 0, 8, 2, RESOURCES, tmp_path)
+    trial_ids = {trial.trial_id for trial in results._experiment_analysis.trials}
+    # what --resume does: the scheduler comes back from tuner.pkl, as it was before the first trial
+    tuner = tune.Tuner.restore(str(tmp_path / "random-asha-s0"), trainable=tune.with_resources(ANALYTIC.trainable,
+                                                                                                 RESOURCES))
+    scheduler = tuner._local_tuner._tune_config.scheduler
+    assert all(not recorded for bracket in scheduler._brackets for _, recorded in bracket._rungs)
+    tuner.fit()
+    # after the restore it holds every trial's result at the first rung (epoch 1), as before
+    first_rung = [recorded for bracket in scheduler._brackets for milestone, recorded in bracket._rungs
+                  if milestone == ANALYTIC.grace_period]
+    assert set().union(*first_rung) == trial_ids
