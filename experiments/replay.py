@@ -111,7 +111,7 @@ class Table:
 
     def key(self, config: dict) -> tuple:
         """A configuration's key: its value of every hyperparameter, as in the space."""
-        return tuple(_match(name, config[name], values) for name, values in self.space.items())
+        return _key(self.space, config)
 
     def config_of(self, key: tuple) -> dict:
         return dict(zip(self.space, key))
@@ -133,12 +133,12 @@ class Table:
             self._value[key] = cached
         return float(cached[epochs - 1])
 
-    @property
+    @functools.cached_property
     def optimum(self) -> float:
         """The grid's best value (every configuration trained to its own epoch count)."""
         return max(self.value(key, len(curves[0].epoch_seconds)) for key, curves in self.curves.items())
 
-    @property
+    @functools.cached_property
     def grid_compute(self) -> float:
         """Seconds of the whole grid: every configuration's epochs, mean over training seeds."""
         return float(sum(np.mean([c.epoch_seconds.sum() for c in curves]) for curves in self.curves.values()))
@@ -158,6 +158,10 @@ class Table:
             curve = self.curves[best][i]
             accuracies.append(curve.test["test_accuracy"][curve.best_epoch[-1] - 1])
         return float(np.mean(accuracies))
+
+
+def _key(space: dict[str, list], config: dict) -> tuple:
+    return tuple(_match(name, config[name], values) for name, values in space.items())
 
 
 def _match(name: str, value, values: list):
@@ -239,7 +243,7 @@ def table_from_frames(trials: pd.DataFrame, curves: pd.DataFrame, *, space: dict
         seen = set()
         for trial in seed_trials.to_dict("records"):
             config = {name: trial[f"config/{name}"] for name in space}
-            key = tuple(_match(name, config[name], values) for name, values in space.items())
+            key = _key(space, config)
             own_epochs = int(float(dict(zip(space, key))[epochs_param]))
             frame = by_trial.get((seed, trial["trial_id"]))
             epochs = [] if frame is None else [int(e) for e in frame["epoch"]]
@@ -325,7 +329,6 @@ def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_sa
                   max_concurrent: int | None = None) -> ReplayRun:
     """Run one method on the table with the simulated clock; deterministic in its arguments."""
     from ray.tune.experiment import Experiment
-    from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -354,11 +357,14 @@ def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_sa
         search_alg.set_search_properties(task.metric, task.mode, param_space, **experiment.public_spec)
         sched.set_search_properties(task.metric, task.mode, **experiment.public_spec)
         search_alg.add_configurations([experiment])
-        return _simulate(table, search_alg, sched, TrialScheduler.STOP, draw, max_concurrent,
+        return _simulate(table, search_alg, sched, draw, max_concurrent,
                          searcher, scheduler, seed)
 
 
-def _simulate(table, search_alg, sched, STOP, draw, max_concurrent, searcher, scheduler, seed) -> ReplayRun:
+def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, scheduler, seed) -> ReplayRun:
+    from ray.tune.schedulers import TrialScheduler
+
+    STOP = TrialScheduler.STOP  # noqa: N806 - Tune's constant
     clock = 0.0
     done_seconds = 0.0  # compute of finished epochs
     heap: list[tuple[float, int, str]] = []  # (simulated time the epoch ends, order, trial_id)

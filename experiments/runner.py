@@ -379,14 +379,13 @@ def run_method(task, searcher, scheduler, seed, num_samples, max_concurrent, res
     finally:
         if monitor is not None:
             monitor.set_method(None)
+    origin = started if first_started is None else first_started
+    trials, curves, by_trial = collect_trials(results, task, searcher, scheduler, seed, origin)
     if first_started is not None:
         # Wall-clock of a resumed method: from its first start, less the time it lay dead
         # (from its last report before the resume to the resume).
-        trials, curves, by_trial = collect_trials(results, task, searcher, scheduler, seed, first_started)
-        before = [c["wall_seconds"] + first_started for c in curves if c["wall_seconds"] + first_started < started]
-        wall += (max(before) - first_started) if before else 0.0
-    else:
-        trials, curves, by_trial = collect_trials(results, task, searcher, scheduler, seed, started)
+        before = [c["wall_seconds"] for c in curves if c["wall_seconds"] + origin < started]
+        wall += max(before, default=0.0)
     selected = select_trial(trials)
     test_metrics = evaluate_selected(task, by_trial[selected["trial_id"]], resources) if selected else {}
     samples = monitor.rows(searcher, scheduler, seed) if monitor is not None else None
@@ -492,17 +491,15 @@ def resume(run_dir: Path, echo=print) -> Path:
     if info.get("status") == "finished":
         raise NotResumable(f"--resume {str(run_dir)!r}: the run has finished; there is nothing to resume")
     task = get_task(spec.task).for_budget(spec.budget)
-    done = {(r["searcher"], r["scheduler"], int(r["seed"])) for r in _read_rows(run_dir / "summary.csv")}
-    outcomes = []
-    for seed in spec.seeds:  # the finished methods' rows, exactly as written (strings, as read)
-        for searcher, scheduler in spec.methods:
-            if (searcher, scheduler, seed) not in done:
-                continue
-            same = (lambda r: (r["searcher"], r["scheduler"], int(r["seed"])) == (searcher, scheduler, seed))
-            outcomes.append(MethodOutcome(
-                trials=[r for r in _read_rows(run_dir / "trials.csv") if same(r)],
-                curves=[r for r in _read_rows(run_dir / "curves.csv") if same(r)],
-                summary=next(r for r in _read_rows(run_dir / "summary.csv") if same(r))))
+    # The finished methods' rows, exactly as written (strings, as read), in the run's order.
+    def method(row):
+        return row["searcher"], row["scheduler"], int(row["seed"])
+
+    summaries = {method(r): r for r in _read_rows(run_dir / "summary.csv")}
+    trials, curves = _read_rows(run_dir / "trials.csv"), _read_rows(run_dir / "curves.csv")
+    outcomes = [MethodOutcome(trials=[r for r in trials if method(r) == key],
+                              curves=[r for r in curves if method(r) == key], summary=summaries[key])
+                for key in ((s, c, seed) for seed in spec.seeds for s, c in spec.methods) if key in summaries]
     start_ray(spec.ray_address, info["resolved"].get("gpu_id"))
     info.setdefault("resumed_at", []).append(_now())
     info.setdefault("methods_started", {})
@@ -567,16 +564,21 @@ def _earlier_samples(path: Path) -> list[dict]:
             for row in frame.to_dict("records")]
 
 
+def _newest_state(method_dir: Path) -> dict | None:
+    """The newest experiment state Tune saved in a method folder; None where there is none
+    yet or it cannot be read (a truncated file: ray issue 58179)."""
+    states = sorted(Path(method_dir).glob("experiment_state-*.json"))
+    try:
+        return json.loads(states[-1].read_text()) if states else None
+    except (OSError, ValueError):
+        return None
+
+
 def trial_statuses(method_dir: Path) -> dict[str, str]:
     """trial id -> status (PENDING, RUNNING, TERMINATED, ERROR) in the newest experiment state
     Tune saved in a method folder; empty where there is none yet or it cannot be read."""
-    states = sorted(Path(method_dir).glob("experiment_state-*.json"))
-    try:
-        data = json.loads(states[-1].read_text()) if states else {"trial_data": []}
-    except (OSError, ValueError):
-        return {}
     statuses = {}
-    for entry in data["trial_data"]:  # [trial JSON, run metadata JSON] per trial
+    for entry in (_newest_state(method_dir) or {"trial_data": []})["trial_data"]:  # [trial JSON, run metadata JSON] per trial
         trial = json.loads(entry[0] if isinstance(entry, list) else entry)
         statuses[trial["trial_id"]] = trial["status"]
     return statuses
@@ -590,13 +592,8 @@ def _restorable(path: Path, echo) -> bool:
 
     if not path.exists():
         return False
-    try:
-        states = sorted(path.glob("experiment_state-*.json"))
-        if states and tune.Tuner.can_restore(str(path)):
-            json.loads(states[-1].read_text())
-            return True
-    except (OSError, ValueError):
-        pass
+    if _newest_state(path) is not None and tune.Tuner.can_restore(str(path)):
+        return True
     aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
     path.rename(aside)
     echo(f"{path.name}: Tune's state cannot be read back; moved to {aside.name} and the method starts again")

@@ -191,10 +191,6 @@ class TrainingRun:
             torch.cuda.empty_cache()
 
 
-def _cpu_copy(state: Mapping[str, torch.Tensor]) -> dict:
-    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-
-
 def _to_cpu(obj):
     """``obj`` (nested dicts, lists, tuples of tensors) with every tensor copied to the CPU."""
     if isinstance(obj, torch.Tensor):
@@ -280,7 +276,7 @@ class EpochTrainable(tune.Trainable):
             val = {"accuracy": 0.0, "f1": 0.0, "auc": 0.5, "loss": float("inf")}
         elif val["accuracy"] > self._best_val_accuracy:
             self._best_val_accuracy = val["accuracy"]
-            self._best_model = _cpu_copy(self._run.model.state_dict())
+            self._best_model = _to_cpu(self._run.model.state_dict())
         result = {
             EPOCH: self._epoch,
             "val_accuracy": val["accuracy"],
