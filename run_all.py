@@ -11,27 +11,23 @@ import os
 import sys
 from pathlib import Path
 
-from experiments.spec import BUDGETS, ExperimentSpec, SpecError, parse_methods, parse_seeds
+from core.cli import OneLineErrorParser
+from experiments.spec import BUDGETS, ExperimentSpec, SpecError, format_methods, parse_methods, parse_seeds
 from searchers import DEFAULT_METHODS, SCHEDULERS, SEARCHERS
 from trainables import task_names
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one line on stderr (no usage dump) and exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineErrorParser(
+    parser = OneLineErrorParser(
         description="Tune a reference task with several search methods on one machine and compare "
                     "their quality (accuracy, F1, AUC) and cost (time, trial-seconds, GPU-seconds).")
     parser.add_argument("--task", default="breast_cancer", help=f"task to tune: {', '.join(task_names())}")
-    default_methods = ",".join(f"{s}:{c}" for s, c in DEFAULT_METHODS)
+    default_methods = format_methods(DEFAULT_METHODS)
     parser.add_argument("--methods", default=default_methods,
                         help=f"comma-separated searcher[:scheduler]; searchers {', '.join(SEARCHERS)}, "
-                             f"schedulers {', '.join(SCHEDULERS)} (default: {default_methods})")
+                             f"schedulers {', '.join(SCHEDULERS)}; a searcher alone gets its default scheduler "
+                             f"(fifo for grid and random, asha otherwise), searcher:* every scheduler "
+                             f"(default: {default_methods})")
     parser.add_argument("--num-samples", type=int, default=None,
                         help="trials per random/hyperopt/bayesopt method (default: a quarter of the grid; "
                              "the smoke budget's own with --budget smoke)")
@@ -126,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         resume_dir = parse_resume(argv)
         if resume_dir is not None:
-            from experiments.runner import resume
+            from experiments.resume import resume
 
             resume(resume_dir)
             return 0

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.monitor import RESOURCE_COLUMNS
-from experiments.records import CURVE_COLUMNS, METHOD_COLUMNS, SUMMARY_COLUMNS
+from core.records import CURVE_COLUMNS, METHOD_COLUMNS, RESOURCE_COLUMNS, SUMMARY_COLUMNS
 
 
 class NotARunFolder(ValueError):

@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Run, load_run
-from experiments import records
+from analysis.stats import paired
+from core import records
 
 DISPLAY_COLUMNS = ("searcher", "scheduler", "seed", "n_trials", "n_failed", "epochs_trained", "best_val_accuracy",
-                   "test_accuracy", "test_f1", "test_auc", "val_regret_pts", "grid_compute_share", "wall_seconds",
+                   "test_accuracy", "test_f1", "test_auc", "val_regret_pts", "grid_epochs_share", "grid_compute_share",
+                   "wall_seconds",
                    "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_gpu_mem_mb", "peak_rss_mb")
 PLOTS = ("anytime_wall.png", "anytime_compute.png", "cost_quality.png", "resources.png")
 
@@ -22,13 +24,21 @@ def uses_gpu(run: Run) -> bool:
     return bool(run.summary["gpu_seconds"].notna().any()) if len(run.summary) else False
 
 
+# The controls every ASHA method is compared with: random search run to completion, and random
+# search under the same scheduler (which tells the searcher's gain from the scheduler's).
+CONTROLS = (("random", "fifo"), ("random", "asha"))
+
+
 def with_grid_comparison(summary: pd.DataFrame) -> pd.DataFrame:
     """Each method's regret to the grid's best validation accuracy (accuracy points) and the
-    share of the grid's compute it used (GPU-seconds, else trial-seconds), against the grid
-    run of the same seed (else the best grid run); NaN where the run has no grid."""
+    share of the grid's compute it used, against the grid run of the same seed (else the best
+    grid run); NaN where the run has no grid. Two shares: ``grid_epochs_share`` (epochs
+    trained: deterministic, the same on any machine) and ``grid_compute_share`` (GPU-seconds,
+    else trial-seconds: what it cost here, which moves with the machine's load)."""
     summary = summary.copy()
     grid = summary[summary["searcher"] == "grid"]
     summary["val_regret_pts"] = np.nan
+    summary["grid_epochs_share"] = np.nan
     summary["grid_compute_share"] = np.nan
     if grid.empty:
         return summary
@@ -37,6 +47,8 @@ def with_grid_comparison(summary: pd.DataFrame) -> pd.DataFrame:
         same_seed = grid[grid["seed"] == row["seed"]]
         reference = same_seed.iloc[0] if len(same_seed) else grid.loc[grid["best_val_accuracy"].idxmax()]
         summary.loc[i, "val_regret_pts"] = 100.0 * (reference["best_val_accuracy"] - row["best_val_accuracy"])
+        if reference["epochs_trained"] and reference["epochs_trained"] > 0:
+            summary.loc[i, "grid_epochs_share"] = row["epochs_trained"] / reference["epochs_trained"]
         if reference[cost] and reference[cost] > 0:
             summary.loc[i, "grid_compute_share"] = row[cost] / reference[cost]
     return summary
@@ -48,7 +60,7 @@ def _fmt(column: str, value) -> str:
     if isinstance(value, (float, np.floating)):
         if column.endswith("seconds") or column.endswith("_mb") or column == "mean_gpu_util":
             return f"{value:.1f}"
-        if column == "val_regret_pts":
+        if column.endswith("_pts"):
             return f"{value:.2f}"
         return f"{value:.4f}"
     return str(value)
@@ -61,6 +73,45 @@ def format_table(rows: pd.DataFrame | list[dict], columns=DISPLAY_COLUMNS) -> st
     return "\n".join(lines)
 
 
+def control_comparisons(summary: pd.DataFrame) -> list[dict]:
+    """Each ASHA method against each control (CONTROLS), paired by seed: differences in
+    accuracy points of the pick's best validation and test accuracy, with n, IQR and Wilcoxon."""
+    by_method = {key: frame.set_index("seed") for key, frame in summary.groupby(["searcher", "scheduler"], sort=False)}
+    rows = []
+    for (searcher, scheduler), frame in by_method.items():
+        if scheduler != "asha" or (searcher, scheduler) in CONTROLS:
+            continue
+        for control in CONTROLS:
+            if control not in by_method:
+                continue
+            row = {"method": f"{searcher}:{scheduler}", "control": f"{control[0]}:{control[1]}"}
+            for column in ("best_val_accuracy", "test_accuracy"):
+                x, y = frame[column].align(by_method[control][column], join="inner")
+                row[column] = paired(100.0 * x.astype(float), 100.0 * y.astype(float))
+            rows.append(row)
+    return rows
+
+
+def _paired_cell(stats: dict) -> str:
+    if not stats["n"]:
+        return "-"
+    text = f"{stats['diff_median']:+.2f} [{stats['diff_q25']:+.2f}, {stats['diff_q75']:+.2f}]"
+    return text + (f", p={stats['p']:.3f}" if stats["p"] is not None else ", no test (1 seed)")
+
+
+def comparisons_markdown(summary: pd.DataFrame) -> str:
+    rows = control_comparisons(summary)
+    if not rows:
+        return ""
+    lines = ["## Each ASHA method against the controls (paired by seed)", "",
+             "| method | control | n seeds | val accuracy diff (pts) | test accuracy diff (pts) |", "|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['control']} | {r['best_val_accuracy']['n']} | {_paired_cell(r['best_val_accuracy'])} "
+              f"| {_paired_cell(r['test_accuracy'])} |" for r in rows]
+    lines += ["", "Cells: median difference (method minus control) [interquartile range] over seeds, and "
+              "Wilcoxon's signed-rank p (two-sided). random:asha separates the searcher's effect from ASHA's.", ""]
+    return "\n".join(lines)
+
+
 def summary_markdown(run: Run) -> str:
     summary = with_grid_comparison(run.summary)
     cost = "GPU-seconds" if uses_gpu(run) else "trial-seconds"
@@ -70,10 +121,12 @@ def summary_markdown(run: Run) -> str:
         "- best_val_accuracy: the selected configuration's best validation accuracy; test_*: its "
         "best-validation weights scored on the test split (never seen by a searcher or scheduler).\n"
         f"- val_regret_pts: the grid's best validation accuracy minus the method's, in accuracy points; "
-        f"grid_compute_share: the method's {cost} over the grid's (same seed).\n"
+        "grid_epochs_share: epochs the method trained over the grid's (deterministic); "
+        f"grid_compute_share: the method's {cost} over the grid's (same seed; moves with the machine's load).\n"
         "- wall_seconds: the method's wall clock; trial_seconds: summed trial time; gpu_seconds: trial time "
         "x GPU fraction (empty without a GPU); mean_gpu_util (%), peak_gpu_mem_mb and peak_rss_mb "
         "(driver plus Ray workers) from the resource monitor.\n"
+        + (f"\n{comparisons_markdown(run.summary)}" if len(run.summary) else "")
         + (f"\n{plots}" if plots else ""))
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments.runner import trial_statuses  # noqa: E402
+from experiments.tune_adapter import trial_statuses  # noqa: E402
 from trainables import get_task  # noqa: E402
 
 

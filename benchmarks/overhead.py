@@ -22,8 +22,10 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
-from experiments.runner import collect_trials, tune_method  # noqa: E402
-from trainables.base import TaskSpec  # noqa: E402
+from core.task import TaskSpec  # noqa: E402
+from experiments.collect import collect_trials  # noqa: E402
+from experiments.plan import Method, RunPlan  # noqa: E402
+from experiments.tuning import tune_method  # noqa: E402
 
 CONCURRENCY = 2
 
@@ -52,11 +54,13 @@ def instant_function(config):
 
 
 def ours(n: int, storage: Path) -> float:
-    task = TaskSpec(name="instant", trainable=InstantTrainable, space={"x": tuple(range(1000)), "num_epochs": (1,)})
+    task = TaskSpec(name="instant", trainable=f"{__name__}:InstantTrainable",
+                    space={"x": tuple(range(1000)), "num_epochs": (1,)})
+    plan = RunPlan(task=task, num_samples=n, max_concurrent=CONCURRENCY, resources={"cpu": 1, "gpu": 0})
+    method = Method("random", "fifo", 0)
     started = time.perf_counter()
-    results, t0, _ = tune_method(task, "random", "fifo", seed=0, num_samples=n, max_concurrent=CONCURRENCY,
-                                 resources={"cpu": 1, "gpu": 0}, storage_path=storage)
-    trials, _, _ = collect_trials(results, task, "random", "fifo", 0, t0)
+    tuned = tune_method(plan, method, storage)
+    trials = collect_trials(tuned.results, task, method, tuned.started).trials
     elapsed = time.perf_counter() - started
     assert len(trials) == n and all(t["status"] == "completed" for t in trials), "not every trial completed"
     return elapsed / n

@@ -15,9 +15,6 @@ import threading
 import time
 from typing import Any
 
-RESOURCE_COLUMNS = ("time", "wall_seconds", "task", "searcher", "scheduler", "seed", "gpu_util", "gpu_mem_mb",
-                    "cpu_percent", "rss_mb", "n_processes")
-
 
 def _is_ray_worker(process) -> bool:
     # Ray names its worker processes "ray::<what they run>" (ray::IDLE, ray::ImdbTrainable.train).
@@ -28,7 +25,11 @@ def _is_ray_worker(process) -> bool:
 
 
 class ResourceMonitor:
-    def __init__(self, task: str, interval_s: float = 1.0, gpu_id: int | None = None, writer=None, gputil=None):
+    def __init__(self, task: str, interval_s: float = 1.0, gpu_id: int | None = None, writer=None, gputil=None,
+                 origin: float | None = None, samples: list[dict] | None = None):
+        """``origin``: the time.time() that ``wall_seconds`` counts from (a resumed run passes
+        its first start, so its samples continue the timeline); None: when ``start()`` is
+        called. ``samples``: earlier samples to keep in front of the new ones (a resumed run's)."""
         import psutil
 
         if interval_s <= 0:
@@ -40,15 +41,17 @@ class ResourceMonitor:
         self._workers: dict[int, Any] = {}  # pid -> psutil.Process of a Ray worker
         self._seen: set[int] = set()
         self.method: dict | None = None  # {"searcher", "scheduler", "seed"} while a method runs
-        self.samples: list[dict] = []
+        self.samples: list[dict] = list(samples or [])
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lowres-tune-monitor", daemon=True)
-        self._started = time.time()
+        self._origin = origin
+        self._started = origin if origin is not None else time.time()
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> "ResourceMonitor":
-        self._started = time.time()
+        if self._origin is None:
+            self._started = time.time()
         self._driver.cpu_percent(None)  # the first reading of a process is meaningless: prime it
         self._thread.start()
         return self
@@ -136,7 +139,7 @@ class ResourceMonitor:
                    "n_processes": alive}
             self.samples.append(row)
         if self.writer is not None:
-            step = len(self.samples)
+            step = len(self.samples)  # continues after a resumed run's earlier samples
             for name in ("cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb"):
                 if row[name] is not None:
                     self.writer.add_scalar(f"resources/{name}", row[name], global_step=step, walltime=now)

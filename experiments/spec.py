@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from searchers import DEFAULT_METHODS, SCHEDULERS, SEARCHERS
+from searchers import DEFAULT_METHODS, DEFAULT_SCHEDULER, SCHEDULERS, SEARCHERS
 from trainables import TASK_MODULES, task_names
 
 BUDGETS = ("smoke", "full")
@@ -22,27 +22,34 @@ class SpecError(ValueError):
 
 
 def parse_methods(text: str) -> tuple[tuple[str, str], ...]:
-    """``"grid,random:asha,bayesopt"`` -> (searcher, scheduler) pairs.
+    """``"grid,random:asha,bayesopt:*"`` -> (searcher, scheduler) pairs; the one meaning of
+    ``--methods`` for real runs and the replay benchmark.
 
-    A searcher named alone gets its default scheduler: fifo for grid and random (run to
-    completion, as a practitioner would), asha for the model-based searchers.
+    A searcher named alone gets its default scheduler (``searchers.DEFAULT_SCHEDULER``: fifo
+    for grid and random, asha for the model-based searchers); ``searcher:*`` means that
+    searcher with every scheduler.
     """
-    defaults = dict(DEFAULT_METHODS)
     methods = []
     items = [item.strip() for item in text.split(",")]
     if not text.strip() or any(not item for item in items):
-        raise SpecError(f"--methods {text!r} is malformed; expected e.g. 'grid,random,hyperopt:asha,bayesopt:asha'")
+        raise SpecError(f"--methods {text!r} is malformed; expected e.g. 'grid,random,hyperopt:asha,bayesopt:*'")
     for item in items:
         searcher, sep, scheduler = item.partition(":")
         if searcher not in SEARCHERS:
             raise SpecError(f"unknown searcher {searcher!r} in --methods; allowed: {', '.join(SEARCHERS)}")
-        if sep and scheduler not in SCHEDULERS:
-            raise SpecError(f"unknown scheduler {scheduler!r} in --methods; allowed: {', '.join(SCHEDULERS)}")
-        pair = (searcher, scheduler if sep else defaults[searcher])
-        if pair in methods:
-            raise SpecError(f"method {pair[0]}:{pair[1]} is named twice in --methods")
-        methods.append(pair)
+        if sep and scheduler != "*" and scheduler not in SCHEDULERS:
+            raise SpecError(f"unknown scheduler {scheduler!r} in --methods; allowed: {', '.join(SCHEDULERS)} or *")
+        schedulers = list(SCHEDULERS) if scheduler == "*" else [scheduler if sep else DEFAULT_SCHEDULER[searcher]]
+        for pair in ((searcher, s) for s in schedulers):
+            if pair in methods:
+                raise SpecError(f"method {pair[0]}:{pair[1]} is named twice in --methods")
+            methods.append(pair)
     return tuple(methods)
+
+
+def format_methods(methods) -> str:
+    """The inverse of ``parse_methods``: ``"grid:fifo,random:asha"``."""
+    return ",".join(f"{searcher}:{scheduler}" for searcher, scheduler in methods)
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 class MethodArgs:
     """What every searcher and scheduler factory is given."""
 
-    task: Any  # trainables.base.TaskSpec at the chosen budget
+    task: Any  # core.task.TaskSpec at the chosen budget
     seed: int
     num_samples: int  # trials for the sampling searchers (the grid runs every configuration)
     max_concurrent: int = 0  # trials at once; 0: no limit (searchers Tune does not wrap need it)
@@ -104,6 +104,11 @@ SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     "fifo": make_fifo,
     "asha": make_asha,
 }
-# What `run_all.py` compares when --methods is not given (DESIGN.md): the baselines run to
-# completion, the proposed methods with a reduced budget under ASHA.
-DEFAULT_METHODS = (("grid", "fifo"), ("random", "fifo"), ("hyperopt", "asha"), ("bayesopt", "asha"))
+# The scheduler a searcher named alone in --methods runs with: the baselines run to completion
+# (as a practitioner would), the model-based searchers under ASHA (docs/DESIGN.md).
+DEFAULT_SCHEDULER = {"grid": "fifo", "random": "fifo", "hyperopt": "asha", "bayesopt": "asha"}
+# What `run_all.py` compares when --methods is not given: the baselines, the proposed methods,
+# and random search under ASHA, the control that tells a gain of the searcher from one of the
+# scheduler (docs/DESIGN.md, "The methods compared").
+DEFAULT_METHODS = (("grid", "fifo"), ("random", "fifo"), ("random", "asha"), ("hyperopt", "asha"),
+                   ("bayesopt", "asha"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ray import tune
 
-from trainables.base import TaskSpec
+from core.task import TaskSpec
 
 SPACE = {
     "x": (1, 2, 3, 4, 5),
@@ -59,5 +59,5 @@ class AnalyticTrainable(tune.Trainable):
         pass
 
 
-TASK = TaskSpec(name="analytic", trainable=AnalyticTrainable, space=SPACE, epochs_param="epochs",
+TASK = TaskSpec(name="analytic", trainable="tests.analytic:AnalyticTrainable", space=SPACE, epochs_param="epochs",
                 grace_period=1, reduction_factor=2)

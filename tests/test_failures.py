@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from experiments import records
-from experiments.runner import collect_trials, select_trial, summarize_method, tune_method
+from core import records
+from core.rules import select_trial
+from experiments.plan import Method
+from experiments.scoring import summarize_method
+from tests.tuning import collect, tune
 from tests.analytic import TASK as ANALYTIC
 
 import dataclasses
@@ -16,9 +19,8 @@ import run_all
 
 
 def test_a_trial_that_raises_is_recorded_and_the_run_goes_on(ray_session, tmp_path):
-    results, started, wall = tune_method(TASK, "grid", "fifo", 0, 1, 2, {"cpu": 1, "gpu": 0}, tmp_path,
-                                         fixed_config={"fail_x": (2,)})
-    trials, curves, _ = collect_trials(results, TASK, "grid", "fifo", 0, started)
+    tuned = tune(TASK, "grid", "fifo", 0, tmp_path, fixed_config={"fail_x": (2,)})
+    trials, curves, _ = collect(tuned, TASK, "grid", "fifo", 0)
     failed = [t for t in trials if t["status"] == records.FAILED]
     assert len(trials) == TASK.grid_size
     assert len(failed) == 2  # every configuration with x=2
@@ -26,7 +28,7 @@ def test_a_trial_that_raises_is_recorded_and_the_run_goes_on(ray_session, tmp_pa
     assert all(t["status"] == records.COMPLETED for t in trials if t["config/x"] != 2)
     selected = select_trial(trials)
     assert selected["status"] != records.FAILED and selected["config/x"] == 3
-    summary = summarize_method(TASK, "grid", "fifo", 0, trials, wall, {}, selected, 0.0)
+    summary = summarize_method(TASK, Method("grid", "fifo", 0), trials, tuned.wall_seconds, {}, selected, 0.0)
     assert summary["n_failed"] == len(failed) and summary["n_trials"] == TASK.grid_size
     assert len(curves) == sum(t["epochs"] for t in trials)
 

@@ -14,8 +14,10 @@ import pytest
 
 from analysis import NotARunFolder, load_run
 from analysis.report import PLOTS, with_grid_comparison
-from experiments.monitor import RESOURCE_COLUMNS, ResourceMonitor
-from experiments.runner import summarize_method
+from core.records import RESOURCE_COLUMNS
+from experiments.monitor import ResourceMonitor
+from experiments.plan import Method
+from experiments.scoring import summarize_method
 from tests.conftest import ROOT
 from trainables import get_task
 
@@ -62,10 +64,10 @@ def test_gpu_seconds_are_trial_seconds_times_the_gpu_fraction():
               {"train_seconds": 10.0, "status": "stopped", "epochs": 1, "peak_rss_mb": 800.0, "peak_gpu_mem_mb": None}]
     samples = [{"gpu_util": 40.0, "gpu_mem_mb": 3000.0, "rss_mb": 2500.0},
                {"gpu_util": 80.0, "gpu_mem_mb": 3500.0, "rss_mb": 2600.0}]
-    row = summarize_method(task, "grid", "fifo", 0, trials, 50.0, {}, None, 0.25, samples)
+    row = summarize_method(task, Method("grid", "fifo", 0), trials, 50.0, {}, None, 0.25, samples)
     assert row["trial_seconds"] == 40.0 and row["gpu_seconds"] == 10.0
     assert row["mean_gpu_util"] == 60.0 and row["peak_gpu_mem_mb"] == 3500.0 and row["peak_rss_mb"] == 2600.0
-    cpu = summarize_method(task, "grid", "fifo", 0, trials, 50.0, {}, None, 0.0, [])
+    cpu = summarize_method(task, Method("grid", "fifo", 0), trials, 50.0, {}, None, 0.0, [])
     assert cpu["gpu_seconds"] is None and cpu["mean_gpu_util"] is None and cpu["peak_rss_mb"] == 900.0
 
 

@@ -15,17 +15,15 @@ import pandas as pd
 import pytest
 import torch
 
-from experiments import records
-from experiments.runner import (
-    collect_trials,
-    last_attempt,
-    summarize_method,
-    trial_statuses,
-    tune_method,
-)
+from core import records
+from core.rules import last_attempt
+from experiments.plan import Method
+from experiments.scoring import summarize_method
+from experiments.tune_adapter import trial_statuses, trials_with_results
 from tests.analytic import TASK as ANALYTIC
 from tests.conftest import ROOT
 from tests.memory import watch_release
+from tests.tuning import collect, tune
 from trainables import get_task
 
 RESOURCES = {"cpu": 1, "gpu": 0}
@@ -38,17 +36,15 @@ def test_an_out_of_memory_error_is_retried_by_ray_and_the_trial_finishes(ray_ses
     marks.mkdir()
     # x=3 raises torch's OutOfMemoryError on its first attempt only (a transient OOM)
     fixed = {"oom_once_x": (3,), "oom_marks": str(marks)}
-    results, started, _ = tune_method(task, "grid", "fifo", 0, 1, 2, RESOURCES, tmp_path / "a", fixed_config=fixed,
-                                      max_failures=2)
-    trials, curves, _ = collect_trials(results, task, "grid", "fifo", 0, started)
+    tuned = tune(task, "grid", "fifo", 0, tmp_path / "a", resources=RESOURCES, fixed_config=fixed, max_failures=2)
+    trials, curves, _ = collect(tuned, task, "grid", "fifo", 0)
     assert [t["status"] for t in trials] == [records.COMPLETED, records.COMPLETED]
     assert (marks / "3").exists()  # it did fail once
     assert sorted(c["epoch"] for c in curves if c["trial_id"] == trials[1]["trial_id"]) == [1, 2]  # no duplicates
     # without retries the same error is recorded, and the run goes on
     (marks / "3").unlink()
-    results, started, _ = tune_method(task, "grid", "fifo", 0, 1, 2, RESOURCES, tmp_path / "b", fixed_config=fixed,
-                                      max_failures=0)
-    trials, _, _ = collect_trials(results, task, "grid", "fifo", 0, started)
+    tuned = tune(task, "grid", "fifo", 0, tmp_path / "b", resources=RESOURCES, fixed_config=fixed, max_failures=0)
+    trials, _, _ = collect(tuned, task, "grid", "fifo", 0)
     assert [t["status"] for t in trials] == [records.COMPLETED, records.FAILED]
     assert "OutOfMemoryError" in trials[1]["error"] or "out of memory" in trials[1]["error"]
 
@@ -57,13 +53,12 @@ def test_a_run_where_a_quarter_of_the_trials_raise_finishes_with_every_failure_r
     task = dataclasses.replace(ANALYTIC, space={"x": (1, 2, 3, 4), "learning_rate": (1e-3,), "act": ("relu", "tanh"),
                                                 "epochs": (2,)})
     # x=2 always raises: 2 of the 8 trials; Ray retries each once, then records the error
-    results, started, wall = tune_method(task, "grid", "fifo", 0, 1, 2, RESOURCES, tmp_path, fixed_config={"fail_x": (2,)},
-                                         max_failures=1)
-    trials, _, _ = collect_trials(results, task, "grid", "fifo", 0, started)
+    tuned = tune(task, "grid", "fifo", 0, tmp_path, resources=RESOURCES, fixed_config={"fail_x": (2,)}, max_failures=1)
+    trials, _, _ = collect(tuned, task, "grid", "fifo", 0)
     failed = [t for t in trials if t["status"] == records.FAILED]
     assert len(trials) == 8 and len(failed) == 8 // 4
     assert all("x=2 is set to fail" in t["error"] for t in failed)
-    summary = summarize_method(task, "grid", "fifo", 0, trials, wall, {}, None, 0.0)
+    summary = summarize_method(task, Method("grid", "fifo", 0), trials, tuned.wall_seconds, {}, None, 0.0)
     assert summary["n_failed"] == 2
     for trial in failed:  # Ray's own record: two attempts (the first and one retry)
         error_file = next((tmp_path / "grid-fifo-s0").glob(f"trial_{trial['trial_id']}/error.txt"))
@@ -82,7 +77,7 @@ def test_only_the_last_attempt_of_a_restarted_trial_counts():
 def breast_cancer_trainable():
     task = get_task("breast_cancer").for_budget("smoke")
     config = {**{name: values[-1] for name, values in task.space.items()}, "seed": 0}
-    trainable = task.trainable(config=config)
+    trainable = task.load_trainable()(config=config)
     yield trainable
     trainable.stop()
 
@@ -226,10 +221,10 @@ def test_a_write_that_fails_midway_leaves_the_old_file_whole(tmp_path, monkeypat
 def test_asha_keeps_its_rungs_across_a_restore(ray_session, tmp_path):
     from ray import tune
 
-    results, _, _ = tune_method(ANALYTIC, "random", "asha", 0, 8, 2, RESOURCES, tmp_path)
-    trial_ids = {trial.trial_id for trial in results._experiment_analysis.trials}
+    tuned = tune(ANALYTIC, "random", "asha", 0, tmp_path, num_samples=8, resources=RESOURCES)
+    trial_ids = {trial.trial_id for trial, _ in trials_with_results(tuned.results)}
     # what --resume does: the scheduler comes back from tuner.pkl, as it was before the first trial
-    tuner = tune.Tuner.restore(str(tmp_path / "random-asha-s0"), trainable=tune.with_resources(ANALYTIC.trainable,
+    tuner = tune.Tuner.restore(str(tmp_path / "random-asha-s0"), trainable=tune.with_resources(ANALYTIC.load_trainable(),
                                                                                                  RESOURCES))
     scheduler = tuner._local_tuner._tune_config.scheduler
     assert all(not recorded for bracket in scheduler._brackets for _, recorded in bracket._rungs)

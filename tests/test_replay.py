@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 from scipy.stats import wilcoxon as scipy_wilcoxon
 
-from experiments import records, replay
-from experiments.runner import collect_trials, tune_method
+from analysis.stats import wilcoxon
+from core import records
+from experiments import replay
+from tests.tuning import collect, tune
 from tests.analytic import TASK as ANALYTIC
 
 # --- a hand-made table: three configurations of x, two of epochs ---------------------------
@@ -122,12 +124,12 @@ def test_statistics_on_a_hand_made_seed_table():
 
 def test_wilcoxon_matches_scipy_and_handles_ties():
     x, y = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], [2.0, 1.5, 4.0, 6.0, 5.0, 9.0, 7.5]
-    p, r = replay.wilcoxon(x, y)
+    p, r = wilcoxon(x, y)
     d = np.array(x) - np.array(y)
     assert p == pytest.approx(scipy_wilcoxon(d[d != 0]).pvalue)
     # nonzero d: -1, +0.5, -1, -2, -3, -0.5; ranks of |d|: 3.5, 1.5, 3.5, 5, 6, 1.5 (sum 21); positive: 1.5
     assert r == pytest.approx((1.5 - 19.5) / 21)
-    assert replay.wilcoxon([1.0, 2.0], [1.0, 2.0]) == (1.0, 0.0)
+    assert wilcoxon([1.0, 2.0], [1.0, 2.0]) == (1.0, 0.0)
 
 
 def test_the_same_seed_replays_the_same_run():
@@ -149,9 +151,8 @@ TINY = dataclasses.replace(ANALYTIC, space={**ANALYTIC.space, "x": (1, 2, 3, 4),
 @pytest.fixture(scope="module")
 def analytic_table(ray_session, tmp_path_factory):
     """A real grid:fifo run of the analytic task, recorded as a replay table."""
-    results, started, _ = tune_method(TINY, "grid", "fifo", 0, 1, 2, {"cpu": 1, "gpu": 0},
-                                      tmp_path_factory.mktemp("grid"))
-    trials, curves, _ = collect_trials(results, TINY, "grid", "fifo", 0, started)
+    tuned = tune(TINY, "grid", "fifo", 0, tmp_path_factory.mktemp("grid"))
+    trials, curves, _ = collect(tuned, TINY, "grid", "fifo", 0)
     return replay.table_from_frames(pd.DataFrame(trials), pd.DataFrame(curves), space=TINY.space, task="analytic",
                                     epochs_param="epochs", grace_period=TINY.grace_period,
                                     reduction_factor=TINY.reduction_factor, max_concurrent=1, num_samples=8)
@@ -160,8 +161,8 @@ def analytic_table(ray_session, tmp_path_factory):
 @pytest.mark.parametrize("searcher,scheduler", [("random", "asha"), ("hyperopt", "asha"), ("bayesopt", "asha")])
 def test_replay_makes_the_choices_a_real_run_makes(ray_session, tmp_path, analytic_table, searcher, scheduler):
     # One trial at a time: the real run's order of events is then fixed too.
-    results, started, _ = tune_method(TINY, searcher, scheduler, 5, 8, 1, {"cpu": 1, "gpu": 0}, tmp_path)
-    real, _, _ = collect_trials(results, TINY, searcher, scheduler, 5, started)
+    tuned = tune(TINY, searcher, scheduler, 5, tmp_path, num_samples=8, max_concurrent=1)
+    real, _, _ = collect(tuned, TINY, searcher, scheduler, 5)
     replayed = replay.replay_method(analytic_table, searcher, scheduler, seed=5, num_samples=8, max_concurrent=1)
     assert [tuple(t[f"config/{n}"] for n in TINY.space) for t in real] == [t["key"] for t in replayed.trials]
     assert [t["epochs"] for t in real] == [t["epochs"] for t in replayed.trials]  # ASHA stopped the same ones

@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from experiments import records
+from core import records
 from tests.conftest import ROOT
 from trainables import get_task
 
@@ -22,7 +22,8 @@ def test_smoke_run_writes_the_whole_run_folder(smoke_run):
     assert {"run.json", "tune", "trials.csv", "curves.csv", "summary.csv", "summary.md", "resources.csv",
             "plots", "tensorboard"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
-    methods = ["grid-fifo-s0", "random-fifo-s0", "hyperopt-asha-s0", "bayesopt-asha-s0"]
+    # the default methods: the baselines, the proposed methods and the control random:asha
+    methods = ["grid-fifo-s0", "random-fifo-s0", "random-asha-s0", "hyperopt-asha-s0", "bayesopt-asha-s0"]
     assert sorted(p.name for p in (smoke_run / "tune").iterdir()) == sorted(methods)
     for method in methods:
         folder = smoke_run / "tune" / method
@@ -43,8 +44,9 @@ def test_run_json_keeps_provenance(smoke_run):
 def test_trials_csv(smoke_run):
     trials = pd.read_csv(smoke_run / "trials.csv")
     assert list(trials.columns) == list(records.trial_columns(SMOKE.space))
-    counts = trials.groupby("searcher").size().to_dict()
-    assert counts == {"grid": SMOKE.grid_size, "random": 4, "hyperopt": 4, "bayesopt": 4}
+    counts = trials.groupby(["searcher", "scheduler"]).size().to_dict()
+    assert counts == {("grid", "fifo"): SMOKE.grid_size, ("random", "fifo"): 4, ("random", "asha"): 4,
+                      ("hyperopt", "asha"): 4, ("bayesopt", "asha"): 4}
     assert set(trials["status"]) <= {records.COMPLETED, records.STOPPED}
     assert (trials["epochs"] >= 1).all() and (trials["epochs"] <= trials["config/num_epochs"]).all()
     assert trials["best_val_accuracy"].between(0, 1).all()
@@ -70,19 +72,24 @@ def test_summary_csv_and_md(smoke_run):
     trials = pd.read_csv(smoke_run / "trials.csv")
     assert list(summary.columns) == list(records.SUMMARY_COLUMNS)
     assert list(zip(summary["searcher"], summary["scheduler"])) == [
-        ("grid", "fifo"), ("random", "fifo"), ("hyperopt", "asha"), ("bayesopt", "asha")]
+        ("grid", "fifo"), ("random", "fifo"), ("random", "asha"), ("hyperopt", "asha"), ("bayesopt", "asha")]
     for column in ("test_accuracy", "test_f1", "test_auc", "best_val_accuracy"):
         assert summary[column].between(0, 1).all(), column
     assert summary["gpu_seconds"].isna().all()  # no GPU: absent, not zero
     assert (summary["wall_seconds"] > 0).all() and (summary["trial_seconds"] > 0).all()
     for row in summary.itertuples():
-        mine = trials[trials["searcher"] == row.searcher]
+        mine = trials[(trials["searcher"] == row.searcher) & (trials["scheduler"] == row.scheduler)]
         assert row.n_trials == len(mine) and row.epochs_trained == mine["epochs"].sum()
         assert row.best_val_accuracy == mine["best_val_accuracy"].max()
         assert row.best_trial_id in set(mine["trial_id"])
         assert set(json.loads(row.best_config)) == set(SMOKE.space)
     text = (smoke_run / "summary.md").read_text()
-    assert "| grid | fifo | 0 |" in text and "test_accuracy" in text
+    assert "| grid | fifo | 0 |" in text and "test_accuracy" in text and "grid_epochs_share" in text
+    # every ASHA method next to both controls, with n stated (one seed: no test, said so)
+    for method in ("hyperopt:asha", "bayesopt:asha"):
+        for control in ("random:fifo", "random:asha"):
+            assert f"| {method} | {control} | 1 |" in text
+    assert "no test (1 seed)" in text
 
 
 def _run_cli(args, cwd):

@@ -1,5 +1,5 @@
 """One contract, every searcher: on a cheap analytic objective, through the real runner path
-(``experiments.runner.tune_method``), each searcher finishes its budget, stays inside the
+(``experiments.tuning.tune_method``), each searcher finishes its budget, stays inside the
 space, reproduces its suggestions under a fixed seed, and survives NaN results."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from experiments.runner import tune_method
+from tests.tuning import tune
 from searchers import SEARCHERS
 from tests.analytic import SPACE, TASK
 
@@ -24,9 +24,9 @@ def suggested(results, space):
 
 def run(searcher, tmp_path, seed, scheduler="fifo", num_samples=8, max_concurrent=1, fixed_config=None):
     task = SMALL if searcher == "grid" else TASK
-    results, _, _ = tune_method(task, searcher, scheduler, seed, num_samples, max_concurrent, RESOURCES,
-                                tmp_path, fixed_config=fixed_config)
-    return task, results
+    tuned = tune(task, searcher, scheduler, seed, tmp_path, num_samples=num_samples, max_concurrent=max_concurrent,
+                 resources=RESOURCES, fixed_config=fixed_config)
+    return task, tuned.results
 
 
 @pytest.mark.parametrize("searcher", list(SEARCHERS))

@@ -1,5 +1,5 @@
-"""What every task shares: the task declaration, seeding, device choice, the metrics and the
-per-epoch Trainable that Ray Tune runs.
+"""What every task's training shares: seeding, device choice, the metrics and the per-epoch
+Trainable that Ray Tune runs. (The task's declaration, ``TaskSpec``, is ``core.task``.)
 
 A task module (``trainables/<task>.py``) supplies two plain pieces with no Ray in them:
 ``load_data(config)`` (once per worker process, cached by the data options) and a
@@ -9,97 +9,23 @@ into a Ray Tune ``Trainable`` where one ``step()`` is one epoch.
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import math
 import os
 import random
 import resource
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 import torch
 from ray import tune
 
-# The names of the numbers every trial reports once per epoch; analysis and tests use these.
-EPOCH = "epoch"
-VAL_METRICS = ("val_accuracy", "val_f1", "val_auc", "val_loss")
+from core.records import EPOCH
+from core.rules import is_new_best
+from core.task import TaskSpec
+
 CHECKPOINT_FILE = "state.pt"
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A task's facts, declared once next to its Trainable.
-
-    ``space`` is the grid: every hyperparameter with its list of values. Grid search runs
-    all combinations; random search, TPE and BayesOpt draw from the same lists.
-    """
-
-    name: str
-    trainable: type  # an EpochTrainable subclass
-    space: Mapping[str, tuple]
-    metric: str = "val_accuracy"
-    mode: str = "max"
-    resource_attr: str = EPOCH  # what ASHA allocates: epochs trained
-    epochs_param: str = "num_epochs"
-    grace_period: int = 1  # epochs: the first rung of ASHA
-    reduction_factor: int = 3  # ASHA keeps the top 1/reduction_factor at each rung
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0  # asked for only where a GPU exists
-    # The smoke budget: the same code path on a tiny space, for tests and a first look.
-    smoke_space: Mapping[str, tuple] = field(default_factory=dict)
-    smoke_grace_period: int = 1
-    smoke_num_samples: int = 4
-    smoke_options: Mapping[str, Any] = field(default_factory=dict)  # option defaults of the smoke budget
-    # Data and model options (data_dir, model, subset, ...) with their defaults; they join
-    # every trial's config unsearched. A task without options takes none on the command line.
-    options: Mapping[str, Any] = field(default_factory=dict)
-    # check_options(options, task) raises ValueError with a one-line, actionable message
-    # before anything is written (a missing data folder, a model that cannot be loaded).
-    check_options: Callable[[dict, "TaskSpec"], None] | None = None
-    description: str = ""
-
-    def __post_init__(self):
-        if self.mode not in ("max", "min"):
-            raise ValueError(f"task {self.name}: mode must be 'max' or 'min', got {self.mode!r}")
-        if self.epochs_param not in self.space:
-            raise ValueError(f"task {self.name}: epochs_param {self.epochs_param!r} is not in the space")
-        for name, values in self.space.items():
-            if not values:
-                raise ValueError(f"task {self.name}: hyperparameter {name!r} has no values")
-
-    @property
-    def max_t(self) -> int:
-        """ASHA's max_t: the largest epoch count in the space."""
-        return int(max(self.space[self.epochs_param]))
-
-    @property
-    def grid_size(self) -> int:
-        return math.prod(len(v) for v in self.space.values())
-
-    def resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """The task's options with ``given`` ones applied; ValueError for options it does not take."""
-        unknown = sorted(set(given) - set(self.options))
-        if unknown:
-            flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
-            takes = ", ".join("--" + name.replace("_", "-") for name in self.options) or "none"
-            raise ValueError(f"task {self.name} does not take {flags}; it takes: {takes}")
-        options = {**self.options, **given}
-        if self.check_options is not None:
-            self.check_options(options, self)
-        return options
-
-    def for_budget(self, budget: str) -> "TaskSpec":
-        """This task at budget ``full`` (the declared space) or ``smoke`` (the tiny one)."""
-        if budget == "full":
-            return self
-        if budget == "smoke":
-            space = {**self.space, **self.smoke_space}
-            return dataclasses.replace(self, space=space, grace_period=self.smoke_grace_period,
-                                       options={**self.options, **self.smoke_options})
-        raise ValueError(f"unknown budget {budget!r}; allowed: full, smoke")
 
 
 def seed_everything(seed: int) -> None:
@@ -227,9 +153,9 @@ class EpochTrainable(tune.Trainable):
     a later ``step()`` (a paused trial continuing) brings them back.
     """
 
+    task: ClassVar[TaskSpec]  # the task's declaration: its epochs_param says when a trial is done
     run_cls: ClassVar[type[TrainingRun]]
     load_data: ClassVar[Callable[[Mapping[str, Any]], Any]]
-    epochs_param: ClassVar[str] = "num_epochs"
     data_keys: ClassVar[tuple[str, ...]] = ()  # config keys that change the loaded data
 
     def setup(self, config):
@@ -274,7 +200,7 @@ class EpochTrainable(tune.Trainable):
         if diverged:
             # Worst values, not NaN: searchers and ASHA rank this trial last.
             val = {"accuracy": 0.0, "f1": 0.0, "auc": 0.5, "loss": float("inf")}
-        elif val["accuracy"] > self._best_val_accuracy:
+        elif is_new_best(val["accuracy"], self._best_val_accuracy):
             self._best_val_accuracy = val["accuracy"]
             self._best_model = _to_cpu(self._run.model.state_dict())
         result = {
@@ -297,7 +223,7 @@ class EpochTrainable(tune.Trainable):
             result.update(test_accuracy=test["accuracy"], test_f1=test["f1"], test_auc=test["auc"])
         if self._device.type == "cuda":
             result["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(self._device) / 2**20
-        if diverged or self._epoch >= int(self.config[self.epochs_param]):
+        if diverged or self._epoch >= int(self.config[self.task.epochs_param]):
             result["done"] = True
         return result
 

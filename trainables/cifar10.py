@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from trainables import data as data_lib
-from trainables.base import EpochTrainable, TaskSpec, TrainingRun
+from core.task import TaskSpec
+from trainables.base import EpochTrainable, TrainingRun
 
 HUB_DATASET = "uoft-cs/cifar10"
 NUM_CLASSES = 10
@@ -41,7 +42,7 @@ WEIGHT_DECAY = 5e-4
 EVAL_BATCH_SIZE = 500
 MODELS = ("resnet18", "efficientnet_b0")
 
-# The grid (DESIGN.md): 3 x 3 x 3 x 2 = 54 configurations.
+# The grid (docs/DESIGN.md): 3 x 3 x 3 x 2 = 54 configurations.
 SPACE = {
     "learning_rate": (1e-3, 1e-4, 1e-5),  # AdamW step size
     "batch_size": (32, 64, 128),  # images per step
@@ -211,17 +212,11 @@ class Cifar10Run(TrainingRun):
         super().release()
 
 
-class Cifar10Trainable(EpochTrainable):
-    run_cls = Cifar10Run
-    load_data = staticmethod(load_data)
-    data_keys = ("data_dir", "cache_dir", "subset", "eval_subset")
-
-
 TASK = TaskSpec(
     name="cifar10",
-    trainable=Cifar10Trainable,
+    trainable="trainables.cifar10:Cifar10Trainable",
     space=SPACE,
-    grace_period=3,  # epochs: ASHA's first rung (rungs at 3 and 9 of max 30)
+    grace_period=3,  # epochs, declared with the space (not measured): rungs at 3 and 9 of max 30, two cuts
     reduction_factor=3,
     cpus_per_trial=1.0,
     gpus_per_trial=0.25,  # four ResNet-18 trials share one GPU
@@ -233,3 +228,10 @@ TASK = TaskSpec(
     check_options=check_options,
     description="CIFAR-10, ResNet-18 (32x32 stem) or EfficientNet-B0 from torchvision",
 )
+
+
+class Cifar10Trainable(EpochTrainable):
+    task = TASK
+    run_cls = Cifar10Run
+    load_data = staticmethod(load_data)
+    data_keys = ("data_dir", "cache_dir", "subset", "eval_subset")

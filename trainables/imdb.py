@@ -34,7 +34,8 @@ try:
     from transformers.trainer_pt_utils import get_length_grouped_indices
 except ImportError:  # pragma: no cover - transformers is a dependency; the error names the fix
     raise ImportError("the imdb task needs transformers: pip install transformers") from None
-from trainables.base import EpochTrainable, TaskSpec, TrainingRun
+from core.task import TaskSpec
+from trainables.base import EpochTrainable, TrainingRun
 
 HUB_DATASET = "stanfordnlp/imdb"
 DEFAULT_MODEL = "distilbert-base-uncased"
@@ -45,7 +46,7 @@ MAX_GRAD_NORM = 1.0
 WEIGHT_DECAY = 0.01
 EVAL_BATCH_SIZE = 64  # reviews per evaluation batch, sorted by length
 
-# The grid (DESIGN.md): 3 x 2 x 3 x 2 = 36 configurations.
+# The grid (docs/DESIGN.md): 3 x 2 x 3 x 2 = 36 configurations.
 SPACE = {
     "learning_rate": (1e-5, 5e-5, 1e-4),  # AdamW peak step size
     "batch_size": (16, 32),  # reviews per step
@@ -251,19 +252,12 @@ class ImdbRun(TrainingRun):
         super().release()
 
 
-class ImdbTrainable(EpochTrainable):
-    run_cls = ImdbRun
-    load_data = staticmethod(load_data)
-    epochs_param = "num_train_epochs"
-    data_keys = ("data_dir", "model", "subset", "max_seq_length", "cache_dir")
-
-
 TASK = TaskSpec(
     name="imdb",
-    trainable=ImdbTrainable,
+    trainable="trainables.imdb:ImdbTrainable",
     space=SPACE,
     epochs_param="num_train_epochs",
-    grace_period=1,  # epochs: ASHA's first rung (rungs at 1 and 3 of max 10)
+    grace_period=1,  # epochs, declared with the space (not measured): rungs at 1 and 3 of max 10, two cuts
     reduction_factor=3,
     cpus_per_trial=1.0,
     gpus_per_trial=0.25,  # four DistilBERT trials share one GPU
@@ -274,3 +268,10 @@ TASK = TaskSpec(
     check_options=check_options,
     description="IMDB reviews, fine-tuned Hugging Face sequence classifier (DistilBERT)",
 )
+
+
+class ImdbTrainable(EpochTrainable):
+    task = TASK
+    run_cls = ImdbRun
+    load_data = staticmethod(load_data)
+    data_keys = ("data_dir", "model", "subset", "max_seq_length", "cache_dir")

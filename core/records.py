@@ -1,6 +1,6 @@
-"""The run folder's files: their column names (the one place they are spelled) and
-atomic writers (a temporary file in the same folder, then ``os.replace``), so a crash or a
-Ctrl-C never leaves a half-written result file behind."""
+"""The run folder's files: their column names and the names of what a trial reports (the one
+place they are spelled), and atomic writers (a temporary file in the same folder, then
+``os.replace``), so a crash or a Ctrl-C never leaves a half-written result file behind."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
+
+# What every trial reports once per epoch (EpochTrainable; the replay reports the same).
+EPOCH = "epoch"  # the resource ASHA allocates: epochs trained
+VAL_METRICS = ("val_accuracy", "val_f1", "val_auc", "val_loss")
 
 # Every row of every table carries the method's identity, so analysis groups by columns,
 # never by parsing folder names.
@@ -30,6 +34,10 @@ SUMMARY_COLUMNS = METHOD_COLUMNS + (
     "n_trials", "n_failed", "epochs_trained", "best_val_accuracy", "test_accuracy", "test_f1", "test_auc",
     "wall_seconds", "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_gpu_mem_mb", "peak_rss_mb",
     "best_trial_id", "best_config")
+
+# resources.csv: the resource monitor's samples, tagged with the method running.
+RESOURCE_COLUMNS = ("time", "wall_seconds", "task", "searcher", "scheduler", "seed", "gpu_util", "gpu_mem_mb",
+                    "cpu_percent", "rss_mb", "n_processes")
 
 # Trial statuses written to trials.csv.
 COMPLETED = "completed"  # trained all of its own epochs

@@ -1,0 +1,102 @@
+"""``TaskSpec``: a task's facts, declared once in its module (``trainables/<task>.py``).
+
+A plain declaration: it needs neither torch nor Ray, so the replay benchmark and the command
+line's checks build and read one without loading a framework. The Trainable that trains the
+task is named by its import path and loaded only when a run needs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from core.records import EPOCH
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task's facts.
+
+    ``space`` is the grid: every hyperparameter with its list of values. Grid search runs
+    all combinations; random search, TPE and BayesOpt draw from the same lists.
+    """
+
+    name: str
+    space: Mapping[str, tuple]
+    # "module:Class" of the Ray Trainable; None for a declaration with nothing to run (a replay table)
+    trainable: str | None = None
+    metric: str = "val_accuracy"
+    mode: str = "max"
+    resource_attr: str = EPOCH  # what ASHA allocates: epochs trained
+    epochs_param: str = "num_epochs"  # the hyperparameter holding a configuration's own epoch count
+    # Epochs before ASHA's first cut. None: the rule fixed in advance, the smallest epoch budget
+    # in the grid (no configuration is cut before the shortest one has finished). A task that
+    # declares another value says why next to it; none may be chosen on the data it is reported on.
+    grace_period: int | None = None
+    reduction_factor: int = 3  # ASHA keeps the top 1/reduction_factor at each rung
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # asked for only where a GPU exists
+    # The smoke budget: the same code path on a tiny space, for tests and a first look.
+    smoke_space: Mapping[str, tuple] = field(default_factory=dict)
+    smoke_grace_period: int = 1
+    smoke_num_samples: int = 4
+    smoke_options: Mapping[str, Any] = field(default_factory=dict)  # option defaults of the smoke budget
+    # Data and model options (data_dir, model, subset, ...) with their defaults; they join
+    # every trial's config unsearched. A task without options takes none on the command line.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # check_options(options, task) raises ValueError with a one-line, actionable message
+    # before anything is written (a missing data folder, a model that cannot be loaded).
+    check_options: Callable[[dict, "TaskSpec"], None] | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"task {self.name}: mode must be 'max' or 'min', got {self.mode!r}")
+        if self.epochs_param not in self.space:
+            raise ValueError(f"task {self.name}: epochs_param {self.epochs_param!r} is not in the space")
+        for name, values in self.space.items():
+            if not values:
+                raise ValueError(f"task {self.name}: hyperparameter {name!r} has no values")
+        if self.grace_period is None:
+            object.__setattr__(self, "grace_period", int(min(self.space[self.epochs_param])))
+
+    @property
+    def max_t(self) -> int:
+        """ASHA's max_t: the largest epoch count in the space."""
+        return int(max(self.space[self.epochs_param]))
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(len(v) for v in self.space.values())
+
+    def load_trainable(self) -> type:
+        """The Trainable class named by ``trainable`` (imports the task's module: torch, Ray)."""
+        if self.trainable is None:
+            raise ValueError(f"task {self.name} declares no trainable (a replay table's task runs nothing)")
+        module, _, name = self.trainable.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The task's options with ``given`` ones applied; ValueError for options it does not take."""
+        unknown = sorted(set(given) - set(self.options))
+        if unknown:
+            flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
+            takes = ", ".join("--" + name.replace("_", "-") for name in self.options) or "none"
+            raise ValueError(f"task {self.name} does not take {flags}; it takes: {takes}")
+        options = {**self.options, **given}
+        if self.check_options is not None:
+            self.check_options(options, self)
+        return options
+
+    def for_budget(self, budget: str) -> "TaskSpec":
+        """This task at budget ``full`` (the declared space) or ``smoke`` (the tiny one)."""
+        if budget == "full":
+            return self
+        if budget == "smoke":
+            space = {**self.space, **self.smoke_space}
+            return dataclasses.replace(self, space=space, grace_period=self.smoke_grace_period,
+                                       options={**self.options, **self.smoke_options})
+        raise ValueError(f"unknown budget {budget!r}; allowed: full, smoke")

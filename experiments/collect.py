@@ -1,0 +1,82 @@
+"""trials.csv and curves.csv rows of one method, read from Tune's own per-trial results."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from core import records
+from core.records import COMPLETED, DIVERGED, FAILED, STOPPED
+from core.rules import epoch_of, last_attempt
+from core.task import TaskSpec
+from experiments.plan import Method
+from experiments.tune_adapter import trials_with_results
+
+
+@dataclass(frozen=True)
+class Collected:
+    trials: tuple[dict, ...]  # trials.csv rows, in start order
+    curves: tuple[dict, ...]  # curves.csv rows, in wall-clock order
+    results: dict  # trial id -> Tune's Result (its checkpoint is what test scoring reads)
+
+
+def number(value) -> float | None:
+    """``value`` as a finite float; None for anything else (missing, NaN, inf, text)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def error_line(error) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def trial_status(reports: list[dict], error: Any, epochs: int, own_epochs: int) -> str:
+    if error is not None:
+        return FAILED
+    if any(r.get("diverged") is True for r in reports):
+        return DIVERGED
+    return STOPPED if epochs < own_epochs else COMPLETED
+
+
+def collect_trials(results, task: TaskSpec, method: Method, started: float) -> Collected:
+    """The rows of every trial of a ResultGrid. ``started``: when the method started
+    (curves' ``wall_seconds`` count from it)."""
+    identity = method.identity(task.name)
+    trials, curves, by_trial = [], [], {}
+    for trial, result in trials_with_results(results):
+        trial_id, config = trial.trial_id, trial.config
+        frame = result.metrics_dataframe
+        reports = last_attempt(frame.to_dict("records") if frame is not None and len(frame) else [])
+        epochs = max((epoch_of(r) for r in reports), default=0)
+        accuracies = [r["val_accuracy"] for r in reports if number(r.get("val_accuracy")) is not None]
+        trials.append({
+            **identity, "trial_id": trial_id,
+            "status": trial_status(reports, result.error, epochs, int(config[task.epochs_param])),
+            **{f"config/{name}": config.get(name) for name in task.space},
+            "epochs": epochs,
+            "best_val_accuracy": max(accuracies) if accuracies else None,
+            "final_val_accuracy": accuracies[-1] if accuracies else None,
+            "train_seconds": number(result.metrics.get("time_total_s")) or 0.0,
+            "samples_per_second": (sum(r["samples_per_second"] for r in reports) / len(reports)
+                                   if reports and all(number(r.get("samples_per_second")) for r in reports) else None),
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in reports if number(r.get("peak_rss_mb"))), default=None),
+            "peak_gpu_mem_mb": max((r["peak_gpu_mem_mb"] for r in reports
+                                    if number(r.get("peak_gpu_mem_mb")) is not None), default=None),
+            "error": error_line(result.error) if result.error is not None else "",
+        })
+        by_trial[trial_id] = result
+        for r in reports:
+            curves.append({
+                **identity, "trial_id": trial_id, "epoch": epoch_of(r),
+                **{name: r.get(name) for name in records.VAL_METRICS + ("epoch_seconds",)
+                   + records.TEST_CURVE_METRICS},
+                # our trainables stamp each epoch's end; Ray's own timestamp is whole seconds
+                "wall_seconds": (number(r.get("end_time")) or r["timestamp"]) - started,
+            })
+    curves.sort(key=lambda c: (c["wall_seconds"], c["trial_id"], c["epoch"]))
+    return Collected(tuple(trials), tuple(curves), by_trial)

@@ -1,0 +1,85 @@
+"""The typed, frozen values passed between the runner's modules.
+
+``RunPlan`` is everything a run resolved before its first trial (recorded in run.json's
+``resolved``); ``Method`` names one (searcher, scheduler, seed); ``MethodOutcome`` is the rows
+one method adds to the run's tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from core.rules import method_name
+from core.task import TaskSpec
+
+
+@dataclass(frozen=True)
+class Method:
+    searcher: str
+    scheduler: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return method_name(self.searcher, self.scheduler, self.seed)
+
+    def identity(self, task: str) -> dict:
+        """The columns every row of this method carries (core.records.METHOD_COLUMNS)."""
+        return {"task": task, "searcher": self.searcher, "scheduler": self.scheduler, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What every method of a run shares, resolved once."""
+
+    task: TaskSpec  # at the run's budget
+    num_samples: int  # trials per sampling searcher
+    max_concurrent: int  # trials at once
+    resources: Mapping[str, float]  # one trial's request: {"cpu": ..., "gpu": ...}
+    # Joins every trial's config unsearched: the task's resolved options (data folder, model, ...)
+    # and record_test_curves where asked for.
+    fixed_config: Mapping[str, Any] = field(default_factory=dict)
+    max_failures: int = 0  # Ray's FailureConfig: retries of a failed trial
+    gpu_id: int | None = None  # the GPU the run is pinned to; None: none (or the cluster's)
+
+    @property
+    def gpus_per_trial(self) -> float:
+        return float(self.resources.get("gpu", 0.0))
+
+    def resolved(self, options: Mapping[str, Any]) -> dict:
+        """run.json's ``resolved`` section (its keys are part of the run-folder contract)."""
+        task = self.task
+        return {"space": {k: list(v) for k, v in task.space.items()}, "grid_size": task.grid_size,
+                "task_options": dict(options), "gpu_id": self.gpu_id, "num_samples": self.num_samples,
+                "max_concurrent": self.max_concurrent, "resources": dict(self.resources), "metric": task.metric,
+                "mode": task.mode, "max_t": task.max_t, "epochs_param": task.epochs_param,
+                "resource_attr": task.resource_attr, "grace_period": task.grace_period,
+                "reduction_factor": task.reduction_factor}
+
+    @classmethod
+    def from_resolved(cls, task: TaskSpec, resolved: Mapping[str, Any], *, record_test_curves: bool,
+                      max_failures: int) -> "RunPlan":
+        """The plan a run.json was written from (for --resume)."""
+        return cls(task=task, num_samples=int(resolved["num_samples"]),
+                   max_concurrent=int(resolved["max_concurrent"]), resources=dict(resolved["resources"]),
+                   fixed_config=fixed_config(resolved["task_options"], record_test_curves),
+                   max_failures=max_failures, gpu_id=resolved.get("gpu_id"))
+
+
+def fixed_config(options: Mapping[str, Any], record_test_curves: bool) -> dict:
+    return {**options, "record_test_curves": True} if record_test_curves else dict(options)
+
+
+@dataclass(frozen=True)
+class MethodOutcome:
+    """The rows one (searcher, scheduler, seed) adds to trials.csv, curves.csv and summary.csv."""
+
+    trials: tuple[dict, ...] = ()
+    curves: tuple[dict, ...] = ()
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> Method:
+        s = self.summary
+        return Method(s["searcher"], s["scheduler"], int(s["seed"]))

@@ -1,0 +1,111 @@
+"""``python -m experiments.replay``: replay searchers and schedulers on a recorded grid run.
+
+Deliberately lazy: the simulator (Ray) is imported only once the arguments and the table
+have been checked, so ``--help`` and bad input answer at once, without importing Ray or torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+from core.cli import OneLineErrorParser
+from experiments.replay.report import summary_markdown, write_results
+from experiments.replay.table import ReplayError, Table, load_table
+from experiments.spec import SpecError, parse_methods
+from searchers import SCHEDULERS, SEARCHERS
+from trainables import TASK_MODULES, get_task
+
+BUILTIN = Path(__file__).resolve().parent.parent / "tables"  # shipped recorded tables: tables/<task>/
+
+
+def builtin_tables() -> list[str]:
+    return sorted(p.name for p in BUILTIN.iterdir() if (p / "run.json").is_file()) if BUILTIN.is_dir() else []
+
+
+def parse_args(argv):
+    parser = OneLineErrorParser(prog="python -m experiments.replay",
+                                 description="Replay searchers and schedulers on a recorded grid run's learning curves, "
+                                             "over many seeds, on a simulated clock.")
+    parser.add_argument("run_dir", nargs="?", help="a run folder holding a grid:fifo run (its curves.csv is the table)")
+    parser.add_argument("--builtin", default=None, help=f"replay a table shipped with the package: "
+                                                        f"{', '.join(builtin_tables()) or 'none'}")
+    parser.add_argument("--seeds", type=int, default=20, help="replay seeds per method (0..N-1; default 20)")
+    parser.add_argument("--methods", default=",".join(f"{s}:*" for s in SEARCHERS),
+                        help="comma-separated searcher[:scheduler], as in run_all.py: a searcher alone gets its "
+                             "default scheduler, searcher:* every scheduler "
+                             f"({', '.join(SCHEDULERS)}); default: every searcher with every scheduler")
+    parser.add_argument("--num-samples", type=int, default=None,
+                        help="trials per sampling searcher (default: the recorded run's)")
+    parser.add_argument("--max-concurrent", type=int, default=None,
+                        help="trials at once on the simulated clock (default: the recorded run's)")
+    parser.add_argument("--grace-period", type=int, default=None,
+                        help="ASHA's first rung in epochs (default: the task's current setting)")
+    parser.add_argument("--reduction-factor", type=int, default=None,
+                        help="ASHA's reduction factor (default: the task's current setting)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: the CPUs)")
+    parser.add_argument("--out", default=None, help="output folder (default: <run folder>/replay)")
+    args = parser.parse_args(argv)
+    if args.reduction_factor is not None and args.reduction_factor < 2:
+        parser.error(f"--reduction-factor must be at least 2, got {args.reduction_factor}")
+    if (args.run_dir is None) == (args.builtin is None):
+        parser.error("give a grid run folder or --builtin <task>, one of the two")
+    if args.builtin is not None and args.builtin not in builtin_tables():
+        parser.error(f"no built-in table {args.builtin!r}; built-in: {', '.join(builtin_tables()) or 'none'}")
+    if args.builtin is not None and args.out is None:
+        parser.error("--builtin needs --out <folder> (the shipped table is not written into)")
+    for name in ("seeds", "num_samples", "max_concurrent", "workers", "grace_period"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    try:
+        args.methods = list(parse_methods(args.methods))
+    except SpecError as exc:
+        parser.error(str(exc))
+    return args
+
+
+def with_asha_settings(table: Table, grace_period: int | None, reduction_factor: int | None) -> Table:
+    """The table with ASHA's settings as given, else the task's current ones (the grid's
+    recording does not depend on them; the replay should use what a run would use now), else
+    the recorded run's."""
+    if table.task in TASK_MODULES:
+        current = get_task(table.task).for_budget(table.budget)
+        grace_period = grace_period or current.grace_period
+        reduction_factor = reduction_factor or current.reduction_factor
+    return dataclasses.replace(table, grace_period=grace_period or table.grace_period,
+                               reduction_factor=reduction_factor or table.reduction_factor, _value={})
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    source = BUILTIN / args.builtin if args.builtin else Path(args.run_dir)
+    out = Path(args.out) if args.out else source / "replay"
+    try:
+        table = load_table(source)
+        out.mkdir(parents=True, exist_ok=True)
+    except (ReplayError, OSError) as exc:
+        print(f"python -m experiments.replay: error: {exc}", file=sys.stderr)
+        return 2
+    table = with_asha_settings(table, args.grace_period, args.reduction_factor)
+    settings = {"source": str(source), "task": table.task, "n_seeds": args.seeds,
+                "grace_period": table.grace_period, "reduction_factor": table.reduction_factor,
+                "methods": [f"{s}:{c}" for s, c in args.methods],
+                "num_samples": args.num_samples or table.num_samples,
+                "max_concurrent": args.max_concurrent or table.max_concurrent, "workers": args.workers}
+    print(f"replaying {len(args.methods)} methods x {args.seeds} seeds on {table.task} ({len(table.curves)} "
+          f"configurations, concurrency {settings['max_concurrent']}) ...")
+    from experiments.replay.simulator import replay_all  # Ray: only now (see the module's docstring)
+
+    started = time.perf_counter()
+    runs, seeds = replay_all(table, args.methods, range(args.seeds), args.num_samples, args.max_concurrent,
+                             workers=args.workers)
+    settings["replay_seconds"] = time.perf_counter() - started
+    summary = write_results(out, table, runs, seeds, settings)
+    print(summary_markdown(summary, table, settings))
+    print(f"replayed in {settings['replay_seconds']:.1f} s; results in {out}")
+    return 0
+

@@ -1,0 +1,194 @@
+"""One method replayed on a table, on a simulated clock (Ray's TuneController replaced by a
+discrete-event loop), and many (method, seed) replays spread over processes."""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import math
+import random
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from ray import tune
+from ray.tune.experiment import Experiment
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from core.rules import selection_key
+from experiments.replay.stats import seed_row
+from experiments.replay.table import Curve, Table
+from searchers import SCHEDULERS, SEARCHERS, MethodArgs
+
+
+class ReplayedTrial:
+    """Stands in for a trainable: each ``step()`` reports the next recorded epoch, exactly as
+    recorded (validation numbers only), and ``done`` at the configuration's own epoch count."""
+
+    def __init__(self, curve: Curve, epochs: int):
+        self.curve = curve
+        self.epochs = epochs
+        self.epoch = 0
+        self.best = -math.inf
+
+    def next_seconds(self) -> float:
+        return float(self.curve.epoch_seconds[self.epoch])
+
+    def step(self) -> dict:
+        i = self.epoch
+        self.epoch += 1
+        result = {name: float(values[i]) for name, values in self.curve.val.items()}
+        self.best = max(self.best, result["val_accuracy"])
+        result.update(epoch=self.epoch, epoch_seconds=float(self.curve.epoch_seconds[i]),
+                      best_val_accuracy=self.best, done=self.epoch >= self.epochs)
+        return result
+
+
+@dataclass
+class ReplayRun:
+    """What one (searcher, scheduler, seed) did on the simulated clock."""
+
+    searcher: str
+    scheduler: str
+    seed: int
+    trials: list[dict]  # one per trial in start order: trial_id, key, training seed, epochs, best
+    events: pd.DataFrame  # one row per reported epoch: sim_time, compute, trial_id, epoch, val_accuracy, value
+    selected: dict | None  # the trial select_trial's rule picks at the end
+    sim_seconds: float
+    compute: float
+
+
+@functools.cache
+def _trainable():
+    """The trainable named in the replay's Experiment; replayed trials never run it."""
+    class ReplayNeverRuns(tune.Trainable):
+        def step(self):  # pragma: no cover - the replay loop never starts a trial
+            raise RuntimeError("replayed trials are not run")
+
+    return ReplayNeverRuns
+
+
+def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_samples: int | None = None,
+                  max_concurrent: int | None = None) -> ReplayRun:
+    """Run one method on the table with the simulated clock; deterministic in its arguments."""
+    # Global generators some libraries draw from (ASHA picks brackets with np.random).
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    draw = np.random.default_rng([seed, 1])  # which training seed each trial follows
+    task = table.task_spec()
+    num_samples = num_samples or table.num_samples
+    max_concurrent = max_concurrent or table.max_concurrent
+    args = MethodArgs(task=task, seed=seed, num_samples=num_samples, max_concurrent=max_concurrent)
+    plan = SEARCHERS[searcher](args)
+    sched = SCHEDULERS[scheduler](args)
+    # What tune.run does with them (ray/tune/tune.py): wrap, then set metric, mode and space.
+    search_alg = plan.search_alg
+    if search_alg is None:
+        search_alg = BasicVariantGenerator(max_concurrent=max_concurrent)
+    elif isinstance(search_alg, Searcher):
+        search_alg = SearchGenerator(ConcurrencyLimiter(search_alg, max_concurrent=max_concurrent))
+    param_space = {**plan.param_space, "seed": seed}
+    with tempfile.TemporaryDirectory() as storage:
+        experiment = Experiment(name="replay", run=_trainable(), config=param_space, num_samples=plan.num_samples,
+                                storage_path=storage)
+        search_alg.set_search_properties(task.metric, task.mode, param_space, **experiment.public_spec)
+        sched.set_search_properties(task.metric, task.mode, **experiment.public_spec)
+        search_alg.add_configurations([experiment])
+        return _simulate(table, search_alg, sched, draw, max_concurrent,
+                         searcher, scheduler, seed)
+
+
+def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, scheduler, seed) -> ReplayRun:
+    STOP = TrialScheduler.STOP  # noqa: N806 - Tune's constant
+    clock = 0.0
+    done_seconds = 0.0  # compute of finished epochs
+    heap: list[tuple[float, int, str]] = []  # (simulated time the epoch ends, order, trial_id)
+    order = itertools.count()
+    live: dict[str, dict] = {}
+    trials: list[dict] = []
+    events: list[tuple] = []
+    incumbent = None  # (selection_key, record) of the trial core.rules.select_trial would pick now
+
+    def start_trials():
+        while len(live) < max_concurrent:
+            trial = search_alg.next_trial()
+            if trial is None:
+                return
+            sched.on_trial_add(None, trial)
+            key = table.key(trial.config)
+            curves = table.curves[key]
+            curve = curves[int(draw.integers(len(curves)))] if len(curves) > 1 else curves[0]
+            replayed = ReplayedTrial(curve, int(float(trial.config[table.epochs_param])))
+            record = {"trial_id": trial.trial_id, "key": key, "training_seed": curve.seed, "epochs": 0,
+                      "best_val_accuracy": None, "start": len(trials), "status": None}
+            trials.append(record)
+            live[trial.trial_id] = {"trial": trial, "replayed": replayed, "epoch_start": clock, "record": record,
+                                    "time_total": 0.0}
+            heapq.heappush(heap, (clock + replayed.next_seconds(), next(order), trial.trial_id))
+
+    start_trials()
+    while heap:
+        clock, _, trial_id = heapq.heappop(heap)
+        state = live[trial_id]
+        trial, replayed, record = state["trial"], state["replayed"], state["record"]
+        result = replayed.step()
+        seconds = result["epoch_seconds"]
+        done_seconds += seconds
+        state["time_total"] += seconds
+        result.update(trial_id=trial_id, training_iteration=result["epoch"], time_this_iter_s=seconds,
+                      time_total_s=state["time_total"])
+        record["epochs"] = result["epoch"]
+        record["best_val_accuracy"] = result["best_val_accuracy"]
+        # TuneController._process_trial_result: a done result stops the trial unseen by
+        # on_trial_result; a STOP decision is not passed to the searcher's on_trial_result.
+        if result["done"]:
+            decision = STOP
+        else:
+            decision = sched.on_trial_result(None, trial, result)
+            if decision != STOP:
+                search_alg.on_trial_result(trial_id, result)
+        candidate = selection_key(record["best_val_accuracy"], record["epochs"], record["start"])
+        if incumbent is None or candidate > incumbent[0]:
+            incumbent = (candidate, record)
+        best = incumbent[1]
+        compute = done_seconds + sum(clock - s["epoch_start"] for t, s in live.items() if t != trial_id)
+        events.append((clock, compute, trial_id, result["epoch"], result["val_accuracy"],
+                       table.value(best["key"], best["epochs"])))
+        if decision == STOP:
+            result["done"] = True
+            sched.on_trial_complete(None, trial, result)
+            search_alg.on_trial_complete(trial_id, result=result)
+            record["status"] = "completed" if replayed.epoch >= replayed.epochs else "stopped"
+            del live[trial_id]
+            start_trials()
+        else:
+            state["epoch_start"] = clock
+            heapq.heappush(heap, (clock + replayed.next_seconds(), next(order), trial_id))
+    frame = pd.DataFrame(events, columns=["sim_time", "compute", "trial_id", "epoch", "val_accuracy", "value"])
+    return ReplayRun(searcher=searcher, scheduler=scheduler, seed=seed, trials=trials, events=frame,
+                     selected=incumbent[1] if incumbent else None, sim_seconds=clock, compute=done_seconds)
+
+
+def _job(job):
+    table, searcher, scheduler, seed, num_samples, max_concurrent = job
+    run = replay_method(table, searcher, scheduler, seed, num_samples, max_concurrent)
+    return run, seed_row(run, table)
+
+
+def replay_all(table: Table, methods, seeds, num_samples=None, max_concurrent=None, workers: int = 1):
+    """Every (method, seed): the ReplayRuns and the per-seed rows, in (method, seed) order.
+    ``workers`` processes share the jobs; the results do not depend on how many."""
+    jobs = [(table, s, c, seed, num_samples, max_concurrent) for s, c in methods for seed in seeds]
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork").Pool(workers) as pool:
+            out = pool.map(_job, jobs, chunksize=1)
+    else:
+        out = [_job(job) for job in jobs]
+    return [o[0] for o in out], pd.DataFrame([o[1] for o in out])

@@ -1,0 +1,60 @@
+"""A method's pick scored on the test split, and the method's summary row."""
+
+from __future__ import annotations
+
+import json
+
+from core.records import FAILED
+from core.task import TaskSpec
+from experiments.plan import Method, RunPlan
+
+
+def evaluate_selected(plan: RunPlan, result) -> dict[str, float]:
+    """Score a trial's best-validation weights on the test split.
+
+    With a GPU, in a Ray task holding the trial's resources (placed and accounted like a
+    trial); on the CPU, in this process, which has the task's modules loaded already (a fresh
+    Ray worker would spend seconds importing torch for a millisecond evaluation)."""
+    from trainables.base import evaluate_checkpoint
+
+    if result.checkpoint is None:
+        return {}
+    args = (plan.task.load_trainable(), result.config, result.checkpoint.path, "test")
+    if not plan.gpus_per_trial:
+        return evaluate_checkpoint(*args)
+    import ray
+
+    remote = ray.remote(evaluate_checkpoint).options(num_cpus=plan.resources["cpu"], num_gpus=plan.gpus_per_trial)
+    return ray.get(remote.remote(*args))
+
+
+def summarize_method(task: TaskSpec, method: Method, trials, wall_seconds: float, test_metrics: dict,
+                     selected: dict | None, gpus_per_trial: float, samples: list[dict] | None = None) -> dict:
+    """The summary row of one method. ``samples``: the resource monitor's rows of this method;
+    peak memory is theirs (driver plus Ray workers; GPU memory as nvidia-smi reports it) where
+    there are any, else the largest that a trial reported of its own process."""
+    samples = samples or []
+    trial_seconds = sum(t["train_seconds"] for t in trials)
+    rss = [s["rss_mb"] for s in samples] or [t["peak_rss_mb"] for t in trials if t["peak_rss_mb"] is not None]
+    gpu_util = [s["gpu_util"] for s in samples if s["gpu_util"] is not None]
+    gpu_mem = ([s["gpu_mem_mb"] for s in samples if s["gpu_mem_mb"] is not None]
+               + [t["peak_gpu_mem_mb"] for t in trials if t["peak_gpu_mem_mb"] is not None])
+    return {
+        **method.identity(task.name),
+        "n_trials": len(trials),
+        "n_failed": sum(t["status"] == FAILED for t in trials),
+        "epochs_trained": sum(t["epochs"] for t in trials),
+        "best_val_accuracy": selected["best_val_accuracy"] if selected else None,
+        "test_accuracy": test_metrics.get("accuracy"),
+        "test_f1": test_metrics.get("f1"),
+        "test_auc": test_metrics.get("auc"),
+        "wall_seconds": wall_seconds,
+        "trial_seconds": trial_seconds,
+        # GPU-seconds are trial time x GPU fraction; absent (not zero) where no GPU was used.
+        "gpu_seconds": trial_seconds * gpus_per_trial if gpus_per_trial > 0 else None,
+        "mean_gpu_util": sum(gpu_util) / len(gpu_util) if gpu_util else None,  # %, from the monitor
+        "peak_gpu_mem_mb": max(gpu_mem) if gpu_mem else None,
+        "peak_rss_mb": max(rss) if rss else None,
+        "best_trial_id": selected["trial_id"] if selected else None,
+        "best_config": json.dumps({k: selected[f"config/{k}"] for k in task.space}) if selected else None,
+    }

@@ -1,0 +1,51 @@
+"""Every read of Ray Tune's private internals, in one place.
+
+Ray offers no public way to get a ``Trial`` (config, id) for a trial that failed before its
+first report, or to read trial statuses from a method folder while a run is going on, so
+these read ``ResultGrid._experiment_analysis`` and Tune's ``experiment_state-*.json``.
+``tests/test_tune_adapter.py`` checks each read against the Ray installed and fails loudly,
+naming this module, when an upgrade changes them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def trials_with_results(results) -> list[tuple]:
+    """(Trial, Result) of every trial of a ``ResultGrid``, in start order. A Result carries no
+    config or trial id for a trial that failed before its first report; its Trial does."""
+    trials = results._experiment_analysis.trials
+    if len(trials) != len(results):
+        raise RuntimeError("Ray's ResultGrid and its trials disagree in length; experiments/tune_adapter.py "
+                           "needs updating for this Ray version")
+    return list(zip(trials, results))
+
+
+def newest_state(method_dir: Path) -> dict | None:
+    """The newest experiment state Tune saved in a method folder; None where there is none
+    yet or it cannot be read (a truncated file: ray issue 58179)."""
+    states = sorted(Path(method_dir).glob("experiment_state-*.json"))
+    try:
+        return json.loads(states[-1].read_text()) if states else None
+    except (OSError, ValueError):
+        return None
+
+
+def trial_statuses(method_dir: Path) -> dict[str, str]:
+    """trial id -> status (PENDING, RUNNING, TERMINATED, ERROR) in the newest experiment state
+    Tune saved in a method folder; empty where there is none yet or it cannot be read."""
+    statuses = {}
+    for entry in (newest_state(method_dir) or {"trial_data": []})["trial_data"]:
+        trial = json.loads(entry[0] if isinstance(entry, list) else entry)  # [trial JSON, run metadata JSON]
+        statuses[trial["trial_id"]] = trial["status"]
+    return statuses
+
+
+def can_restore(method_dir: Path) -> bool:
+    """Whether ``Tuner.restore`` can continue a method folder: Tune's check, plus a state file
+    that parses (Tune's own check passes a truncated one)."""
+    from ray import tune
+
+    return newest_state(method_dir) is not None and tune.Tuner.can_restore(str(method_dir))
