@@ -158,7 +158,8 @@ class BayesOptSearcher(Searcher):
         if self._metric is None or self._mode is None:
             raise RuntimeError("BayesOptSearcher needs `metric` and `mode` (pass them or set them in TuneConfig)")
         if self._points_to_evaluate:
-            params = {p.name: p.encode(self._points_to_evaluate.pop(0)[p.name]) for p in self._params}
+            point = self._points_to_evaluate.pop(0)  # one starting point per suggestion
+            params = {p.name: p.encode(point[p.name]) for p in self._params}
         elif len(self._observations) + len(self._live) < self._n_initial_points or not self._observations:
             params = self._random_untried()
         else:
@@ -307,7 +308,16 @@ class BayesOptSearcher(Searcher):
             params = space.array_to_params(space.random_sample(random_state=self._rng))
             if self._allow_duplicates or size == math.inf or self._key(params) not in self._tried:
                 return params
-        return params
+        # A nearly exhausted finite space: rejection sampling keeps missing the few untried
+        # configurations, so draw uniformly among them; a space too large to list cannot be
+        # nearly exhausted by any real budget, and sampling on finds one (one exists: see above).
+        untried = self._untried_candidates()
+        if untried is not None:
+            return untried[int(self._rng.randint(len(untried)))]
+        while True:
+            params = space.array_to_params(space.random_sample(random_state=self._rng))
+            if self._key(params) not in self._tried:
+                return params
 
     def _register(self, params: dict, target: float) -> None:
         self._observations.append((params, float(target)))

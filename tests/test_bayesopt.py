@@ -140,3 +140,23 @@ def test_needs_metric_and_mode():
     s = BayesOptSearcher(space=SPACE)
     with pytest.raises(RuntimeError, match="metric"):
         s.suggest("a")
+
+
+# --- latent bugs of the structure issue: each test failed before its fix --------------------
+def test_points_to_evaluate_are_suggested_whole_and_in_order():
+    # Three parameters and two points: the old code popped one point per parameter, mixing
+    # the points and raising IndexError at the third parameter.
+    points = [{"x": 1, "learning_rate": 1e-4, "act": "tanh"}, {"x": 7, "learning_rate": 1e-2, "act": "relu"}]
+    s = searcher(points_to_evaluate=points)
+    assert [s.suggest("a"), s.suggest("b")] == points
+
+
+def test_a_nearly_exhausted_space_still_gets_an_untried_configuration():
+    s = searcher(space={"a": tune.choice(list(range(100))), "b": tune.choice(list(range(100)))},
+                 n_initial_points=10**6)
+    every = [{"a": a, "b": b} for a in range(100) for b in range(100)]
+    last = every.pop(7777)
+    for config in every:  # 9,999 of 10,000 tried: 1,000 random draws miss the last one 90% of the time
+        s._tried.add(s._key({p.name: p.encode(config[p.name]) for p in s._params}))
+    assert s.suggest("last") == last
+    assert s.suggest("after") is Searcher.FINISHED

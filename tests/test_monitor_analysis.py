@@ -101,7 +101,8 @@ def test_tensorboard_has_trial_metrics_and_the_resource_timeline(smoke_run):
 
 def test_load_run_gives_dataframes(smoke_run):
     run = load_run(smoke_run)
-    assert run.methods == [("grid", "fifo"), ("random", "fifo"), ("hyperopt", "asha"), ("bayesopt", "asha")]
+    assert run.methods == [("grid", "fifo"), ("random", "fifo"), ("random", "asha"), ("hyperopt", "asha"),
+                           ("bayesopt", "asha")]
     for frame in (run.trials, run.curves, run.summary, run.resources):
         assert {"task", "searcher", "scheduler", "seed"} <= set(frame.columns) and len(frame)
     assert run.info["status"] == "finished"
@@ -128,10 +129,24 @@ def test_regret_and_grid_share_on_a_known_table():
     summary = pd.DataFrame({
         "searcher": ["grid", "bayesopt", "grid", "bayesopt"], "scheduler": ["fifo", "asha"] * 2, "seed": [0, 0, 1, 1],
         "best_val_accuracy": [0.97, 0.965, 0.96, 0.96], "trial_seconds": [200.0, 20.0, 100.0, 50.0],
-        "gpu_seconds": [np.nan] * 4})
+        "epochs_trained": [1000, 120, 1000, 500], "gpu_seconds": [np.nan] * 4})
     out = with_grid_comparison(summary)
     assert out["val_regret_pts"].round(6).tolist() == [0.0, 0.5, 0.0, 0.0]
     assert out["grid_compute_share"].tolist() == [1.0, 0.1, 1.0, 0.5]
+    # the deterministic share: epochs trained, the same on a busy machine as on a quiet one
+    assert out["grid_epochs_share"].tolist() == [1.0, 0.12, 1.0, 0.5]
+
+
+def test_a_resumed_runs_monitor_continues_the_timeline():
+    """The monitor of a resumed run counts wall_seconds from the run's first start, after the
+    earlier samples (it restarted at 0, so the resource plot ran backwards in time)."""
+    first_start = time.time() - 100.0
+    earlier = [{"time": first_start + 50.0, "wall_seconds": 50.0}]
+    monitor = ResourceMonitor("t", gpu_id=None, origin=first_start, samples=earlier)
+    with monitor:
+        row = monitor.sample()
+    assert monitor.rows()[0] == earlier[0]
+    assert row["wall_seconds"] >= 100.0 > earlier[0]["wall_seconds"]
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "file"])

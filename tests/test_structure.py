@@ -1,0 +1,110 @@
+"""The code's map holds: layers point down, the shared rules are defined once, the runner and
+the replay stay in modules small enough to read, and what the code cites is in the repository."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT
+
+PACKAGES = ("core", "experiments", "analysis", "trainables", "searchers")
+
+
+def modules(package: str):
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def imported(path) -> set[str]:
+    """Top-level names of every module ``path`` imports, anywhere in the file."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_nothing_below_the_command_line_imports_it():
+    offenders = [str(p.relative_to(ROOT)) for package in PACKAGES for p in modules(package)
+                 if any(name.split(".")[0] == "run_all" for name in imported(p))]
+    assert offenders == []
+
+
+def test_core_imports_no_other_package_of_ours_and_no_framework():
+    for path in modules("core"):
+        tops = {name.split(".")[0] for name in imported(path)}
+        assert not tops & {"experiments", "analysis", "trainables", "searchers", "torch", "ray"}, path
+
+
+def test_analysis_does_not_import_experiments():
+    # experiments -> analysis (the run writes its report) and both -> core: no cycle.
+    for path in modules("analysis"):
+        assert not any(name.split(".")[0] == "experiments" for name in imported(path)), path
+
+
+def test_no_module_under_experiments_is_over_350_lines():
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in modules("experiments")}
+    assert {name: n for name, n in sizes.items() if n > 350} == {}
+
+
+@pytest.mark.parametrize("rule", ["select_trial", "selection_key", "is_new_best", "best_epochs", "last_attempt",
+                                  "method_name", "parse_methods"])
+def test_each_shared_rule_is_defined_once(rule):
+    definitions = [str(p.relative_to(ROOT)) for package in (*PACKAGES, "tests", "benchmarks")
+                   for p in modules(package) if re.search(rf"^\s*def {rule}\(", p.read_text(), re.M)]
+    definitions += ["run_all.py"] * bool(re.search(rf"^\s*def {rule}\(", (ROOT / "run_all.py").read_text(), re.M))
+    assert len(definitions) == 1, definitions
+
+
+def test_every_doc_the_code_cites_is_in_the_repository():
+    cited = set()
+    for path in [ROOT / "run_all.py", ROOT / "README.md",
+                 *(p for package in (*PACKAGES, "tests", "benchmarks") for p in modules(package))]:
+        cited |= set(re.findall(r"\b(?:docs/)?([A-Z][A-Z_]+\.md)\b", path.read_text()))
+    missing = [name for name in sorted(cited) if not (ROOT / "docs" / name).is_file() and not (ROOT / name).is_file()]
+    assert missing == []
+
+
+def test_replay_help_and_bad_input_import_neither_torch_nor_ray():
+    code = ("import sys\nfrom experiments.replay import cli\n"
+            "for argv in (['--help'], ['--builtin', 'breast_cancer', '--out', '/tmp/x', '--methods', 'nope']):\n"
+            "    try:\n        cli.main(argv)\n    except SystemExit:\n        pass\n"
+            "print([m for m in ('torch', 'ray') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr
+
+
+def test_the_default_comparison_has_the_control():
+    from experiments.spec import ExperimentSpec, parse_methods
+
+    assert ("random", "asha") in ExperimentSpec().methods
+    # one meaning of --methods, in run_all.py and in the replay: a searcher alone gets its default scheduler
+    assert parse_methods("random,bayesopt") == (("random", "fifo"), ("bayesopt", "asha"))
+    assert parse_methods("hyperopt:*") == (("hyperopt", "fifo"), ("hyperopt", "asha"))
+
+
+def test_breast_cancers_grace_period_is_the_rule_fixed_in_advance():
+    from trainables import get_task
+
+    task = get_task("breast_cancer")
+    assert task.grace_period == min(task.space[task.epochs_param])  # core.task's rule, not a tuned value
+
+
+def test_a_replay_gives_the_numbers_it_gave_before_the_structure_change(tmp_path):
+    """tests/data/replay_golden: the same replay, written by the code before it was split into modules."""
+    from experiments.replay import cli
+
+    golden = ROOT / "tests" / "data" / "replay_golden"
+    argv = ["--builtin", "breast_cancer", "--seeds", "4", "--out", str(tmp_path), "--workers", "2",
+            "--methods", "random:fifo,random:asha,hyperopt:asha,bayesopt:asha,grid:fifo"]
+    assert cli.main(argv) == 0
+    for name in ("seeds.csv", "summary.csv"):
+        before, after = pd.read_csv(golden / name), pd.read_csv(tmp_path / name)
+        pd.testing.assert_frame_equal(before, after[list(before.columns)])  # new columns may follow the old ones
