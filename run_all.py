@@ -39,10 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="trials running at once (default: as many as the CPUs hold)")
     parser.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per trial (default: the task's)")
     parser.add_argument("--gpu-id", type=int, default=None,
-                        help="pin the run to this GPU (CUDA_VISIBLE_DEVICES is set before Ray starts; default: GPU 0 "
-                             "where there is one)")
+                        help="pin the run to the K-th visible GPU (nvidia-smi's order within CUDA_VISIBLE_DEVICES, "
+                             "which is set to that card before Ray starts; default: the first visible GPU)")
     parser.add_argument("--gpus-per-trial", type=float, default=None,
-                        help="GPU fraction per trial, in (0, 1]: 0.25 packs four trials on the GPU (default: the task's)")
+                        help="GPU fraction per trial, in [0, 1]: 0.25 packs four trials on the GPU, 0 keeps them on "
+                             "the CPU (default: the task's)")
     parser.add_argument("--monitor-interval", type=float, default=1.0,
                         help="seconds between resource samples (GPU, CPU, memory) written to resources.csv")
     parser.add_argument("--max-failures", type=int, default=2,

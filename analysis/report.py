@@ -16,7 +16,8 @@ from core import records
 DISPLAY_COLUMNS = ("searcher", "scheduler", "seed", "n_trials", "n_failed", "epochs_trained", "best_val_accuracy",
                    "test_accuracy", "test_f1", "test_auc", "val_regret_pts", "grid_epochs_share", "grid_compute_share",
                    "wall_seconds",
-                   "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_gpu_mem_mb", "peak_rss_mb")
+                   "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb", "peak_card_gpu_mem_mb",
+                   "peak_rss_mb")
 PLOTS = ("anytime_wall.png", "anytime_compute.png", "cost_quality.png", "resources.png")
 
 
@@ -124,7 +125,8 @@ def summary_markdown(run: Run) -> str:
         "grid_epochs_share: epochs the method trained over the grid's (deterministic); "
         f"grid_compute_share: the method's {cost} over the grid's (same seed; moves with the machine's load).\n"
         "- wall_seconds: the method's wall clock; trial_seconds: summed trial time; gpu_seconds: trial time "
-        "x GPU fraction (empty without a GPU); mean_gpu_util (%), peak_gpu_mem_mb and peak_rss_mb "
+        "x GPU fraction (empty without a GPU); mean_gpu_util (%) and peak_card_gpu_mem_mb (the whole card, NVML), "
+        "peak_trial_gpu_mem_mb (PyTorch's peak of the largest trial) and peak_rss_mb "
         "(driver plus Ray workers) from the resource monitor.\n"
         + (f"\n{comparisons_markdown(run.summary)}" if len(run.summary) else "")
         + (f"\n{plots}" if plots else ""))

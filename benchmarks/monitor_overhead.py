@@ -2,8 +2,9 @@
 
 Starts a local Ray (so there are worker processes to find and read), then times ``--samples``
 calls of ``ResourceMonitor.sample()`` in CPU seconds of this process; the cost at interval
-``--interval`` is CPU seconds per sample / interval. With a GPU pinned, each sample also runs
-nvidia-smi through GPUtil, which costs more (measure it on that machine with --gpu-id).
+``--interval`` is CPU seconds per sample / interval. With a GPU (the first visible one, or
+--gpu-id), each sample also reads NVML in this process (no child process: the CPU time
+measured here is the whole cost), and the GPU read alone is timed separately.
 
     python benchmarks/monitor_overhead.py --samples 100
 """
@@ -24,11 +25,14 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     import ray
 
+    from experiments.gpus import GpuSampler, visible_gpus
     from experiments.monitor import ResourceMonitor
 
+    gpus = visible_gpus()
+    gpu = gpus[args.gpu_id or 0] if gpus else None
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.get([ray.remote(lambda: 1).remote() for _ in range(4)])  # make sure workers exist
-    monitor = ResourceMonitor("bench", args.interval, gpu_id=args.gpu_id)
+    monitor = ResourceMonitor("bench", args.interval, gpu=gpu)
     monitor.sample()  # first scan of all processes
     cpu_started, wall_started = time.process_time(), time.perf_counter()
     for _ in range(args.samples):
@@ -38,6 +42,15 @@ def main(argv=None) -> None:
     ray.shutdown()
     print(f"{row['n_processes']} processes read per sample; {wall * 1000:.2f} ms wall, {cpu * 1000:.2f} ms CPU per sample")
     print(f"monitor_core_share_at_{args.interval:g}s={cpu / args.interval:.4%}")
+    if gpu is None:
+        print("gpu_sample=no GPU (NVML lists none): the GPU read was not measured")
+        return
+    sampler = GpuSampler(gpu)
+    started = time.perf_counter()
+    for _ in range(args.samples):
+        sampler.sample()
+    sampler.close()
+    print(f"gpu_sample_ms={(time.perf_counter() - started) / args.samples * 1000:.3f} ({gpu.name}, NVML in-process)")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ METHOD_COLUMNS = ("task", "searcher", "scheduler", "seed")
 
 TRIAL_COLUMNS_HEAD = METHOD_COLUMNS + ("trial_id", "status")
 TRIAL_COLUMNS_TAIL = ("epochs", "best_val_accuracy", "final_val_accuracy", "train_seconds",
-                      "samples_per_second", "peak_rss_mb", "peak_gpu_mem_mb", "error")
+                      "samples_per_second", "peak_rss_mb", "peak_trial_gpu_mem_mb", "error")
 
 # test_* are filled only in runs made with --record-test-curves (tables for the replay
 # benchmark); searchers and schedulers never see them.
@@ -30,9 +30,14 @@ TEST_CURVE_METRICS = ("test_accuracy", "test_f1", "test_auc")
 CURVE_COLUMNS = METHOD_COLUMNS + ("trial_id", "epoch", "val_accuracy", "val_f1", "val_auc", "val_loss",
                                   "epoch_seconds", "wall_seconds") + TEST_CURVE_METRICS
 
+# GPU memory, two clearly different things: peak_trial_gpu_mem_mb is PyTorch's peak allocation by
+# one trial (max_memory_allocated, reset as each trial starts; in a summary, the largest trial's);
+# peak_card_gpu_mem_mb and resources.csv's gpu_mem_mb are the whole card's used memory (NVML:
+# every process on it, CUDA contexts and caches included).
 SUMMARY_COLUMNS = METHOD_COLUMNS + (
     "n_trials", "n_failed", "epochs_trained", "best_val_accuracy", "test_accuracy", "test_f1", "test_auc",
-    "wall_seconds", "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_gpu_mem_mb", "peak_rss_mb",
+    "wall_seconds", "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb", "peak_card_gpu_mem_mb",
+    "peak_rss_mb",
     "best_trial_id", "best_config")
 
 # resources.csv: the resource monitor's samples, tagged with the method running.

@@ -65,8 +65,8 @@ def collect_trials(results, task: TaskSpec, method: Method, started: float) -> C
             "samples_per_second": (sum(r["samples_per_second"] for r in reports) / len(reports)
                                    if reports and all(number(r.get("samples_per_second")) for r in reports) else None),
             "peak_rss_mb": max((r["peak_rss_mb"] for r in reports if number(r.get("peak_rss_mb"))), default=None),
-            "peak_gpu_mem_mb": max((r["peak_gpu_mem_mb"] for r in reports
-                                    if number(r.get("peak_gpu_mem_mb")) is not None), default=None),
+            "peak_trial_gpu_mem_mb": max((r["peak_trial_gpu_mem_mb"] for r in reports
+                                          if number(r.get("peak_trial_gpu_mem_mb")) is not None), default=None),
             "error": error_line(result.error) if result.error is not None else "",
         })
         by_trial[trial_id] = result

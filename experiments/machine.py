@@ -14,39 +14,39 @@ from typing import Any
 
 import ray
 
+from experiments.gpus import Gpu
 from experiments.spec import ExperimentSpec, SpecError
 
 PACKAGES = ("ray", "torch", "hyperopt", "bayesian-optimization", "scikit-learn", "numpy", "pandas",
             "transformers", "datasets", "torchvision")
 
 
-def list_gpus() -> list:
-    """The machine's GPUs as GPUtil sees them (nvidia-smi); empty where there is none."""
-    try:
-        import GPUtil
-
-        return GPUtil.getGPUs()
-    except Exception:  # GPUtil raises where nvidia-smi is missing or fails: no GPU
-        return []
-
-
-def choose_gpu(spec: ExperimentSpec, gpus: list) -> int | None:
-    """The GPU the run is pinned to (None: no GPU), or SpecError for a GPU that is not there."""
-    ids = [g.id for g in gpus]
-    if spec.ray_address:  # the cluster places trials on its own GPUs
+def choose_gpu(spec: ExperimentSpec, gpus: list[Gpu]) -> Gpu | None:
+    """The GPU the run is pinned to (None: no GPU), or SpecError for a GPU that is not there.
+    ``gpus``: the visible ones (``gpus.visible_gpus``), numbered as --gpu-id counts them."""
+    if spec.ray_address:  # the cluster places trials on its own GPUs (--gpu-id is refused with it)
         return None
-    if spec.gpu_id is not None and spec.gpu_id not in ids:
-        raise SpecError(f"--gpu-id {spec.gpu_id} does not exist; GPUs here: {', '.join(map(str, ids)) or 'none'}")
-    if spec.gpus_per_trial is not None and not ids:
-        raise SpecError(f"--gpus-per-trial {spec.gpus_per_trial} asks for a GPU, but none was found (nvidia-smi lists "
+    listed = ", ".join(f"{g.index} ({g.name})" for g in gpus) or "none"
+    if spec.gpu_id is not None and spec.gpu_id >= len(gpus):
+        raise SpecError(f"--gpu-id {spec.gpu_id} does not exist; GPUs here: {listed}"
+                        + (" (CUDA_VISIBLE_DEVICES limits them)" if "CUDA_VISIBLE_DEVICES" in os.environ else ""))
+    if spec.gpus_per_trial and not gpus:
+        raise SpecError(f"--gpus-per-trial {spec.gpus_per_trial} asks for a GPU, but none was found (NVML lists "
                         "none); leave it out to run on the CPU")
-    if not ids:
+    if not gpus:
         return None
-    return spec.gpu_id if spec.gpu_id is not None else ids[0]
+    return gpus[spec.gpu_id if spec.gpu_id is not None else 0]
 
 
-def start_ray(ray_address: str | None = None, gpu_id: int | None = None) -> None:
-    """Connect to ``ray_address`` or start a local Ray pinned to ``gpu_id`` (Ray is told of one
+def pinned_environment(gpu: Gpu, env) -> dict[str, str]:
+    """The variables that pin a run to ``gpu``: every worker sees only that card. The entry is
+    the one the user's CUDA_VISIBLE_DEVICES had for it (an index or a UUID), so a SLURM job's or
+    a shared box's restriction is kept; indices count in nvidia-smi's (PCI bus) order."""
+    return {"CUDA_DEVICE_ORDER": env.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), "CUDA_VISIBLE_DEVICES": gpu.visible_as}
+
+
+def start_ray(ray_address: str | None = None, gpu: Gpu | None = None) -> None:
+    """Connect to ``ray_address`` or start a local Ray pinned to ``gpu`` (Ray is told of one
     GPU, or none); keep a Ray the caller already started."""
     if ray.is_initialized():
         return
@@ -55,11 +55,9 @@ def start_ray(ray_address: str | None = None, gpu_id: int | None = None) -> None
     if ray_address:
         ray.init(address=ray_address, log_to_driver=False)
         return
-    if gpu_id is not None:
-        # Set before Ray starts, so every worker sees only this GPU, in nvidia-smi's numbering.
-        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_id)
-    ray.init(include_dashboard=False, log_to_driver=False, num_gpus=1 if gpu_id is not None else 0)
+    if gpu is not None:
+        os.environ.update(pinned_environment(gpu, os.environ))  # before Ray starts: its workers inherit it
+    ray.init(include_dashboard=False, log_to_driver=False, num_gpus=1 if gpu is not None else 0)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -86,21 +84,14 @@ def git_commit() -> dict[str, Any]:
     return {"commit": commit or None, "dirty": bool(dirty) if commit else None}
 
 
-def describe_device() -> dict[str, Any]:
-    """The machine the trials ran on. GPUs are read through GPUtil (nvidia-smi), not invented."""
-    gpus = []
-    try:
-        import GPUtil
-
-        gpus = [{"id": g.id, "name": g.name, "memory_total_mb": g.memoryTotal} for g in GPUtil.getGPUs()]
-    except Exception:  # GPUtil raises when nvidia-smi is missing or fails: no GPU to describe
-        gpus = []
+def describe_device(gpus: list[Gpu]) -> dict[str, Any]:
+    """The machine the trials ran on; ``gpus``: the visible ones, as NVML read them."""
     return {
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "gpus": gpus,
+        "gpus": [{"id": g.index, "name": g.name, "uuid": g.uuid, "memory_total_mb": g.memory_total_mb} for g in gpus],
         "ray_cluster_resources": ray.cluster_resources(),
     }
 
@@ -110,7 +101,7 @@ def trial_resources(task, cpus_per_trial: float | None, gpus_per_trial: float | 
     only where the cluster has a GPU."""
     cpus = cpus_per_trial if cpus_per_trial is not None else task.cpus_per_trial
     gpus = gpus_per_trial if gpus_per_trial is not None else task.gpus_per_trial
-    return {"cpu": cpus, "gpu": gpus if ray.cluster_resources().get("GPU", 0) > 0 else 0.0}
+    return {"cpu": float(cpus), "gpu": float(gpus) if ray.cluster_resources().get("GPU", 0) > 0 else 0.0}
 
 
 def default_max_concurrent(resources: dict[str, float]) -> int:

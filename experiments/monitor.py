@@ -1,4 +1,4 @@
-"""A resource sampler in the driver: GPU utilization and memory of the pinned GPU (GPUtil),
+"""A resource sampler in the driver: GPU utilization and memory of the pinned GPU (NVML),
 CPU percent and resident memory of the driver plus every Ray worker process (psutil), every
 ``interval_s`` seconds, tagged with the method running. With no GPU the GPU fields are None
 (empty in resources.csv), never zero-filled guesses.
@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Any
 
+from experiments.gpus import Gpu, GpuSampler
+
 
 def _is_ray_worker(process) -> bool:
     # Ray names its worker processes "ray::<what they run>" (ray::IDLE, ray::ImdbTrainable.train).
@@ -25,7 +27,7 @@ def _is_ray_worker(process) -> bool:
 
 
 class ResourceMonitor:
-    def __init__(self, task: str, interval_s: float = 1.0, gpu_id: int | None = None, writer=None, gputil=None,
+    def __init__(self, task: str, interval_s: float = 1.0, gpu: Gpu | None = None, writer=None, nvml=None,
                  origin: float | None = None, samples: list[dict] | None = None):
         """``origin``: the time.time() that ``wall_seconds`` counts from (a resumed run passes
         its first start, so its samples continue the timeline); None: when ``start()`` is
@@ -34,8 +36,9 @@ class ResourceMonitor:
 
         if interval_s <= 0:
             raise ValueError(f"monitor interval must be positive, got {interval_s}")
-        self.task, self.interval_s, self.gpu_id, self.writer = task, interval_s, gpu_id, writer
-        self._gputil = gputil  # the GPUtil module (a fake in tests); None: import it when a GPU is pinned
+        self.task, self.interval_s, self.gpu, self.writer = task, interval_s, gpu, writer
+        self._nvml = nvml  # pynvml (a fake in tests, standing for a card); None: the real one
+        self._gpu_sampler: GpuSampler | None = None  # opened with the first GPU sample
         self._psutil = psutil
         self._driver = psutil.Process(os.getpid())
         self._workers: dict[int, Any] = {}  # pid -> psutil.Process of a Ray worker
@@ -60,6 +63,9 @@ class ResourceMonitor:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5 * self.interval_s + 5)
+        if self._gpu_sampler is not None:
+            self._gpu_sampler.close()
+            self._gpu_sampler = None
         if self.writer is not None:
             self.writer.flush()
 
@@ -107,15 +113,12 @@ class ResourceMonitor:
         self._seen &= pids
 
     def _gpu(self) -> tuple[float | None, float | None]:
-        if self.gpu_id is None:
+        """Whole-card utilization (%) and used memory (MiB, every process on the card)."""
+        if self.gpu is None:
             return None, None
-        gputil = self._gputil
-        if gputil is None:
-            import GPUtil as gputil
-        for gpu in gputil.getGPUs():
-            if gpu.id == self.gpu_id:
-                return 100.0 * float(gpu.load), float(gpu.memoryUsed)
-        return None, None
+        if self._gpu_sampler is None:
+            self._gpu_sampler = GpuSampler(self.gpu, self._nvml)
+        return self._gpu_sampler.sample()
 
     def sample(self) -> dict:
         self._refresh_workers()

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from core.rules import method_name
 from core.task import TaskSpec
+from experiments.gpus import Gpu
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class RunPlan:
     # and record_test_curves where asked for.
     fixed_config: Mapping[str, Any] = field(default_factory=dict)
     max_failures: int = 0  # Ray's FailureConfig: retries of a failed trial
-    gpu_id: int | None = None  # the GPU the run is pinned to; None: none (or the cluster's)
+    gpu: Gpu | None = None  # the GPU the run is pinned to; None: none (or the cluster's)
 
     @property
     def gpus_per_trial(self) -> float:
@@ -51,7 +52,8 @@ class RunPlan:
         """run.json's ``resolved`` section (its keys are part of the run-folder contract)."""
         task = self.task
         return {"space": {k: list(v) for k, v in task.space.items()}, "grid_size": task.grid_size,
-                "task_options": dict(options), "gpu_id": self.gpu_id, "num_samples": self.num_samples,
+                "task_options": dict(options), "gpu_id": self.gpu.index if self.gpu else None,
+                "gpu_uuid": self.gpu.uuid if self.gpu else None, "num_samples": self.num_samples,
                 "max_concurrent": self.max_concurrent, "resources": dict(self.resources), "metric": task.metric,
                 "mode": task.mode, "max_t": task.max_t, "epochs_param": task.epochs_param,
                 "resource_attr": task.resource_attr, "grace_period": task.grace_period,
@@ -59,12 +61,21 @@ class RunPlan:
 
     @classmethod
     def from_resolved(cls, task: TaskSpec, resolved: Mapping[str, Any], *, record_test_curves: bool,
-                      max_failures: int) -> "RunPlan":
-        """The plan a run.json was written from (for --resume)."""
+                      max_failures: int, gpus: list[Gpu]) -> "RunPlan":
+        """The plan a run.json was written from (for --resume); ``gpus``: the visible ones now,
+        among which the run's card is found again by its UUID."""
+        gpu = None
+        if resolved.get("gpu_id") is not None:
+            uuid = resolved.get("gpu_uuid")
+            found = [g for g in gpus if g.uuid == uuid] if uuid else [g for g in gpus if g.index == resolved["gpu_id"]]
+            if not found:
+                raise ValueError(f"the run was pinned to GPU {resolved['gpu_id']} ({uuid or 'no UUID recorded'}), "
+                                 "which is not visible now")
+            gpu = found[0]
         return cls(task=task, num_samples=int(resolved["num_samples"]),
                    max_concurrent=int(resolved["max_concurrent"]), resources=dict(resolved["resources"]),
                    fixed_config=fixed_config(resolved["task_options"], record_test_curves),
-                   max_failures=max_failures, gpu_id=resolved.get("gpu_id"))
+                   max_failures=max_failures, gpu=gpu)
 
 
 def fixed_config(options: Mapping[str, Any], record_test_curves: bool) -> dict:

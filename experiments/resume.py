@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core import records
 from experiments import machine
+from experiments.gpus import GpuProbeError, visible_gpus
 from experiments.plan import Method, MethodOutcome, RunPlan
 from experiments.runner import now, run_methods
 from experiments.spec import ExperimentSpec, SpecError
@@ -65,8 +66,12 @@ def resume(run_dir: Path, echo=print) -> Path:
     if info.get("status") == "finished":
         raise NotResumable(f"--resume {str(run_dir)!r}: the run has finished; there is nothing to resume")
     task = get_task(spec.task).for_budget(spec.budget)
-    plan = RunPlan.from_resolved(task, info["resolved"], record_test_curves=spec.record_test_curves,
-                                 max_failures=spec.max_failures)
+    try:
+        plan = RunPlan.from_resolved(task, info["resolved"], record_test_curves=spec.record_test_curves,
+                                     max_failures=spec.max_failures,
+                                     gpus=visible_gpus() if info["resolved"].get("gpu_id") is not None else [])
+    except (ValueError, GpuProbeError) as exc:
+        raise NotResumable(f"--resume {str(run_dir)!r}: {exc}") from None
 
     def method(row) -> Method:
         return Method(row["searcher"], row["scheduler"], int(row["seed"]))
@@ -82,7 +87,7 @@ def resume(run_dir: Path, echo=print) -> Path:
         first = next((s for s in samples if s["time"] is not None and s["wall_seconds"] is not None), None)
         info["started_time"] = first["time"] - first["wall_seconds"] if first else min(
             info.get("methods_started", {}).values(), default=None)
-    machine.start_ray(spec.ray_address, plan.gpu_id)
+    machine.start_ray(spec.ray_address, plan.gpu)
     info.setdefault("resumed_at", []).append(now())
     info.setdefault("methods_started", {})
     records.write_json(run_dir / "run.json", info)

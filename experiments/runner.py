@@ -21,6 +21,7 @@ from core import records
 from core.rules import select_trial
 from experiments import machine
 from experiments.collect import collect_trials
+from experiments.gpus import GpuProbeError, visible_gpus
 from experiments.monitor import ResourceMonitor
 from experiments.plan import Method, MethodOutcome, RunPlan, fixed_config
 from experiments.scoring import evaluate_selected, summarize_method
@@ -61,21 +62,25 @@ def run(spec: ExperimentSpec, echo=print) -> Path:
         options = task.resolve_options(spec.task_options)
     except ValueError as exc:
         raise SpecError(str(exc)) from None
-    gpu_id = machine.choose_gpu(spec, machine.list_gpus())
+    try:
+        gpus = visible_gpus()
+    except GpuProbeError as exc:
+        raise SpecError(str(exc)) from None
+    gpu = machine.choose_gpu(spec, gpus)
     num_samples = spec.resolved_num_samples(task)
     run_dir = create_run_dir(spec.results_dir, task.name)
-    machine.start_ray(spec.ray_address, gpu_id)
+    machine.start_ray(spec.ray_address, gpu)
     resources = machine.trial_resources(task, spec.cpus_per_trial, spec.gpus_per_trial)
     plan = RunPlan(task=task, num_samples=num_samples,
                    max_concurrent=spec.max_concurrent or machine.default_max_concurrent(resources),
                    resources=resources, fixed_config=fixed_config(options, spec.record_test_curves),
-                   max_failures=spec.max_failures, gpu_id=gpu_id)
+                   max_failures=spec.max_failures, gpu=gpu)
     info = {
         "spec": {**asdict(spec), "results_dir": str(spec.results_dir)},
         "resolved": plan.resolved(options),
         "versions": machine.package_versions(),
         "git": machine.git_commit(),
-        "device": machine.describe_device(),
+        "device": machine.describe_device(gpus),
         "started_at": now(),
         "started_time": time.time(),  # the origin of resources.csv's wall_seconds, across resumes
         "status": "running",
@@ -131,7 +136,7 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
     ``info`` is run.json's content; it is rewritten as methods start and when the run ends."""
     done = {o.method for o in outcomes}
     writer = SummaryWriter(str(run_dir / "tensorboard" / "resources"))  # the monitor's timeline
-    monitor = ResourceMonitor(plan.task.name, spec.monitor_interval, gpu_id=plan.gpu_id, writer=writer,
+    monitor = ResourceMonitor(plan.task.name, spec.monitor_interval, gpu=plan.gpu, writer=writer,
                               origin=info.get("started_time"), samples=earlier_samples)
     try:
         with monitor:  # stops with the run, also on Ctrl-C or an error

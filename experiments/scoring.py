@@ -24,21 +24,27 @@ def evaluate_selected(plan: RunPlan, result) -> dict[str, float]:
         return evaluate_checkpoint(*args)
     import ray
 
-    remote = ray.remote(evaluate_checkpoint).options(num_cpus=plan.resources["cpu"], num_gpus=plan.gpus_per_trial)
-    return ray.get(remote.remote(*args))
+    return ray.get(ray.remote(**scoring_options(plan))(evaluate_checkpoint).remote(*args))
+
+
+def scoring_options(plan: RunPlan) -> dict:
+    """The Ray task that scores a pick on the GPU: the trial's resources (placed and counted
+    like a trial), and a worker that exits after it (``max_calls=1``), so its CUDA context and
+    the test split leave the card. Set in ``ray.remote``: ``.options()`` would drop max_calls."""
+    return {"num_cpus": plan.resources["cpu"], "num_gpus": plan.gpus_per_trial, "max_calls": 1}
 
 
 def summarize_method(task: TaskSpec, method: Method, trials, wall_seconds: float, test_metrics: dict,
                      selected: dict | None, gpus_per_trial: float, samples: list[dict] | None = None) -> dict:
     """The summary row of one method. ``samples``: the resource monitor's rows of this method;
-    peak memory is theirs (driver plus Ray workers; GPU memory as nvidia-smi reports it) where
-    there are any, else the largest that a trial reported of its own process."""
+    peak host memory is theirs (driver plus Ray workers) where there are any, else the largest
+    that a trial reported of its own process. GPU memory: see core.records."""
     samples = samples or []
     trial_seconds = sum(t["train_seconds"] for t in trials)
     rss = [s["rss_mb"] for s in samples] or [t["peak_rss_mb"] for t in trials if t["peak_rss_mb"] is not None]
     gpu_util = [s["gpu_util"] for s in samples if s["gpu_util"] is not None]
-    gpu_mem = ([s["gpu_mem_mb"] for s in samples if s["gpu_mem_mb"] is not None]
-               + [t["peak_gpu_mem_mb"] for t in trials if t["peak_gpu_mem_mb"] is not None])
+    card_mem = [s["gpu_mem_mb"] for s in samples if s["gpu_mem_mb"] is not None]
+    trial_mem = [t["peak_trial_gpu_mem_mb"] for t in trials if t["peak_trial_gpu_mem_mb"] is not None]
     return {
         **method.identity(task.name),
         "n_trials": len(trials),
@@ -53,7 +59,8 @@ def summarize_method(task: TaskSpec, method: Method, trials, wall_seconds: float
         # GPU-seconds are trial time x GPU fraction; absent (not zero) where no GPU was used.
         "gpu_seconds": trial_seconds * gpus_per_trial if gpus_per_trial > 0 else None,
         "mean_gpu_util": sum(gpu_util) / len(gpu_util) if gpu_util else None,  # %, from the monitor
-        "peak_gpu_mem_mb": max(gpu_mem) if gpu_mem else None,
+        "peak_trial_gpu_mem_mb": max(trial_mem) if trial_mem else None,  # PyTorch's, the largest trial's
+        "peak_card_gpu_mem_mb": max(card_mem) if card_mem else None,  # NVML's, the whole card
         "peak_rss_mb": max(rss) if rss else None,
         "best_trial_id": selected["trial_id"] if selected else None,
         "best_config": json.dumps({k: selected[f"config/{k}"] for k in task.space}) if selected else None,

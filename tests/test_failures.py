@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from core import records
 from core.rules import select_trial
 from experiments.plan import Method
 from experiments.scoring import summarize_method
-from tests.tuning import collect, tune
 from tests.analytic import TASK as ANALYTIC
-
-import dataclasses
+from tests.tuning import collect, tune
 
 # A failed trial's worker process is replaced (seconds each): keep the grid small.
 TASK = dataclasses.replace(ANALYTIC, space={"x": (1, 2, 3, 4), "learning_rate": (1e-3,), "act": ("relu", "tanh"),

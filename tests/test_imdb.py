@@ -11,10 +11,10 @@ import pytest
 import ray.tune.trainable.trainable as ray_trainable
 
 import run_all
-from trainables import get_task, imdb
-from trainables.base import choose_device
 from tests.memory import watch_release
 from tests.text_fixtures import write_imdb_folder, write_tiny_model
+from trainables import get_task, imdb
+from trainables.base import choose_device
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Resource monitor (with GPUtil replaced by a fake GPU), GPU-seconds, TensorBoard files,
+"""Resource monitor (with NVML replaced by a stand-in for two cards), GPU-seconds, TensorBoard files,
 and the analysis package on a smoke run."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -15,28 +14,18 @@ import pytest
 from analysis import NotARunFolder, load_run
 from analysis.report import PLOTS, with_grid_comparison
 from core.records import RESOURCE_COLUMNS
+from experiments.gpus import visible_gpus
 from experiments.monitor import ResourceMonitor
 from experiments.plan import Method
 from experiments.scoring import summarize_method
 from tests.conftest import ROOT
+from tests.fake_nvml import FakeNvml
 from trainables import get_task
 
 
-class FakeGPUtil:
-    """GPUtil's interface: two GPUs, of which the monitor must read only the pinned one."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def getGPUs(self):
-        self.calls += 1
-        return [SimpleNamespace(id=0, load=0.10, memoryUsed=100.0),
-                SimpleNamespace(id=1, load=0.75, memoryUsed=2048.0 + self.calls)]
-
-
 def test_monitor_samples_the_pinned_gpu_and_tags_the_method():
-    fake = FakeGPUtil()
-    monitor = ResourceMonitor("t", interval_s=0.05, gpu_id=1, gputil=fake)
+    fake = FakeNvml()  # two cards; the run is pinned to the second
+    monitor = ResourceMonitor("t", interval_s=0.05, gpu=visible_gpus(fake, env={})[1], nvml=fake)
     with monitor:
         monitor.set_method("bayesopt", "asha", 3)
         time.sleep(0.4)
@@ -47,26 +36,29 @@ def test_monitor_samples_the_pinned_gpu_and_tags_the_method():
     assert len(monitor.rows()) == n  # stopped with its block
     tagged = monitor.rows("bayesopt", "asha", 3)
     assert len(tagged) >= 3 and len(tagged) < n
-    assert all(r["gpu_util"] == 75.0 and r["gpu_mem_mb"] > 2048 for r in tagged)
+    assert all(r["gpu_util"] == 70.0 and r["gpu_mem_mb"] > 1100 for r in tagged)  # card 1's, not card 0's
+    assert fake.open == 0  # NVML opened once for the run and shut with the monitor
     assert all(r["cpu_percent"] >= 0 and r["rss_mb"] > 10 and r["n_processes"] >= 1 for r in tagged)
     assert set(RESOURCE_COLUMNS) <= set(tagged[0])
 
 
 def test_without_a_gpu_the_gpu_fields_are_empty_not_zero():
-    row = ResourceMonitor("t", gpu_id=None).sample()
+    row = ResourceMonitor("t", gpu=None).sample()
     assert row["gpu_util"] is None and row["gpu_mem_mb"] is None
     assert row["cpu_percent"] is not None and row["rss_mb"] > 0
 
 
 def test_gpu_seconds_are_trial_seconds_times_the_gpu_fraction():
     task = get_task("breast_cancer")
-    trials = [{"train_seconds": 30.0, "status": "completed", "epochs": 3, "peak_rss_mb": 900.0, "peak_gpu_mem_mb": 1500.0},
-              {"train_seconds": 10.0, "status": "stopped", "epochs": 1, "peak_rss_mb": 800.0, "peak_gpu_mem_mb": None}]
+    trials = [{"train_seconds": 30.0, "status": "completed", "epochs": 3, "peak_rss_mb": 900.0, "peak_trial_gpu_mem_mb": 1500.0},
+              {"train_seconds": 10.0, "status": "stopped", "epochs": 1, "peak_rss_mb": 800.0, "peak_trial_gpu_mem_mb": None}]
     samples = [{"gpu_util": 40.0, "gpu_mem_mb": 3000.0, "rss_mb": 2500.0},
                {"gpu_util": 80.0, "gpu_mem_mb": 3500.0, "rss_mb": 2600.0}]
     row = summarize_method(task, Method("grid", "fifo", 0), trials, 50.0, {}, None, 0.25, samples)
     assert row["trial_seconds"] == 40.0 and row["gpu_seconds"] == 10.0
-    assert row["mean_gpu_util"] == 60.0 and row["peak_gpu_mem_mb"] == 3500.0 and row["peak_rss_mb"] == 2600.0
+    assert row["mean_gpu_util"] == 60.0 and row["peak_rss_mb"] == 2600.0
+    # the whole card (NVML) and PyTorch's per-trial peak stay apart
+    assert row["peak_card_gpu_mem_mb"] == 3500.0 and row["peak_trial_gpu_mem_mb"] == 1500.0
     cpu = summarize_method(task, Method("grid", "fifo", 0), trials, 50.0, {}, None, 0.0, [])
     assert cpu["gpu_seconds"] is None and cpu["mean_gpu_util"] is None and cpu["peak_rss_mb"] == 900.0
 

@@ -24,7 +24,7 @@ from tests.analytic import TASK as ANALYTIC
 from tests.conftest import ROOT
 from tests.memory import watch_release
 from tests.tuning import collect, tune
-from trainables import get_task
+from trainables import base, get_task
 
 RESOURCES = {"cpu": 1, "gpu": 0}
 
@@ -88,13 +88,35 @@ def test_a_trial_that_ends_gives_its_device_memory_back(breast_cancer_trainable,
     weights, alive_at_release = watch_release(monkeypatch, trainable._run)
     trainable.save_checkpoint(str(tmp_path))  # Tune saves as a trial ends (finished or stopped by ASHA)
     assert alive_at_release == [False] and weights() is None  # weights gone, then the cache emptied
-    # the checkpoint is whole, and the trial could still go on from the CPU copy
-    state = torch.load(tmp_path / "state.pt", weights_only=False)
-    assert state["epoch"] == result["epoch"] and state["run"]["model"]
-    assert all(t.device.type == "cpu" for t in state["run"]["model"].values())
+    # the checkpoint holds what scoring needs, in files whose reading runs no code
+    assert sorted(p.name for p in tmp_path.iterdir()) == [base.WEIGHTS_FILE, base.RNG_FILE, base.META_FILE]
+    weights, rng, meta = base.read_checkpoint(str(tmp_path))
+    assert meta["epoch"] == result["epoch"] and meta["best_val_accuracy"] == result["best_val_accuracy"]
+    assert set(weights) == set(trainable._best_model) and all(t.device.type == "cpu" for t in weights.values())
+    # and the trial could still go on from the CPU copy
     trainable._run.device = torch.device("cpu")
     monkeypatch.undo()
     assert trainable.train()["epoch"] == result["epoch"] + 1
+
+
+def test_a_checkpoint_restores_on_the_cpu_and_never_unpickles(breast_cancer_trainable, tmp_path):
+    """Restoring (every retry and --resume) reads to the CPU: a map_location of the trial's GPU
+    put the CPU generator's state on the GPU and set_rng_state raised. And a pickle dropped
+    into the folder (a tampered run) is never loaded."""
+    trainable = breast_cancer_trainable
+    result = trainable.train()
+    trainable.save_checkpoint(str(tmp_path))
+    rng_at_save = torch.get_rng_state()
+    (tmp_path / "state.pt").write_bytes(b"cos\nsystem\n(S'touch pwned'\ntR.")  # what torch.load would execute
+    torch.rand(100)  # move the generator on
+    restored = type(trainable)(config=dict(trainable.config))
+    restored.load_checkpoint(str(tmp_path))
+    assert torch.equal(torch.get_rng_state(), rng_at_save)
+    assert restored._epoch == result["epoch"] and restored._best_val_accuracy == result["best_val_accuracy"]
+    assert all(t.device.type == "cpu" for t in restored._best_model.values())
+    assert all(torch.equal(restored._best_model[k], v) for k, v in trainable._best_model.items())
+    assert not (tmp_path / "pwned").exists() and not (ROOT / "pwned").exists()
+    restored.stop()
 
 
 @pytest.mark.parametrize("path", ["reset_config", "cleanup"])
@@ -163,10 +185,14 @@ def test_a_run_killed_mid_method_resumes_without_rerunning_finished_trials(smoke
     # the same trials as an uninterrupted run with the same seed (grid and random are deterministic)
     reference = pd.read_csv(smoke_run / "trials.csv")
     config = [f"config/{n}" for n in get_task("breast_cancer").for_budget("smoke").space]
+    reference = reference[reference["scheduler"] == "fifo"]  # the smoke run also has random:asha
     for searcher in ("grid", "random"):
         mine = sorted(map(tuple, trials.loc[trials["searcher"] == searcher, config].to_numpy().tolist()))
         theirs = sorted(map(tuple, reference.loc[reference["searcher"] == searcher, config].to_numpy().tolist()))
         assert mine == theirs, searcher
+    # the resumed monitor continues the run's timeline: it never runs backwards
+    resources = pd.read_csv(run_dir / "resources.csv")
+    assert resources["wall_seconds"].is_monotonic_increasing and resources["time"].is_monotonic_increasing
     random_trials = trials[trials["searcher"] == "random"]
     assert (random_trials["status"] == records.COMPLETED).all()
     curves = pd.read_csv(run_dir / "curves.csv")

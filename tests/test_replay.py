@@ -16,8 +16,8 @@ from scipy.stats import wilcoxon as scipy_wilcoxon
 from analysis.stats import wilcoxon
 from core import records
 from experiments import replay
-from tests.tuning import collect, tune
 from tests.analytic import TASK as ANALYTIC
+from tests.tuning import collect, tune
 
 # --- a hand-made table: three configurations of x, two of epochs ---------------------------
 SPACE = {"x": [1, 2, 3], "epochs": [1, 2]}

@@ -9,9 +9,9 @@ import math
 
 import pytest
 
-from tests.tuning import tune
 from searchers import SEARCHERS
 from tests.analytic import SPACE, TASK
+from tests.tuning import tune
 
 RESOURCES = {"cpu": 1, "gpu": 0}
 # The grid runs every configuration: keep its space small.

@@ -102,7 +102,7 @@ def test_a_replay_gives_the_numbers_it_gave_before_the_structure_change(tmp_path
     from experiments.replay import cli
 
     golden = ROOT / "tests" / "data" / "replay_golden"
-    argv = ["--builtin", "breast_cancer", "--seeds", "4", "--out", str(tmp_path), "--workers", "2",
+    argv = ["--builtin", "breast_cancer", "--seeds", "4", "--out", str(tmp_path), "--workers", "1",
             "--methods", "random:fifo,random:asha,hyperopt:asha,bayesopt:asha,grid:fifo"]
     assert cli.main(argv) == 0
     for name in ("seeds.csv", "summary.csv"):

@@ -31,8 +31,19 @@ def write_imdb_folder(folder: Path, n_train: int = 80, n_test: int = 40, seed: i
 
 def write_tiny_model(folder: Path, max_position_embeddings: int = 128) -> Path:
     """A 2-layer, 32-wide DistilBERT and its tokenizer, saved as a Hugging Face model folder."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification, PreTrainedTokenizerFast
+    from tokenizers import (
+        Tokenizer,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+    from transformers import (
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        PreTrainedTokenizerFast,
+    )
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))

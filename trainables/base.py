@@ -10,6 +10,7 @@ into a Ray Tune ``Trainable`` where one ``step()`` is one epoch.
 from __future__ import annotations
 
 import gc
+import json
 import math
 import os
 import random
@@ -25,7 +26,11 @@ from core.records import EPOCH
 from core.rules import is_new_best
 from core.task import TaskSpec
 
-CHECKPOINT_FILE = "state.pt"
+# A trial's checkpoint: what scoring needs and nothing else, in formats whose reading runs no
+# code (a tampered run folder must not execute anything on --resume or scoring).
+WEIGHTS_FILE = "best.safetensors"  # the best-validation weights, fp32, on the CPU
+RNG_FILE = "rng.safetensors"  # torch's CPU (and CUDA) generator states at the save
+META_FILE = "trial.json"  # epoch, best_val_accuracy
 
 
 def seed_everything(seed: int) -> None:
@@ -34,9 +39,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def choose_device() -> torch.device:
-    """The GPU Ray gave this worker (Ray sets CUDA_VISIBLE_DEVICES per trial), else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+class CudaUnavailable(RuntimeError):
+    """Ray gave this worker a GPU, but this torch cannot use CUDA (one line for the user)."""
+
+
+def choose_device(gpu_ids: list | None = None, cuda_available: bool | None = None) -> torch.device:
+    """CUDA where Ray assigned this worker a GPU, else the CPU.
+
+    Only Ray's assignment counts (``ray.get_gpu_ids()``; empty in the driver and outside Ray):
+    a worker that asked for no GPU keeps the driver's CUDA_VISIBLE_DEVICES (ray issue 54868),
+    so ``torch.cuda.is_available()`` alone would put 0-GPU trials on the card. A worker given
+    a GPU that torch cannot use raises ``CudaUnavailable`` rather than training on the CPU
+    unnoticed. The arguments stand in for Ray's and torch's answers (tests)."""
+    if gpu_ids is None:
+        import ray
+
+        gpu_ids = ray.get_gpu_ids() if ray.is_initialized() else []
+    if not gpu_ids:
+        return torch.device("cpu")
+    if not (torch.cuda.is_available() if cuda_available is None else cuda_available):
+        raise CudaUnavailable(
+            f"Ray gave this trial GPU {', '.join(map(str, gpu_ids))}, but torch {torch.__version__} cannot use CUDA "
+            f"(built for CUDA {torch.version.cuda or 'none: a CPU-only build'}); install a torch build that matches "
+            "the NVIDIA driver, or run with --gpus-per-trial 0")
+    return torch.device("cuda", 0)  # Ray sets CUDA_VISIBLE_DEVICES to the assigned card: it is device 0
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -147,10 +173,15 @@ class EpochTrainable(tune.Trainable):
 
     ``reset_config`` lets Ray reuse one worker process (and its loaded data) across trials.
 
-    GPU memory (ray issue 23971): with ``checkpoint_at_end``, Tune saves a checkpoint as every
-    trial ends, finished or stopped by ASHA. After a save the model and optimizer leave the GPU
-    (kept on the CPU), so a worker Tune caches for reuse holds no GPU memory while it waits;
-    a later ``step()`` (a paused trial continuing) brings them back.
+    Checkpoints: with ``checkpoint_at_end``, Tune saves one as every trial ends, finished or
+    stopped by ASHA, and at no other time: a retried or resumed trial starts again from epoch 1.
+    So a checkpoint holds only what scoring needs (the best-validation weights, the counters and
+    the generators' states), about one model's fp32 weights, not model + optimizer moments + best
+    weights (4x). Restoring one (``load_checkpoint``) reads everything to the CPU first.
+
+    GPU memory (ray issue 23971): after a save the model and optimizer leave the GPU (kept on
+    the CPU), so a worker Tune caches for reuse holds no GPU memory while it waits; a later
+    ``step()`` (a paused trial continuing) brings them back.
     """
 
     task: ClassVar[TaskSpec]  # the task's declaration: its epochs_param says when a trial is done
@@ -170,6 +201,8 @@ class EpochTrainable(tune.Trainable):
             self._data = type(self).load_data(config)
             self._data_key = data_key
         seed_everything(int(config.get("seed", 0)))
+        if self._device.type == "cuda":  # the peak this trial reports is its own, not the worker's so far
+            torch.cuda.reset_peak_memory_stats(self._device)
         self._run = self.run_cls(config, self._data, self._device)
         self._offloaded = None  # the run's state on the CPU, after a checkpoint released the GPU
         self._epoch = 0
@@ -222,43 +255,55 @@ class EpochTrainable(tune.Trainable):
             test = self._run.evaluate("test") if not diverged else {"accuracy": 0.0, "f1": 0.0, "auc": 0.5}
             result.update(test_accuracy=test["accuracy"], test_f1=test["f1"], test_auc=test["auc"])
         if self._device.type == "cuda":
-            result["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(self._device) / 2**20
+            # this trial's own peak (reset in _start), not the worker's since it started
+            result["peak_trial_gpu_mem_mb"] = torch.cuda.max_memory_allocated(self._device) / 2**20
         if diverged or self._epoch >= int(self.config[self.task.epochs_param]):
             result["done"] = True
         return result
 
     def save_checkpoint(self, checkpoint_dir):
-        if self._offloaded is not None:  # saved already and released; nothing trained since
-            run_state = self._offloaded
-        else:
-            run_state = _to_cpu(self._run.state_dict())
-        state = {
-            "run": run_state,
-            "epoch": self._epoch,
-            "best_val_accuracy": self._best_val_accuracy,
-            "best_model": self._best_model,
-            "torch_rng": torch.get_rng_state(),
-        }
-        torch.save(state, os.path.join(checkpoint_dir, CHECKPOINT_FILE))
-        # The trial is most likely over (checkpoints are taken as trials end): free the device.
-        self._offloaded = run_state
+        from safetensors.torch import save_file
+
+        if self._offloaded is None:
+            self._offloaded = _to_cpu(self._run.state_dict())
+        weights = self._best_model if self._best_model is not None else self._offloaded["model"]  # diverged at once
+        save_file({k: v.contiguous() for k, v in weights.items()}, os.path.join(checkpoint_dir, WEIGHTS_FILE))
+        rng = {"cpu": torch.get_rng_state()}
+        if self._device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self._device)
+        save_file(rng, os.path.join(checkpoint_dir, RNG_FILE))
+        with open(os.path.join(checkpoint_dir, META_FILE), "w") as f:
+            json.dump({"epoch": self._epoch, "best_val_accuracy": self._best_val_accuracy}, f)
+        # The trial is over (checkpoints are taken as trials end): free the device.
         self._run.release()
 
     def load_checkpoint(self, checkpoint):
         path = checkpoint if isinstance(checkpoint, str) else checkpoint.path
-        state = torch.load(os.path.join(path, CHECKPOINT_FILE), map_location=self._device, weights_only=False)
+        weights, rng, meta = read_checkpoint(path)
         if self._offloaded is not None:
             self._run = self.run_cls(self.config, self._data, self._device)
             self._offloaded = None
-        self._run.load_state_dict(state["run"])
-        self._epoch = state["epoch"]
-        self._best_val_accuracy = state["best_val_accuracy"]
-        self._best_model = state["best_model"]
-        torch.set_rng_state(state["torch_rng"])
+        self._run.model.load_state_dict(weights)  # copies onto the run's device
+        self._epoch = int(meta["epoch"])
+        self._best_val_accuracy = float(meta["best_val_accuracy"])
+        self._best_model = weights  # stays on the CPU, as the trainable keeps it
+        torch.set_rng_state(rng["cpu"])  # a CPU generator takes a CPU state only
+        if "cuda" in rng and self._device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self._device)
 
     def cleanup(self):
         self._run.release()
         self._data = None
+
+
+def read_checkpoint(path: str) -> tuple[dict, dict, dict]:
+    """(best weights, generator states, counters) of a trial's checkpoint, all on the CPU;
+    safetensors and JSON only, so reading runs no code."""
+    from safetensors.torch import load_file
+
+    with open(os.path.join(path, META_FILE)) as f:
+        meta = json.load(f)
+    return load_file(os.path.join(path, WEIGHTS_FILE), device="cpu"), load_file(os.path.join(path, RNG_FILE)), meta
 
 
 def evaluate_checkpoint(trainable: type[EpochTrainable], config: Mapping[str, Any], checkpoint_dir: str,
@@ -268,8 +313,9 @@ def evaluate_checkpoint(trainable: type[EpochTrainable], config: Mapping[str, An
     data = trainable.load_data(config)
     seed_everything(int(config.get("seed", 0)))
     run = trainable.run_cls(config, data, device)
-    state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), map_location=device, weights_only=False)
-    run.model.load_state_dict(state["best_model"] if state["best_model"] is not None else state["run"]["model"])
+    weights, _, _ = read_checkpoint(checkpoint_dir)
+    run.model.load_state_dict(weights)
+    del weights
     metrics = run.evaluate(split)
     run.release()
     return metrics

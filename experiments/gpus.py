@@ -1,0 +1,119 @@
+"""The machine's GPUs through NVML (``nvidia-ml-py``, NVIDIA's own binding): which exist,
+which of them this process may use (``CUDA_VISIBLE_DEVICES``), and their load.
+
+NVML is read in-process: a sample costs microseconds, where GPUtil forked ``nvidia-smi``
+every second and ignored ``CUDA_VISIBLE_DEVICES`` (so ``--gpu-id 0`` inside a SLURM job or on a
+shared box named the wrong card). No NVIDIA driver (NVML's library missing, or the driver
+not loaded) means no GPU; any other NVML failure is a ``GpuProbeError`` with NVML's message,
+because a broken driver must not look like a machine without a GPU.
+
+Numbering: ``--gpu-id K`` is the K-th GPU of the visible set, as CUDA numbers them once
+``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (nvidia-smi's order), which ``machine.start_ray`` sets when
+the user has not.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+
+class GpuProbeError(RuntimeError):
+    """NVML is there but cannot read the GPUs (a driver/library mismatch, no permission)."""
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int  # position in the visible set: what --gpu-id names
+    nvml_index: int  # NVML's (nvidia-smi's) index of the physical card
+    uuid: str
+    name: str
+    memory_total_mb: float
+    visible_as: str  # the CUDA_VISIBLE_DEVICES entry that selects this card (as the user wrote it)
+
+
+def _nvml(nvml=None):
+    if nvml is not None:
+        return nvml
+    import pynvml
+
+    return pynvml
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _no_driver(nvml, exc) -> bool:
+    names = ("NVMLError_LibraryNotFound", "NVMLError_DriverNotLoaded")
+    return any(isinstance(exc, getattr(nvml, name)) for name in names if hasattr(nvml, name))
+
+
+def all_gpus(nvml=None) -> list[Gpu]:
+    """Every GPU NVML sees, in NVML's order; empty without an NVIDIA driver."""
+    nvml = _nvml(nvml)
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as exc:
+        if _no_driver(nvml, exc):
+            return []
+        raise GpuProbeError(f"NVML cannot read the GPUs ({exc}); check the NVIDIA driver with nvidia-smi") from None
+    try:
+        gpus = []
+        for i in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(i)
+            gpus.append(Gpu(index=i, nvml_index=i, uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
+                            name=_text(nvml.nvmlDeviceGetName(handle)),
+                            memory_total_mb=nvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20, visible_as=str(i)))
+        return gpus
+    except nvml.NVMLError as exc:
+        raise GpuProbeError(f"NVML cannot read the GPUs ({exc}); check the NVIDIA driver with nvidia-smi") from None
+    finally:
+        nvml.nvmlShutdown()
+
+
+def visible_gpus(nvml=None, env: Mapping[str, str] | None = None) -> list[Gpu]:
+    """The GPUs this process may use: all of them, or those ``CUDA_VISIBLE_DEVICES`` lists
+    (indices or UUID prefixes; like CUDA, the list ends at its first entry that names no GPU),
+    renumbered from 0 in the listed order."""
+    env = os.environ if env is None else env
+    gpus = all_gpus(nvml)
+    listed = env.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return gpus
+    visible = []
+    for entry in (e.strip() for e in listed.split(",")):
+        match = _match(entry, gpus)
+        if match is None or any(g.uuid == match.uuid for g in visible):
+            break
+        visible.append(Gpu(index=len(visible), nvml_index=match.nvml_index, uuid=match.uuid, name=match.name,
+                           memory_total_mb=match.memory_total_mb, visible_as=entry))
+    return visible
+
+
+def _match(entry: str, gpus: list[Gpu]) -> Gpu | None:
+    if entry.isdigit():
+        return gpus[int(entry)] if int(entry) < len(gpus) else None
+    if entry.startswith("GPU-"):
+        found = [g for g in gpus if g.uuid.startswith(entry)]
+        return found[0] if len(found) == 1 else None
+    return None  # "", "-1", MIG devices: CUDA stops here
+
+
+class GpuSampler:
+    """Utilization (%) and used memory (MiB) of one card, read through NVML; keeps NVML open
+    between samples (``close()`` shuts it)."""
+
+    def __init__(self, gpu: Gpu, nvml=None):
+        self._nvml = _nvml(nvml)
+        self._nvml.nvmlInit()
+        self._handle = self._nvml.nvmlDeviceGetHandleByUUID(gpu.uuid)
+
+    def sample(self) -> tuple[float, float]:
+        util = self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu
+        memory = self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used / 2**20
+        return float(util), float(memory)
+
+    def close(self) -> None:
+        self._nvml.nvmlShutdown()

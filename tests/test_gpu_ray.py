@@ -1,0 +1,74 @@
+"""The GPU branches a CPU can reach: the test session's Ray declares one GPU (conftest), so
+Ray places fractional-GPU trials and the scoring task and assigns them the card exactly as on
+a GPU machine; only CUDA is missing. benchmarks/gpu_check.py covers the rest on a real card."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+import torch
+
+from core.task import TaskSpec
+from experiments import machine
+from experiments.plan import Method, RunPlan
+from experiments.scoring import scoring_options, summarize_method
+from tests.gpu_probe import scoring_probe
+from tests.tuning import collect
+from tests.tuning import tune as tune_one
+from trainables import get_task
+from trainables.base import CudaUnavailable, choose_device
+
+PROBE = TaskSpec(name="probe", trainable="tests.gpu_probe:DeviceProbe", space={"x": (1, 2, 3, 4), "num_epochs": (1,)})
+
+
+def test_a_quarter_gpu_trial_asks_for_it_and_four_fit_the_card(ray_session):
+    assert ray.cluster_resources().get("GPU") == 1
+    resources = machine.trial_resources(get_task("cifar10"), cpus_per_trial=0.5, gpus_per_trial=0.25)
+    assert resources == {"cpu": 0.5, "gpu": 0.25}
+    assert machine.default_max_concurrent(resources) == 4  # 2 CPUs / 0.5 and 1 GPU / 0.25
+    assert machine.default_max_concurrent({"cpu": 1.0, "gpu": 0.25}) == 2  # the CPUs bind first
+    assert machine.default_max_concurrent({"cpu": 0.5, "gpu": 0.5}) == 2  # the GPU binds first
+    # the task's own fraction where none is given; none at all for a task that asks for none
+    assert machine.trial_resources(get_task("imdb"), None, None) == {"cpu": 1.0, "gpu": 0.25}
+    assert machine.trial_resources(get_task("breast_cancer"), None, None) == {"cpu": 1.0, "gpu": 0.0}
+
+
+def test_gpu_trials_get_the_card_and_fail_loudly_without_cuda(ray_session, tmp_path):
+    tuned = tune_one(PROBE, "grid", "fifo", 0, tmp_path, max_concurrent=4, resources={"cpu": 0.5, "gpu": 0.25})
+    reports = [r.metrics for r in tuned.results]
+    assert len(reports) == 4
+    for report in reports:
+        assert report["gpu_ids"] == "0" and report["cuda_visible_devices"] == "0"  # Ray's assignment
+        if not torch.cuda.is_available():  # this machine: say so, never train on the CPU unnoticed
+            assert report["device"] == "" and "cannot use CUDA" in report["error"] and "--gpus-per-trial 0" in report["error"]
+
+
+def test_zero_gpu_trials_never_select_cuda(ray_session, tmp_path):
+    tuned = tune_one(PROBE, "grid", "fifo", 0, tmp_path, max_concurrent=2, resources={"cpu": 1, "gpu": 0})
+    for result in tuned.results:
+        assert result.metrics["gpu_ids"] == "" and result.metrics["device"] == "cpu"
+    # ray issue 54868: such a worker may still see the driver's CUDA_VISIBLE_DEVICES; only Ray's
+    # assignment decides, so a CUDA that works does not pull it onto the card either
+    assert choose_device(gpu_ids=[], cuda_available=True).type == "cpu"
+    assert choose_device(gpu_ids=["0"], cuda_available=True) == torch.device("cuda", 0)
+    with pytest.raises(CudaUnavailable):
+        choose_device(gpu_ids=["0"], cuda_available=False)
+
+
+def test_the_scoring_task_holds_the_trials_resources_and_leaves_with_its_worker(ray_session):
+    plan = RunPlan(task=get_task("cifar10"), num_samples=1, max_concurrent=1, resources={"cpu": 1.0, "gpu": 0.25})
+    options = scoring_options(plan)
+    assert options == {"num_cpus": 1.0, "num_gpus": 0.25, "max_calls": 1}
+    task = ray.remote(**options)(scoring_probe)
+    first, second = ray.get(task.remote()), ray.get(task.remote())
+    assert first[0] == second[0] == "0"  # placed on the card like a trial
+    assert first[1] != second[1]  # max_calls=1: the worker, its CUDA context and data, exit after each
+
+
+def test_gpu_seconds_follow_the_fraction_in_a_run(ray_session, tmp_path):
+    from tests.analytic import TASK
+
+    tuned = tune_one(TASK, "grid", "fifo", 0, tmp_path, max_concurrent=2, resources={"cpu": 1, "gpu": 0.25})
+    trials, _, _ = collect(tuned, TASK, "grid", "fifo", 0)
+    summary = summarize_method(TASK, Method("grid", "fifo", 0), trials, tuned.wall_seconds, {}, None, 0.25)
+    assert summary["gpu_seconds"] == pytest.approx(0.25 * summary["trial_seconds"]) and summary["gpu_seconds"] > 0

@@ -1,0 +1,73 @@
+"""GPU discovery and pinning (experiments/gpus.py, machine.choose_gpu), on a stand-in for NVML:
+--gpu-id counts within CUDA_VISIBLE_DEVICES, a missing driver is "no GPU", a broken one an error."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments import machine
+from experiments.gpus import GpuProbeError, all_gpus, visible_gpus
+from experiments.spec import ExperimentSpec, SpecError
+from tests.fake_nvml import (
+    FakeNvml,
+    NVMLError_DriverNotLoaded,
+    NVMLError_LibraryNotFound,
+    NVMLError_LibRmVersionMismatch,
+)
+
+FOUR = [("NVIDIA A100", 40_000), ("NVIDIA A100", 40_000), ("NVIDIA H200", 141_000), ("NVIDIA L4", 23_000)]
+
+
+def test_without_a_restriction_every_card_is_visible_in_nvml_order():
+    gpus = visible_gpus(FakeNvml(FOUR), env={})
+    assert [(g.index, g.nvml_index, g.name, g.visible_as) for g in gpus] == [
+        (0, 0, "NVIDIA A100", "0"), (1, 1, "NVIDIA A100", "1"), (2, 2, "NVIDIA H200", "2"), (3, 3, "NVIDIA L4", "3")]
+
+
+def test_cuda_visible_devices_is_respected_and_renumbered():
+    # a SLURM job given cards 2 and 3: --gpu-id 0 is card 2, as CUDA numbers it inside the job
+    gpus = visible_gpus(FakeNvml(FOUR), env={"CUDA_VISIBLE_DEVICES": "2,3"})
+    assert [(g.index, g.nvml_index, g.visible_as) for g in gpus] == [(0, 2, "2"), (1, 3, "3")]
+    nvml = FakeNvml(FOUR)
+    uuid = nvml.cards[3].uuid
+    (by_uuid,) = visible_gpus(nvml, env={"CUDA_VISIBLE_DEVICES": uuid[:12]})  # a UUID prefix, as CUDA takes it
+    assert (by_uuid.index, by_uuid.nvml_index, by_uuid.visible_as) == (0, 3, uuid[:12])
+    # like CUDA, the list ends at the first entry that names no card; "" and -1 hide them all
+    assert [g.nvml_index for g in visible_gpus(FakeNvml(FOUR), env={"CUDA_VISIBLE_DEVICES": "1,7,2"})] == [1]
+    assert visible_gpus(FakeNvml(FOUR), env={"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert visible_gpus(FakeNvml(FOUR), env={"CUDA_VISIBLE_DEVICES": "-1"}) == []
+
+
+@pytest.mark.parametrize("missing", [NVMLError_LibraryNotFound("NVML Shared Library Not Found"),
+                                     NVMLError_DriverNotLoaded("Driver Not Loaded")])
+def test_no_driver_means_no_gpu(missing):
+    assert all_gpus(FakeNvml(fail_init=missing)) == []
+
+
+def test_a_broken_driver_is_an_error_not_no_gpu():
+    with pytest.raises(GpuProbeError, match="Driver/library version mismatch.*nvidia-smi"):
+        all_gpus(FakeNvml(fail_init=NVMLError_LibRmVersionMismatch("Driver/library version mismatch")))
+
+
+def test_nvml_is_shut_after_reading():
+    nvml = FakeNvml(FOUR)
+    all_gpus(nvml)
+    assert nvml.open == 0
+
+
+def test_the_run_is_pinned_within_the_visible_set(tmp_path):
+    gpus = visible_gpus(FakeNvml(FOUR), env={"CUDA_VISIBLE_DEVICES": "2,3"})
+    spec = ExperimentSpec(gpu_id=1, results_dir=tmp_path)
+    chosen = machine.choose_gpu(spec, gpus)
+    assert chosen.nvml_index == 3
+    assert machine.pinned_environment(chosen, {}) == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "3"}
+    # a user's own CUDA_DEVICE_ORDER is kept
+    assert machine.pinned_environment(chosen, {"CUDA_DEVICE_ORDER": "FASTEST_FIRST"})["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST"
+    assert machine.choose_gpu(ExperimentSpec(results_dir=tmp_path), gpus).nvml_index == 2  # default: the first visible
+    with pytest.raises(SpecError, match=r"--gpu-id 2 does not exist; GPUs here: 0 \(NVIDIA H200\), 1 \(NVIDIA L4\)"):
+        machine.choose_gpu(ExperimentSpec(gpu_id=2, results_dir=tmp_path), gpus)
+
+
+def test_gpu_id_with_a_cluster_is_refused_in_one_line(tmp_path):
+    with pytest.raises(SpecError, match="--gpu-id pins a local run.*--ray-address"):
+        ExperimentSpec(gpu_id=0, ray_address="auto", results_dir=tmp_path)
