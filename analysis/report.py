@@ -211,8 +211,11 @@ def plot_cost_quality(run: Run, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (searcher, scheduler), rows in run.summary.groupby(["searcher", "scheduler"], sort=False):
         ax.scatter(rows[cost], rows["test_accuracy"], s=50, label=_method_label(searcher, scheduler))
-    ax.set_xscale("log")
-    ax.set_xlabel(f"total cost ({cost.replace('_', '-')}, log scale)")
+    # log scale only where every cost is positive: a run whose trials all failed costs 0 (it
+    # must still get its report, not a matplotlib error)
+    log = bool((pd.to_numeric(run.summary[cost], errors="coerce") > 0).all())
+    ax.set_xscale("log" if log else "linear")
+    ax.set_xlabel(f"total cost ({cost.replace('_', '-')}{', log scale' if log else ''})")
     ax.set_ylabel("test accuracy of the selected configuration")
     ax.set_title("quality against cost, one point per method and seed")
     _finish(fig, ax, path)

@@ -134,7 +134,7 @@ def test_a_resumed_runs_monitor_continues_the_timeline():
     earlier samples (it restarted at 0, so the resource plot ran backwards in time)."""
     first_start = time.time() - 100.0
     earlier = [{"time": first_start + 50.0, "wall_seconds": 50.0}]
-    monitor = ResourceMonitor("t", gpu_id=None, origin=first_start, samples=earlier)
+    monitor = ResourceMonitor("t", gpu=None, origin=first_start, samples=earlier)
     with monitor:
         row = monitor.sample()
     assert monitor.rows()[0] == earlier[0]
@@ -153,3 +153,18 @@ def test_analysis_on_a_folder_that_is_not_a_run(tmp_path, make):
     out = subprocess.run([sys.executable, "-m", "analysis", str(target)], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "run folder" in out.stderr
+
+
+def test_a_run_whose_trials_all_failed_still_gets_its_report(smoke_run, tmp_path):
+    import shutil
+
+    from analysis.report import build
+
+    copy = tmp_path / "run"
+    shutil.copytree(smoke_run, copy)
+    summary = pd.read_csv(copy / "summary.csv")
+    summary["trial_seconds"] = 0.0  # every trial failed at once: nothing cost anything
+    summary["test_accuracy"] = np.nan
+    summary.to_csv(copy / "summary.csv", index=False)
+    build(copy)  # the cost/quality plot used a log axis and raised on zero costs
+    assert (copy / "plots" / "cost_quality.png").is_file()

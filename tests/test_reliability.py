@@ -23,7 +23,8 @@ from experiments.tune_adapter import trial_statuses, trials_with_results
 from tests.analytic import TASK as ANALYTIC
 from tests.conftest import ROOT
 from tests.memory import watch_release
-from tests.tuning import collect, tune
+from tests.tuning import collect
+from tests.tuning import tune as tune_one
 from trainables import base, get_task
 
 RESOURCES = {"cpu": 1, "gpu": 0}
@@ -36,14 +37,14 @@ def test_an_out_of_memory_error_is_retried_by_ray_and_the_trial_finishes(ray_ses
     marks.mkdir()
     # x=3 raises torch's OutOfMemoryError on its first attempt only (a transient OOM)
     fixed = {"oom_once_x": (3,), "oom_marks": str(marks)}
-    tuned = tune(task, "grid", "fifo", 0, tmp_path / "a", resources=RESOURCES, fixed_config=fixed, max_failures=2)
+    tuned = tune_one(task, "grid", "fifo", 0, tmp_path / "a", resources=RESOURCES, fixed_config=fixed, max_failures=2)
     trials, curves, _ = collect(tuned, task, "grid", "fifo", 0)
     assert [t["status"] for t in trials] == [records.COMPLETED, records.COMPLETED]
     assert (marks / "3").exists()  # it did fail once
     assert sorted(c["epoch"] for c in curves if c["trial_id"] == trials[1]["trial_id"]) == [1, 2]  # no duplicates
     # without retries the same error is recorded, and the run goes on
     (marks / "3").unlink()
-    tuned = tune(task, "grid", "fifo", 0, tmp_path / "b", resources=RESOURCES, fixed_config=fixed, max_failures=0)
+    tuned = tune_one(task, "grid", "fifo", 0, tmp_path / "b", resources=RESOURCES, fixed_config=fixed, max_failures=0)
     trials, _, _ = collect(tuned, task, "grid", "fifo", 0)
     assert [t["status"] for t in trials] == [records.COMPLETED, records.FAILED]
     assert "OutOfMemoryError" in trials[1]["error"] or "out of memory" in trials[1]["error"]
@@ -53,7 +54,7 @@ def test_a_run_where_a_quarter_of_the_trials_raise_finishes_with_every_failure_r
     task = dataclasses.replace(ANALYTIC, space={"x": (1, 2, 3, 4), "learning_rate": (1e-3,), "act": ("relu", "tanh"),
                                                 "epochs": (2,)})
     # x=2 always raises: 2 of the 8 trials; Ray retries each once, then records the error
-    tuned = tune(task, "grid", "fifo", 0, tmp_path, resources=RESOURCES, fixed_config={"fail_x": (2,)}, max_failures=1)
+    tuned = tune_one(task, "grid", "fifo", 0, tmp_path, resources=RESOURCES, fixed_config={"fail_x": (2,)}, max_failures=1)
     trials, _, _ = collect(tuned, task, "grid", "fifo", 0)
     failed = [t for t in trials if t["status"] == records.FAILED]
     assert len(trials) == 8 and len(failed) == 8 // 4
@@ -247,7 +248,7 @@ def test_a_write_that_fails_midway_leaves_the_old_file_whole(tmp_path, monkeypat
 def test_asha_keeps_its_rungs_across_a_restore(ray_session, tmp_path):
     from ray import tune
 
-    tuned = tune(ANALYTIC, "random", "asha", 0, tmp_path, num_samples=8, resources=RESOURCES)
+    tuned = tune_one(ANALYTIC, "random", "asha", 0, tmp_path, num_samples=8, resources=RESOURCES)
     trial_ids = {trial.trial_id for trial, _ in trials_with_results(tuned.results)}
     # what --resume does: the scheduler comes back from tuner.pkl, as it was before the first trial
     tuner = tune.Tuner.restore(str(tmp_path / "random-asha-s0"), trainable=tune.with_resources(ANALYTIC.load_trainable(),

@@ -1,0 +1,67 @@
+"""Checkpoints that can no longer be selected are deleted as soon as that is known.
+
+A checkpoint holds one model's best-validation weights (``trainables.base``); what needs one
+is scoring a method's pick on the test split, and the user who wants the tuned model. A full
+IMDB run keeps 70+ DistilBERT trials (about 260 MB each), more than many GPU boxes have free,
+so ``--keep-checkpoints`` (default ``best``) decides what stays:
+
+- ``best``: within a method only the trial that ``core.rules.select_trial`` would pick so far
+  keeps its checkpoint (Tune's ``on_trial_complete`` arrives after the final checkpoint is
+  registered); after a method is scored, only the run's best pick so far keeps its own. At any
+  moment at most three are on disk (the run's best, the method's incumbent, the trial just
+  finished), and one when the run ends.
+- ``picks``: every method's pick keeps its checkpoint (one per method and seed at the end).
+- ``all``: nothing is deleted.
+"""
+
+from __future__ import annotations
+
+from ray import tune
+
+from core.rules import selection_key
+
+KEEP = ("best", "picks", "all")
+
+
+def delete(checkpoint) -> None:
+    """Remove a Tune ``Checkpoint``'s folder, on whatever file system it lives (local or pyarrow's)."""
+    if checkpoint is not None:
+        checkpoint.filesystem.delete_dir(checkpoint.path)
+
+
+def _key(trial, order: int) -> tuple | None:
+    result = trial.last_result or {}
+    best, epoch = result.get("best_val_accuracy"), result.get("epoch")
+    if best is None or epoch is None:
+        return None
+    return selection_key(float(best), int(epoch), order)
+
+
+class KeepSelectable(tune.Callback):
+    """Deletes each finished trial's checkpoint unless it is the method's pick so far; the
+    state (the incumbent) travels in Tune's snapshots, so a resumed method goes on the same."""
+
+    def __init__(self):
+        self.incumbent: tuple | None = None  # (selection key, trial id)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        key = _key(trial, trials.index(trial))
+        if key is None:
+            delete(trial.checkpoint)
+            return
+        if self.incumbent is not None and key <= self.incumbent[0]:
+            delete(trial.checkpoint)
+            return
+        if self.incumbent is not None:
+            loser = next((t for t in trials if t.trial_id == self.incumbent[1]), None)
+            delete(loser.checkpoint if loser is not None else None)
+        self.incumbent = (key, trial.trial_id)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        delete(trial.checkpoint)  # a failed trial is never picked
+
+    def get_state(self) -> dict:
+        return {"incumbent": self.incumbent}
+
+    def set_state(self, state: dict) -> None:
+        self.incumbent = state["incumbent"]
