@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", default=None, metavar="RUN_FOLDER",
                         help="continue an interrupted run in its folder with its own settings: finished methods are "
                              "kept, the interrupted one continues from Tune's state, the rest run")
+    parser.add_argument("--keep-checkpoints", default="best", choices=("best", "picks", "all"),
+                        help="trial checkpoints (best-validation weights) left on disk: the run's best pick "
+                             "(default), every method's pick, or all")
     parser.add_argument("--record-test-curves", action="store_true",
                         help="also score the test split after every epoch, into curves.csv: a grid run made so is "
                              "a table for the replay benchmark (python -m experiments.replay); selection never sees it")
@@ -101,6 +104,7 @@ def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
         monitor_interval=args.monitor_interval,
         record_test_curves=args.record_test_curves,
         max_failures=args.max_failures,
+        keep_checkpoints=args.keep_checkpoints,
         task_options={name: getattr(args, name) for name in TASK_OPTION_FLAGS if getattr(args, name) is not None},
     )
 

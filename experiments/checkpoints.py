@@ -16,11 +16,13 @@ so ``--keep-checkpoints`` (default ``best``) decides what stays:
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from ray import tune
 
-from core.rules import selection_key
-
-KEEP = ("best", "picks", "all")
+from core.rules import method_name, selection_key
+from experiments.tune_adapter import best_reported
 
 
 def delete(checkpoint) -> None:
@@ -30,8 +32,10 @@ def delete(checkpoint) -> None:
 
 
 def _key(trial, order: int) -> tuple | None:
+    """The trial's selection key (core.rules) from what Tune holds of it: its own running best
+    where the trainable reports one (ours do), else the best validation accuracy Tune saw."""
     result = trial.last_result or {}
-    best, epoch = result.get("best_val_accuracy"), result.get("epoch")
+    best, epoch = result.get("best_val_accuracy", best_reported(trial, "val_accuracy")), result.get("epoch")
     if best is None or epoch is None:
         return None
     return selection_key(float(best), int(epoch), order)
@@ -65,3 +69,18 @@ class KeepSelectable(tune.Callback):
 
     def set_state(self, state: dict) -> None:
         self.incumbent = state["incumbent"]
+
+
+def keep_best_pick(run_dir: Path, summaries: list) -> None:
+    """Delete the checkpoints of every scored pick but the run's best (highest best validation
+    accuracy; a tie goes to the earlier method): called after each method is scored, from the
+    summary rows alone, so a resumed run prunes the same. Local run folders only."""
+    picks = [s for s in summaries if s.get("best_trial_id") not in (None, "")]
+    if len(picks) < 2:
+        return
+    best = max(range(len(picks)), key=lambda i: (float(picks[i]["best_val_accuracy"]), -i))
+    for i, row in enumerate(picks):
+        if i != best:
+            trial = Path(run_dir) / "tune" / method_name(row["searcher"], row["scheduler"], int(row["seed"]))
+            for folder in (trial / f"trial_{row['best_trial_id']}").glob("checkpoint_*"):
+                shutil.rmtree(folder, ignore_errors=True)

@@ -43,6 +43,7 @@ class RunPlan:
     fixed_config: Mapping[str, Any] = field(default_factory=dict)
     max_failures: int = 0  # Ray's FailureConfig: retries of a failed trial
     gpu: Gpu | None = None  # the GPU the run is pinned to; None: none (or the cluster's)
+    keep_checkpoints: str = "all"  # experiments.spec.KEEP_CHECKPOINTS; runs set it from the spec
 
     @property
     def gpus_per_trial(self) -> float:
@@ -61,7 +62,7 @@ class RunPlan:
 
     @classmethod
     def from_resolved(cls, task: TaskSpec, resolved: Mapping[str, Any], *, record_test_curves: bool,
-                      max_failures: int, gpus: list[Gpu]) -> "RunPlan":
+                      max_failures: int, gpus: list[Gpu], keep_checkpoints: str = "all") -> "RunPlan":
         """The plan a run.json was written from (for --resume); ``gpus``: the visible ones now,
         among which the run's card is found again by its UUID."""
         gpu = None
@@ -75,7 +76,7 @@ class RunPlan:
         return cls(task=task, num_samples=int(resolved["num_samples"]),
                    max_concurrent=int(resolved["max_concurrent"]), resources=dict(resolved["resources"]),
                    fixed_config=fixed_config(resolved["task_options"], record_test_curves),
-                   max_failures=max_failures, gpu=gpu)
+                   max_failures=max_failures, gpu=gpu, keep_checkpoints=keep_checkpoints)
 
 
 def fixed_config(options: Mapping[str, Any], record_test_curves: bool) -> dict:

@@ -69,7 +69,8 @@ def resume(run_dir: Path, echo=print) -> Path:
     try:
         plan = RunPlan.from_resolved(task, info["resolved"], record_test_curves=spec.record_test_curves,
                                      max_failures=spec.max_failures,
-                                     gpus=visible_gpus() if info["resolved"].get("gpu_id") is not None else [])
+                                     gpus=visible_gpus() if info["resolved"].get("gpu_id") is not None else [],
+                                     keep_checkpoints=spec.keep_checkpoints)
     except (ValueError, GpuProbeError) as exc:
         raise NotResumable(f"--resume {str(run_dir)!r}: {exc}") from None
 

@@ -20,6 +20,7 @@ from analysis.report import build, format_table, write_summary
 from core import records
 from core.rules import select_trial
 from experiments import machine
+from experiments.checkpoints import keep_best_pick
 from experiments.collect import collect_trials
 from experiments.gpus import GpuProbeError, visible_gpus
 from experiments.monitor import ResourceMonitor
@@ -74,7 +75,7 @@ def run(spec: ExperimentSpec, echo=print) -> Path:
     plan = RunPlan(task=task, num_samples=num_samples,
                    max_concurrent=spec.max_concurrent or machine.default_max_concurrent(resources),
                    resources=resources, fixed_config=fixed_config(options, spec.record_test_curves),
-                   max_failures=spec.max_failures, gpu=gpu)
+                   max_failures=spec.max_failures, gpu=gpu, keep_checkpoints=spec.keep_checkpoints)
     info = {
         "spec": {**asdict(spec), "results_dir": str(spec.results_dir)},
         "resolved": plan.resolved(options),
@@ -153,6 +154,8 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
                         records.write_json(run_dir / "run.json", info)
                     echo(f"{'resuming' if first_started else 'tuning'} {method.name} ...")
                     outcomes.append(run_method(plan, method, run_dir, monitor=monitor, first_started=first_started))
+                    if plan.keep_checkpoints == "best":  # the pick is scored: only the run's best keeps its weights
+                        keep_best_pick(run_dir, [o.summary for o in outcomes])
                     write_tables(run_dir, plan.task, outcomes, monitor)
     finally:
         writer.close()

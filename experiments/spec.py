@@ -15,6 +15,9 @@ from searchers import DEFAULT_METHODS, DEFAULT_SCHEDULER, SCHEDULERS, SEARCHERS
 from trainables import TASK_MODULES, task_names
 
 BUDGETS = ("smoke", "full")
+# which trial checkpoints stay on disk (experiments/checkpoints.py): the run's best pick, every
+# method's pick, or all
+KEEP_CHECKPOINTS = ("best", "picks", "all")
 
 
 class SpecError(ValueError):
@@ -109,6 +112,7 @@ class ExperimentSpec:
     # Task options given on the command line (data_dir, model, subset, cache_dir); the task
     # checks them and supplies the defaults of the others (TaskSpec.resolve_options).
     task_options: dict = field(default_factory=dict)
+    keep_checkpoints: str = "best"  # KEEP_CHECKPOINTS
 
     def __post_init__(self):
         if self.task not in TASK_MODULES:
@@ -141,6 +145,8 @@ class ExperimentSpec:
             raise SpecError(f"--monitor-interval must be a positive number of seconds, got {self.monitor_interval}")
         if self.task_options.get("subset") is not None and self.task_options["subset"] < 1:
             raise SpecError(f"--subset must be at least 1, got {self.task_options['subset']}")
+        if self.keep_checkpoints not in KEEP_CHECKPOINTS:
+            raise SpecError(f"unknown --keep-checkpoints {self.keep_checkpoints!r}; allowed: {', '.join(KEEP_CHECKPOINTS)}")
         if self.max_failures < 0:
             raise SpecError(f"--max-failures must be 0 or more, got {self.max_failures}")
         check_writable_dir(self.results_dir)

@@ -49,3 +49,10 @@ def can_restore(method_dir: Path) -> bool:
     from ray import tune
 
     return newest_state(method_dir) is not None and tune.Tuner.can_restore(str(method_dir))
+
+
+def best_reported(trial, metric: str) -> float | None:
+    """The highest ``metric`` a running or finished Trial reported (Tune's own per-trial
+    statistics, ``Trial.metric_analysis``)."""
+    value = (getattr(trial, "metric_analysis", None) or {}).get(metric, {}).get("max")
+    return None if value is None else float(value)

@@ -12,6 +12,7 @@ from typing import Any
 from ray import tune
 
 from experiments.callbacks import SchedulerState
+from experiments.checkpoints import KeepSelectable
 from experiments.plan import Method, RunPlan
 from searchers import SCHEDULERS, SEARCHERS, MethodArgs
 
@@ -78,7 +79,8 @@ def _new_tuner(plan: RunPlan, method: Method, trainable, storage: Path, callback
             name=method.name,
             storage_path=str(storage),
             verbose=0,
-            callbacks=[*(callbacks or []), SchedulerState(scheduler)],
+            callbacks=[*(callbacks or []), SchedulerState(scheduler),
+                       *([KeepSelectable()] if plan.keep_checkpoints != "all" else [])],
             # The checkpoint holds the best-validation weights that the test split scores.
             # num_to_keep makes Tune snapshot the experiment state after every checkpoint, that
             # is as each trial ends: a run killed at any moment resumes without rerunning a

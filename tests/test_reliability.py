@@ -260,3 +260,24 @@ def test_asha_keeps_its_rungs_across_a_restore(ray_session, tmp_path):
     first_rung = [recorded for bracket in scheduler._brackets for milestone, recorded in bracket._rungs
                   if milestone == ANALYTIC.grace_period]
     assert set().union(*first_rung) == trial_ids
+
+
+# --- checkpoints on disk -------------------------------------------------------------------------
+def test_within_a_method_only_the_pick_keeps_its_checkpoint(ray_session, tmp_path):
+    from core.rules import select_trial
+
+    task = dataclasses.replace(ANALYTIC, space={**ANALYTIC.space, "x": (1, 2, 3, 4, 5)})
+    tuned = tune_one(task, "random", "asha", 0, tmp_path, num_samples=10, max_concurrent=2, keep_checkpoints="picks",
+                     fixed_config={"fail_x": (5,)})
+    trials, _, _ = collect(tuned, task, "random", "asha", 0)
+    left = sorted(p.parent.name for p in (tmp_path / "random-asha-s0").glob("trial_*/checkpoint_*"))
+    assert left == [f"trial_{select_trial(trials)['trial_id']}"]  # the pick's, and only it
+
+
+def test_a_run_leaves_one_checkpoint_the_runs_best_pick_in_safe_formats(smoke_run):
+    summary = pd.read_csv(smoke_run / "summary.csv")
+    left = list((smoke_run / "tune").glob("*/trial_*/checkpoint_*"))
+    assert len(left) == 1, left
+    best = summary.iloc[summary["best_val_accuracy"].to_numpy().argmax()]  # ties: the earlier method
+    assert left[0].parent.name == f"trial_{best['best_trial_id']}"
+    assert sorted(p.name for p in left[0].iterdir()) == sorted([base.WEIGHTS_FILE, base.RNG_FILE, base.META_FILE])

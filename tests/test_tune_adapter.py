@@ -70,3 +70,11 @@ def test_a_report_without_an_epoch_is_not_counted_as_one():
     assert row["epochs"] == 2 and row["status"] == records.STOPPED and row["best_val_accuracy"] == 0.7
     assert [c["epoch"] for c in collected.curves] == [1, 2]
     json.dumps(row)  # a plain row, as trials.csv writes it
+
+
+def test_best_reported_is_the_highest_metric_a_trial_reported(ray_session, tmp_path):
+    tuned = tune(TASK, "random", "fifo", 0, tmp_path, num_samples=2)
+    for trial, result in tune_adapter.trials_with_results(tuned.results):
+        best = result.metrics_dataframe["val_accuracy"].max()
+        assert tune_adapter.best_reported(trial, "val_accuracy") == best, \
+            "experiments/tune_adapter.py: Trial.metric_analysis changed"

@@ -11,9 +11,9 @@ CPU_ONLY = {"cpu": 1, "gpu": 0}
 
 
 def tune(task, searcher: str, scheduler: str, seed: int, path, *, num_samples: int = 1, max_concurrent: int = 2,
-         resources=CPU_ONLY, fixed_config=None, max_failures: int = 0) -> Tuned:
+         resources=CPU_ONLY, fixed_config=None, max_failures: int = 0, keep_checkpoints: str = "all") -> Tuned:
     plan = RunPlan(task=task, num_samples=num_samples, max_concurrent=max_concurrent, resources=resources,
-                   fixed_config=fixed_config or {}, max_failures=max_failures)
+                   fixed_config=fixed_config or {}, max_failures=max_failures, keep_checkpoints=keep_checkpoints)
     return tune_method(plan, Method(searcher, scheduler, seed), path)
 
 
