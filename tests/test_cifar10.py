@@ -79,13 +79,13 @@ def test_validation_split_is_seeded_stratified_and_subset(fixture_dirs):
 
 def test_augmentation_crops_and_flips_on_the_tensor():
     images = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).view(2, 3, 32, 32)
-    out = cifar10.augment(images, torch.Generator().manual_seed(0))
+    out = cifar10.augment(images, *cifar10.draw_augmentation(2, torch.Generator().manual_seed(0)))
     assert out.shape == images.shape and out.dtype == images.dtype
     padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
     for b in range(2):  # every output is a (possibly flipped) 32x32 window of the padded image
         windows = [padded[b, :, r:r + 32, c:c + 32] for r in range(9) for c in range(9)]
         assert any(torch.equal(out[b], w) or torch.equal(out[b], w.flip(2)) for w in windows)
-    many = cifar10.augment(images.repeat(50, 1, 1, 1), torch.Generator().manual_seed(1))
+    many = cifar10.augment(images.repeat(50, 1, 1, 1), *cifar10.draw_augmentation(100, torch.Generator().manual_seed(1)))
     assert len({tuple(m[0, 10, :3].tolist()) for m in many}) > 10  # the crops differ per image
 
 

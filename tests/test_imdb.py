@@ -184,3 +184,24 @@ def test_release_hands_the_device_memory_back(fixture_dirs, monkeypatch):
     weights, alive_at_release = watch_release(monkeypatch, run)
     run.release()
     assert alive_at_release == [False] and weights() is None
+
+
+def test_a_half_precision_checkpoint_trains_with_fp32_weights(fixture_dirs, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    half = tmp_path / "bf16-model"
+    model = AutoModelForSequenceClassification.from_pretrained(fixture_dirs["model"], num_labels=2).to(torch.bfloat16)
+    model.save_pretrained(half)
+    AutoTokenizer.from_pretrained(fixture_dirs["model"]).save_pretrained(half)
+    run = imdb.ImdbRun(config(fixture_dirs, model=str(half)), imdb.load_data(config(fixture_dirs)), choose_device())
+    assert {p.dtype for p in run.model.parameters()} == {torch.float32}  # master weights; autocast does bf16 on CUDA
+    run.release()
+
+
+def test_the_token_cache_is_filled_once_before_any_trial(fixture_dirs, tmp_path):
+    task = get_task("imdb").for_budget("smoke")
+    options = {**task.options, "data_dir": fixture_dirs["data_dir"], "model": fixture_dirs["model"],
+               "cache_dir": str(tmp_path / "cache")}
+    task.prepare(options, {**task.space, "max_seq_length": (32, 48)})
+    assert len(list((tmp_path / "cache" / "imdb").glob("*.npz"))) == 2  # one per max_seq_length of the space

@@ -159,6 +159,13 @@ def load_data(config) -> dict:
                           int(config["max_seq_length"]), config.get("cache_dir"))
 
 
+def prepare(options, space) -> None:
+    """Tokenize once per max_seq_length of the space, in the driver, before trials start."""
+    for max_seq_length in space["max_seq_length"]:
+        load_tokenized(options.get("data_dir"), options.get("model", DEFAULT_MODEL), options.get("subset"),
+                       int(max_seq_length), options.get("cache_dir"))
+
+
 def pad_batch(ids: np.ndarray, offsets: np.ndarray, rows: np.ndarray, pad_token_id: int,
               width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask) of the reviews ``rows``, padded to the longest of them, or to
@@ -182,8 +189,11 @@ class ImdbRun(TrainingRun):
 
         hf_logging.set_verbosity_error()  # "some weights are newly initialized": the head, by design
         hf_logging.disable_progress_bar()
+        # fp32 master weights whatever dtype the checkpoint was saved in (transformers 5 loads the
+        # saved dtype: a bf16 checkpoint would train in bf16 without master weights); the forward
+        # passes run in bf16 under autocast on CUDA.
         self.model = load_pretrained(AutoModelForSequenceClassification, config.get("model", DEFAULT_MODEL),
-                                     num_labels=NUM_LABELS).to(device)
+                                     num_labels=NUM_LABELS).to(device=device, dtype=torch.float32)
         self.batch_size = int(config["batch_size"])
         self.fixed_width = int(config["max_seq_length"]) if config.get("padding") == "max_length" else None
         self.n_train = len(data["train"][2])
@@ -266,6 +276,7 @@ TASK = TaskSpec(
     smoke_num_samples=2,
     options=OPTIONS,
     check_options=check_options,
+    prepare=prepare,
     description="IMDB reviews, fine-tuned Hugging Face sequence classifier (DistilBERT)",
 )
 
