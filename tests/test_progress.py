@@ -1,0 +1,68 @@
+"""What a user sees while a run goes on (experiments/progress.py) and at its end."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+from experiments.progress import PLAIN_INTERVAL_S, Progress
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def trial(trial_id):
+    return SimpleNamespace(trial_id=trial_id)
+
+
+def test_plain_lines_count_right_and_come_at_most_every_ten_seconds():
+    out, clock = io.StringIO(), Clock()
+    progress = Progress("grid-fifo-s0", total=4, plain=True, clock=clock, out=out)
+    progress.on_step_end(0, [])  # the first line at once
+    for i in range(2):
+        progress.on_trial_start(0, [], trial(f"t{i}"))
+    progress.on_trial_result(0, [], trial("t0"), {"val_accuracy": 0.8})
+    progress.on_trial_result(0, [], trial("t1"), {"val_accuracy": 0.9})
+    clock.now += 1.0
+    progress.on_step_end(0, [])  # a second later: no new line
+    progress.on_trial_complete(0, [], trial("t0"))
+    progress.on_trial_error(0, [], trial("t1"))
+    clock.now += PLAIN_INTERVAL_S
+    progress.on_step_end(0, [])
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[1] == ("grid-fifo-s0: 2/4 trials done, 0 running, 2 epochs, 1 errors, best val_accuracy 0.9000 (t1), "
+                        "elapsed 0m11s, left ~0m11s")
+    progress.on_experiment_end([])  # and one at the method's end, whatever the interval
+    assert len(out.getvalue().splitlines()) == 3
+
+
+def test_on_a_terminal_it_is_one_live_line():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    progress = Progress("random-asha-s0", total=3, clock=Clock(), out=out)
+    progress.on_trial_start(0, [], trial("a"))
+    progress.on_trial_result(0, [], trial("a"), {"val_accuracy": 0.7})
+    progress.on_trial_complete(0, [], trial("a"))
+    progress.on_step_end(0, [])
+    progress.on_experiment_end([])
+    text = out.getvalue()
+    assert "random-asha-s0" in text and "1/3" in text and "best val_accuracy 0.7000 (a)" in text
+    assert "\r" in text and text.count("\n") <= 1  # redrawn in place, not a line per update
+
+
+def test_it_pickles_without_its_stream_for_tunes_snapshots():
+    import pickle
+
+    progress = Progress("m", total=1, plain=False, clock=Clock(), out=io.StringIO())
+    progress.on_step_end(0, [])
+    restored = pickle.loads(pickle.dumps(progress))
+    assert restored.total == 1 and restored._bar is None
