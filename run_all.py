@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", default=None, metavar="RUN_FOLDER",
                         help="continue an interrupted run in its folder with its own settings: finished methods are "
                              "kept, the interrupted one continues from Tune's state, the rest run")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only errors and the final table (no progress lines, no pointers)")
     parser.add_argument("--keep-checkpoints", default="best", choices=("best", "picks", "all"),
                         help="trial checkpoints (best-validation weights) left on disk: the run's best pick "
                              "(default), every method's pick, or all")
@@ -105,6 +107,7 @@ def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
         record_test_curves=args.record_test_curves,
         max_failures=args.max_failures,
         keep_checkpoints=args.keep_checkpoints,
+        quiet=args.quiet,
         task_options={name: getattr(args, name) for name in TASK_OPTION_FLAGS if getattr(args, name) is not None},
     )
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import ray
 
+from experiments.console import filter_ray_noise
 from experiments.gpus import Gpu
 from experiments.spec import ExperimentSpec, SpecError
 
@@ -48,6 +49,7 @@ def pinned_environment(gpu: Gpu, env) -> dict[str, str]:
 def start_ray(ray_address: str | None = None, gpu: Gpu | None = None) -> None:
     """Connect to ``ray_address`` or start a local Ray pinned to ``gpu`` (Ray is told of one
     GPU, or none); keep a Ray the caller already started."""
+    filter_ray_noise()
     if ray.is_initialized():
         return
     # Tune's plain progress output (the new console output prints boxes even at verbose=0).

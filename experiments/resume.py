@@ -11,7 +11,7 @@ from core import records
 from experiments import machine
 from experiments.gpus import GpuProbeError, visible_gpus
 from experiments.plan import Method, MethodOutcome, RunPlan
-from experiments.runner import now, run_methods
+from experiments.runner import now, quiet_echo, run_methods
 from experiments.spec import ExperimentSpec, SpecError
 from trainables import get_task
 
@@ -52,7 +52,7 @@ def earlier_samples(rows: list[dict]) -> list[dict]:
     return [{k: cell(v) for k, v in row.items()} for row in rows]
 
 
-def resume(run_dir: Path, echo=print) -> Path:
+def resume(run_dir: Path, echo=None) -> Path:
     """Continue an interrupted run: methods with a summary row are kept as they are; the
     interrupted one continues through ``Tuner.restore``; the rest run."""
     run_dir = Path(run_dir).absolute()
@@ -65,6 +65,7 @@ def resume(run_dir: Path, echo=print) -> Path:
         raise NotResumable(f"--resume {str(run_dir)!r}: run.json cannot be read back ({exc})") from None
     if info.get("status") == "finished":
         raise NotResumable(f"--resume {str(run_dir)!r}: the run has finished; there is nothing to resume")
+    echo = echo or (quiet_echo if spec.quiet else print)
     task = get_task(spec.task).for_budget(spec.budget)
     try:
         plan = RunPlan.from_resolved(task, info["resolved"], record_test_curves=spec.record_test_curves,

@@ -22,18 +22,24 @@ from core.rules import select_trial
 from experiments import machine
 from experiments.checkpoints import keep_best_pick
 from experiments.collect import collect_trials
+from experiments.console import next_steps
 from experiments.gpus import GpuProbeError, visible_gpus
 from experiments.monitor import ResourceMonitor
 from experiments.plan import Method, MethodOutcome, RunPlan, fixed_config
+from experiments.progress import Progress
 from experiments.scoring import evaluate_selected, summarize_method
 from experiments.spec import ExperimentSpec, SpecError
 from experiments.tune_adapter import can_restore
-from experiments.tuning import tune_method
+from experiments.tuning import expected_trials, tune_method
 from trainables import get_task
 
 # the columns printed at the end of a run (summary.md has them all)
 DISPLAY_COLUMNS = ("searcher", "scheduler", "seed", "n_trials", "epochs_trained", "best_val_accuracy",
                    "test_accuracy", "test_f1", "test_auc", "wall_seconds", "trial_seconds", "gpu_seconds")
+
+
+def quiet_echo(*args, **kwargs) -> None:
+    """--quiet: progress and pointers are not printed (errors still are, on stderr)."""
 
 
 def now() -> str:
@@ -53,11 +59,12 @@ def create_run_dir(results_dir: Path, task_name: str) -> Path:
             continue
 
 
-def run(spec: ExperimentSpec, echo=print) -> Path:
+def run(spec: ExperimentSpec, echo=None) -> Path:
     """Run every method of ``spec`` and return the run folder.
 
     Every check that can fail on the user's input (task options, GPU choice) runs before the
     run folder is created."""
+    echo = echo or (quiet_echo if spec.quiet else print)
     task = get_task(spec.task).for_budget(spec.budget)
     try:
         options = task.resolve_options(spec.task_options)
@@ -95,13 +102,13 @@ def run(spec: ExperimentSpec, echo=print) -> Path:
 
 
 def run_method(plan: RunPlan, method: Method, run_dir: Path, monitor=None,
-               first_started: float | None = None) -> MethodOutcome:
+               first_started: float | None = None, callbacks: list | None = None) -> MethodOutcome:
     """Tune one method and score its pick. ``first_started``: when the method first started,
     for a method interrupted and now resumed (its Tune folder is continued, not restarted)."""
     if monitor is not None:
         monitor.set_method(method.searcher, method.scheduler, method.seed)
     try:
-        tuned = tune_method(plan, method, run_dir / "tune", resume=first_started is not None)
+        tuned = tune_method(plan, method, run_dir / "tune", callbacks=callbacks, resume=first_started is not None)
     finally:
         if monitor is not None:
             monitor.set_method(None)
@@ -132,9 +139,10 @@ def write_tables(run_dir: Path, task, outcomes: list[MethodOutcome], monitor=Non
 
 
 def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, outcomes: list[MethodOutcome],
-                echo, earlier_samples: list[dict] | None = None) -> Path:
+                echo, earlier_samples: list[dict] | None = None, table=print) -> Path:
     """Run the methods of ``spec`` that ``outcomes`` does not hold yet, then finish the run.
-    ``info`` is run.json's content; it is rewritten as methods start and when the run ends."""
+    ``info`` is run.json's content; it is rewritten as methods start and when the run ends.
+    ``echo`` prints progress and pointers (a no-op with --quiet); ``table`` the final table."""
     done = {o.method for o in outcomes}
     if plan.task.prepare is not None and len(done) < len(spec.seeds) * len(spec.methods):
         echo("preparing the data (once, before any trial) ...")
@@ -156,7 +164,9 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
                         info["methods_started"][method.name] = time.time()
                         records.write_json(run_dir / "run.json", info)
                     echo(f"{'resuming' if first_started else 'tuning'} {method.name} ...")
-                    outcomes.append(run_method(plan, method, run_dir, monitor=monitor, first_started=first_started))
+                    progress = [] if spec.quiet else [Progress(method.name, expected_trials(plan, method))]
+                    outcomes.append(run_method(plan, method, run_dir, monitor=monitor, first_started=first_started,
+                                               callbacks=progress))
                     if plan.keep_checkpoints == "best":  # the pick is scored: only the run's best keeps its weights
                         keep_best_pick(run_dir, [o.summary for o in outcomes])
                     write_tables(run_dir, plan.task, outcomes, monitor)
@@ -167,8 +177,9 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
     build(run_dir)  # plots and the final summary.md
     info.update(status="finished", finished_at=now())
     records.write_json(run_dir / "run.json", info)
-    echo(format_table([o.summary for o in outcomes], DISPLAY_COLUMNS))
-    echo(f"summary and plots: {run_dir / 'summary.md'}, {run_dir / 'plots'}")
+    table(format_table([o.summary for o in outcomes], DISPLAY_COLUMNS))
+    for line in next_steps(run_dir):
+        echo(line)
     return run_dir
 
 

@@ -113,6 +113,7 @@ class ExperimentSpec:
     # checks them and supplies the defaults of the others (TaskSpec.resolve_options).
     task_options: dict = field(default_factory=dict)
     keep_checkpoints: str = "best"  # KEEP_CHECKPOINTS
+    quiet: bool = False  # only errors and the final table
 
     def __post_init__(self):
         if self.task not in TASK_MODULES:

@@ -26,6 +26,16 @@ class Tuned:
     wall_seconds: float
 
 
+def expected_trials(plan: RunPlan, method: Method) -> int:
+    """How many trials the method will run: the grid's size, or the sampling budget (BayesOpt
+    never repeats a configuration, so at most the grid's size)."""
+    if method.searcher == "grid":
+        return plan.task.grid_size
+    if method.searcher == "bayesopt":
+        return min(plan.num_samples, plan.task.grid_size)
+    return plan.num_samples
+
+
 def trial_dirname(trial) -> str:
     # Short names: Ray's default packs the whole config into the folder name.
     return f"trial_{trial.trial_id}"

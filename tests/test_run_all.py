@@ -164,3 +164,29 @@ def test_run_folders_are_never_reused(tmp_path):
 
     folders = {create_run_dir(tmp_path, "breast_cancer") for _ in range(20)}
     assert len(folders) == 20 and all(f.is_dir() and not any(f.iterdir()) for f in folders)
+
+
+def test_piped_output_shows_progress_counts_and_where_to_look_next(tmp_path):
+    out = _run_cli(["--budget", "smoke", "--methods", "grid:fifo,random:asha", "--results-dir", str(tmp_path / "r")],
+                   cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    # not a terminal: plain lines, no cursor tricks; the last of each method has the final counts
+    assert not any("\r" in line or "\x1b[" in line for line in lines)
+    grid = [line for line in lines if line.startswith("grid-fifo-s0: ")]
+    assert grid[-1].startswith(f"grid-fifo-s0: {SMOKE.grid_size}/{SMOKE.grid_size} trials done, 0 running, ")
+    assert f"{3 * SMOKE.grid_size} epochs, 0 errors, best val_accuracy 0." in grid[-1]  # epochs 2 and 4: 24 in all
+    assert any(line.startswith("random-asha-s0: 4/4 trials done") for line in lines)
+    (run_dir,) = (tmp_path / "r" / "breast_cancer").iterdir()
+    assert f"  TensorBoard:         tensorboard --logdir {run_dir}" in lines
+    assert f"  rebuild the report:  python -m analysis {run_dir}" in lines
+    # Ray's notices that ask nothing of the user are gone (its token authentication stays on)
+    assert "Token authentication is enabled" not in out.stderr and "Wrote the latest version" not in out.stderr
+
+
+def test_quiet_prints_only_the_table(tmp_path):
+    out = _run_cli(["--budget", "smoke", "--methods", "grid:fifo", "--quiet", "--results-dir", str(tmp_path / "r")],
+                   cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("| searcher | scheduler |") and len(lines) == 3  # header, rule, grid's row

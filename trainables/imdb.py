@@ -274,6 +274,7 @@ TASK = TaskSpec(
     smoke_space=SMOKE_SPACE,
     smoke_grace_period=1,
     smoke_num_samples=2,
+    smoke_options={"subset": 200},  # a CPU-sized first look: 200 stratified reviews of each split
     options=OPTIONS,
     check_options=check_options,
     prepare=prepare,

@@ -1,0 +1,45 @@
+"""The terminal of a run: Ray's start-up and bookkeeping lines that ask nothing of the user
+are filtered out (never by switching a Ray feature off), and the run ends by saying where
+to look next."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from pathlib import Path
+
+# Lines Ray logs on every run of ours that tell the user nothing to do. Ray's token
+# authentication stays on: only its notice that it is on is dropped.
+RAY_NOISE = (
+    "Token authentication is enabled",  # ray.init's notice (the feature stays enabled)
+    "Started a local Ray instance",
+    "Wrote the latest version of all result files",  # Tune's end-of-experiment bookkeeping
+    "`max_concurrent_trials` requires a `Searcher`",  # ours: the generator is given its limit itself
+    "View detailed results here",
+    "To visualize your results with TensorBoard",
+)
+
+
+class RayNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(noise in message for noise in RAY_NOISE)
+
+
+def filter_ray_noise() -> None:
+    """Attach the filter to the handlers of Ray's loggers (a filter on a logger does not see
+    records propagated from its children; one on the handler does)."""
+    for name in ("ray", "ray.tune", "ray.train"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, RayNoise) for f in handler.filters):
+                handler.addFilter(RayNoise())
+
+
+def next_steps(run_dir: Path) -> list[str]:
+    """The commands that open a finished run."""
+    folder = shlex.quote(str(run_dir))
+    return [f"run folder: {run_dir}",
+            f"  summary and plots:   {run_dir / 'summary.md'}, {run_dir / 'plots'}",
+            f"  TensorBoard:         tensorboard --logdir {folder}",
+            f"  rebuild the report:  python -m analysis {folder}",
+            f"  in pandas:           from analysis import load_run; run = load_run({str(run_dir)!r})"]
