@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--record-test-curves", action="store_true",
                         help="also score the test split after every epoch, into curves.csv: a grid run made so is "
                              "a table for the replay benchmark (python -m experiments.replay); selection never sees it")
+    parser.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                        help="where Ray Tune keeps trial folders: a path every node of a cluster reaches (NFS) or a "
+                             "pyarrow URI such as s3://bucket/runs (default: the run folder's tune/)")
     parser.add_argument("--ray-address", default=None,
                         help="connect to an existing Ray cluster (e.g. auto or ray://host:10001) instead of starting one")
     task_options = parser.add_argument_group("task options (for the tasks that take them)")
@@ -108,6 +111,7 @@ def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
         max_failures=args.max_failures,
         keep_checkpoints=args.keep_checkpoints,
         quiet=args.quiet,
+        storage=args.storage if args.storage is None or "://" in args.storage else _absolute(args.storage),
         task_options={name: getattr(args, name) for name in TASK_OPTION_FLAGS if getattr(args, name) is not None},
     )
 

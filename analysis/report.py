@@ -231,8 +231,14 @@ def plot_resources(run: Run, path: Path) -> None:
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.2 * len(panels)), sharex=True, squeeze=False)
     spans = res.dropna(subset=["searcher"]).groupby(["searcher", "scheduler", "seed"], sort=False)["wall_seconds"]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    nodes = list(dict.fromkeys(res["node"].dropna())) if "node" in res else []
     for ax, (column, label) in zip(axes[:, 0], panels):
-        ax.plot(res["wall_seconds"], res[column], lw=1, color="black")
+        if len(nodes) > 1:  # a cluster: one line per node (and card)
+            for (node, gpu), rows in res.dropna(subset=[column]).groupby(["node", res["gpu"].fillna(-1)], sort=False):
+                ax.plot(rows["wall_seconds"], rows[column], lw=1,
+                        label=f"node {str(node)[:8]}" + (f" gpu {int(gpu)}" if gpu >= 0 else ""))
+        else:
+            ax.plot(res["wall_seconds"], res[column], lw=1, color="black")
         for i, ((searcher, scheduler, seed), times) in enumerate(spans):
             ax.axvspan(times.min(), times.max(), alpha=0.15, color=colors[i % len(colors)],
                        label=f"{_method_label(searcher, scheduler)} s{int(seed)}" if column == panels[0][0] else None)

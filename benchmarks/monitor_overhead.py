@@ -30,7 +30,7 @@ def main(argv=None) -> None:
 
     gpus = visible_gpus()
     gpu = gpus[args.gpu_id or 0] if gpus else None
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.get([ray.remote(lambda: 1).remote() for _ in range(4)])  # make sure workers exist
     monitor = ResourceMonitor("bench", args.interval, gpu=gpu)
     monitor.sample()  # first scan of all processes

@@ -87,7 +87,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.trials < 1:
         parser.error("--trials must be at least 1")
-    ray.init(num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory() as tmp:
         ours_s = ours(args.trials, Path(tmp) / "ours")
         default_s = ray_default(args.trials, Path(tmp) / "default")

@@ -22,7 +22,7 @@ METHOD_COLUMNS = ("task", "searcher", "scheduler", "seed")
 
 TRIAL_COLUMNS_HEAD = METHOD_COLUMNS + ("trial_id", "status")
 TRIAL_COLUMNS_TAIL = ("epochs", "best_val_accuracy", "final_val_accuracy", "train_seconds",
-                      "samples_per_second", "peak_rss_mb", "peak_trial_gpu_mem_mb", "error")
+                      "samples_per_second", "peak_rss_mb", "peak_trial_gpu_mem_mb", "node", "error")
 
 # test_* are filled only in runs made with --record-test-curves (tables for the replay
 # benchmark); searchers and schedulers never see them.
@@ -41,8 +41,10 @@ SUMMARY_COLUMNS = METHOD_COLUMNS + (
     "best_trial_id", "best_config")
 
 # resources.csv: the resource monitor's samples, tagged with the method running.
-RESOURCE_COLUMNS = ("time", "wall_seconds", "task", "searcher", "scheduler", "seed", "gpu_util", "gpu_mem_mb",
-                    "cpu_percent", "rss_mb", "n_processes")
+# node: the Ray node the row measures; gpu: the card's index on it (a row per GPU on a cluster;
+# the pinned card's index on one machine), empty in rows that measure processes only.
+RESOURCE_COLUMNS = ("time", "wall_seconds", "task", "searcher", "scheduler", "seed", "node", "gpu", "gpu_util",
+                    "gpu_mem_mb", "cpu_percent", "rss_mb", "n_processes")
 
 # Trial statuses written to trials.csv.
 COMPLETED = "completed"  # trained all of its own epochs

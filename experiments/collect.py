@@ -67,6 +67,7 @@ def collect_trials(results, task: TaskSpec, method: Method, started: float) -> C
             "peak_rss_mb": max((r["peak_rss_mb"] for r in reports if number(r.get("peak_rss_mb"))), default=None),
             "peak_trial_gpu_mem_mb": max((r["peak_trial_gpu_mem_mb"] for r in reports
                                           if number(r.get("peak_trial_gpu_mem_mb")) is not None), default=None),
+            "node": next((r["node_id"] for r in reversed(reports) if r.get("node_id")), None),
             "error": error_line(result.error) if result.error is not None else "",
         })
         by_trial[trial_id] = result

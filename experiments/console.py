@@ -13,6 +13,8 @@ from pathlib import Path
 RAY_NOISE = (
     "Token authentication is enabled",  # ray.init's notice (the feature stays enabled)
     "Started a local Ray instance",
+    "Connecting to existing Ray cluster",
+    "Connected to Ray cluster",
     "Wrote the latest version of all result files",  # Tune's end-of-experiment bookkeeping
     "`max_concurrent_trials` requires a `Searcher`",  # ours: the generator is given its limit itself
     "View detailed results here",

@@ -59,7 +59,9 @@ def start_ray(ray_address: str | None = None, gpu: Gpu | None = None) -> None:
         return
     if gpu is not None:
         os.environ.update(pinned_environment(gpu, os.environ))  # before Ray starts: its workers inherit it
-    ray.init(include_dashboard=False, log_to_driver=False, num_gpus=1 if gpu is not None else 0)
+    # address="local": a new instance, never a cluster that `ray start` left running on this
+    # machine (its workers would not see the card pinned above); --ray-address joins one
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, num_gpus=1 if gpu is not None else 0)
 
 
 def package_versions() -> dict[str, str | None]:

@@ -18,12 +18,48 @@ from typing import Any
 from experiments.gpus import Gpu, GpuSampler
 
 
-def _is_ray_worker(process) -> bool:
+def is_ray_worker(process) -> bool:
     # Ray names its worker processes "ray::<what they run>" (ray::IDLE, ray::ImdbTrainable.train).
     try:
         return process.name().startswith("ray::") or "default_worker.py" in " ".join(process.cmdline())
     except Exception:  # the process ended or is not ours to read
         return False
+
+
+class ProcessGroup:
+    """CPU percent and resident memory of a changing set of processes. ``members()`` lists
+    them now; a new one is primed once (a process's first cpu_percent reading is meaningless)
+    and its Process object kept, so a sample reads /proc only."""
+
+    def __init__(self, members):
+        import psutil
+
+        self._members, self._psutil = members, psutil
+        self._known: dict[int, Any] = {}
+
+    def measure(self) -> tuple[float, float, int]:
+        """(CPU percent summed, resident bytes summed, processes read)."""
+        current = {p.pid: p for p in self._members()}
+        for pid, process in current.items():
+            if pid not in self._known:
+                try:
+                    process.cpu_percent(None)
+                except self._psutil.Error:
+                    continue
+                self._known[pid] = process
+        for pid in list(self._known):
+            if pid not in current:
+                del self._known[pid]
+        cpu, rss, alive = 0.0, 0.0, 0
+        for process in self._known.values():
+            try:
+                with process.oneshot():
+                    cpu += process.cpu_percent(None)
+                    rss += process.memory_info().rss
+                alive += 1
+            except self._psutil.Error:
+                continue
+        return cpu, rss, alive
 
 
 class ResourceMonitor:
@@ -43,6 +79,8 @@ class ResourceMonitor:
         self._driver = psutil.Process(os.getpid())
         self._workers: dict[int, Any] = {}  # pid -> psutil.Process of a Ray worker
         self._seen: set[int] = set()
+        self._group = ProcessGroup(self._members)
+        self.node = _local_node()
         self.method: dict | None = None  # {"searcher", "scheduler", "seed"} while a method runs
         self.samples: list[dict] = list(samples or [])
         self._lock = threading.Lock()
@@ -55,7 +93,7 @@ class ResourceMonitor:
     def start(self) -> "ResourceMonitor":
         if self._origin is None:
             self._started = time.time()
-        self._driver.cpu_percent(None)  # the first reading of a process is meaningless: prime it
+        self._group.measure()  # primes every process: the first reading of one is meaningless
         self._thread.start()
         return self
 
@@ -96,7 +134,8 @@ class ResourceMonitor:
             except Exception:  # a sampler must never take the run down
                 continue
 
-    def _refresh_workers(self) -> None:
+    def _members(self) -> list:
+        """The driver and every Ray worker on this machine (new processes looked at once)."""
         pids = set(self._psutil.pids())
         for pid in pids - self._seen:
             self._seen.add(pid)
@@ -104,13 +143,13 @@ class ResourceMonitor:
                 process = self._psutil.Process(pid)
             except self._psutil.Error:
                 continue
-            if _is_ray_worker(process):
-                process.cpu_percent(None)  # prime
+            if is_ray_worker(process):
                 self._workers[pid] = process
         for pid in list(self._workers):
             if pid not in pids:
                 del self._workers[pid]
         self._seen &= pids
+        return [self._driver, *self._workers.values()]
 
     def _gpu(self) -> tuple[float | None, float | None]:
         """Whole-card utilization (%) and used memory (MiB, every process on the card)."""
@@ -121,29 +160,66 @@ class ResourceMonitor:
         return self._gpu_sampler.sample()
 
     def sample(self) -> dict:
-        self._refresh_workers()
-        cpu, rss = 0.0, 0.0
-        processes = [self._driver, *self._workers.values()]
-        alive = 0
-        for process in processes:
-            try:
-                with process.oneshot():
-                    cpu += process.cpu_percent(None)
-                    rss += process.memory_info().rss
-                alive += 1
-            except self._psutil.Error:
-                continue
+        cpu, rss, alive = self._group.measure()
         gpu_util, gpu_mem = self._gpu()
+        return self._record([{"node": self.node, "gpu": self.gpu.index if self.gpu else None, "gpu_util": gpu_util,
+                              "gpu_mem_mb": gpu_mem, "cpu_percent": cpu, "rss_mb": rss / 2**20, "n_processes": alive}])
+
+    def _record(self, measured: list[dict]) -> dict:
+        """Stamp rows with the time and the method running, keep them, log them to TensorBoard."""
         now = time.time()
         with self._lock:
             method = self.method or {"searcher": None, "scheduler": None, "seed": None}
-            row = {"time": now, "wall_seconds": now - self._started, "task": self.task, **method,
-                   "gpu_util": gpu_util, "gpu_mem_mb": gpu_mem, "cpu_percent": cpu, "rss_mb": rss / 2**20,
-                   "n_processes": alive}
-            self.samples.append(row)
-        if self.writer is not None:
+            rows = [{"time": now, "wall_seconds": now - self._started, "task": self.task, **method, **m}
+                    for m in measured]
+            self.samples.extend(rows)
             step = len(self.samples)  # continues after a resumed run's earlier samples
-            for name in ("cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb"):
-                if row[name] is not None:
-                    self.writer.add_scalar(f"resources/{name}", row[name], global_step=step, walltime=now)
-        return row
+        if self.writer is not None:
+            several = len({r["node"] for r in rows}) > 1
+            for row in rows:
+                prefix = f"resources/{str(row['node'])[:8]}" if several else "resources"
+                suffix = f"_gpu{row['gpu']}" if several and row["gpu"] is not None else ""
+                for name in ("cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb"):
+                    if row[name] is not None:
+                        self.writer.add_scalar(f"{prefix}/{name}{suffix}", row[name], global_step=step, walltime=now)
+        return rows[0]
+
+
+class ClusterMonitor(ResourceMonitor):
+    """The monitor of a run on a Ray cluster: one ``NodeSampler`` actor per node, asked once
+    per interval; each sample is a row per node (its Ray workers) and per GPU of the node,
+    tagged with the node (the driver's own process is not counted here)."""
+
+    def __init__(self, *args, **kwargs):
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from experiments.node_sampler import NodeSampler
+
+        super().__init__(*args, **kwargs)
+        self._samplers = [NodeSampler.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"],
+                                                                                                 soft=False)).remote()
+                          for node in ray.nodes() if node.get("Alive")]
+
+    def sample(self) -> dict:
+        import ray
+
+        measured = [row for rows in ray.get([s.sample.remote() for s in self._samplers], timeout=30) for row in rows]
+        return self._record(measured)
+
+    def stop(self) -> None:
+        import ray
+
+        super().stop()
+        for sampler in self._samplers:
+            ray.kill(sampler)
+
+
+def _local_node() -> str | None:
+    """This process's Ray node id (None where Ray is not started)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # an older Ray without it, or a driver not connected: untagged
+        return None

@@ -24,11 +24,11 @@ from experiments.checkpoints import keep_best_pick
 from experiments.collect import collect_trials
 from experiments.console import next_steps
 from experiments.gpus import GpuProbeError, visible_gpus
-from experiments.monitor import ResourceMonitor
+from experiments.monitor import ClusterMonitor, ResourceMonitor
 from experiments.plan import Method, MethodOutcome, RunPlan, fixed_config
 from experiments.progress import Progress
 from experiments.scoring import evaluate_selected, summarize_method
-from experiments.spec import ExperimentSpec, SpecError
+from experiments.spec import ExperimentSpec, SpecError, is_uri
 from experiments.tune_adapter import can_restore
 from experiments.tuning import expected_trials, tune_method
 from trainables import get_task
@@ -77,6 +77,7 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
     gpu = machine.choose_gpu(spec, gpus)
     num_samples = spec.resolved_num_samples(task)
     run_dir = create_run_dir(spec.results_dir, task.name)
+    storage = tune_storage(spec, run_dir)
     machine.start_ray(spec.ray_address, gpu)
     resources = machine.trial_resources(task, spec.cpus_per_trial, spec.gpus_per_trial)
     plan = RunPlan(task=task, num_samples=num_samples,
@@ -93,6 +94,7 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
         "started_time": time.time(),  # the origin of resources.csv's wall_seconds, across resumes
         "status": "running",
         "methods_started": {},  # Tune folder name -> time.time() when the method started
+        "tune_storage": storage,  # where Ray Tune keeps the method folders (tune/ links there with --storage)
     }
     records.write_json(run_dir / "run.json", info)
     echo(f"run folder: {run_dir}")
@@ -101,14 +103,14 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
     return run_methods(spec, plan, run_dir, info, [], echo)
 
 
-def run_method(plan: RunPlan, method: Method, run_dir: Path, monitor=None,
+def run_method(plan: RunPlan, method: Method, storage: str, monitor=None,
                first_started: float | None = None, callbacks: list | None = None) -> MethodOutcome:
     """Tune one method and score its pick. ``first_started``: when the method first started,
     for a method interrupted and now resumed (its Tune folder is continued, not restarted)."""
     if monitor is not None:
         monitor.set_method(method.searcher, method.scheduler, method.seed)
     try:
-        tuned = tune_method(plan, method, run_dir / "tune", callbacks=callbacks, resume=first_started is not None)
+        tuned = tune_method(plan, method, storage, callbacks=callbacks, resume=first_started is not None)
     finally:
         if monitor is not None:
             monitor.set_method(None)
@@ -144,11 +146,12 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
     ``info`` is run.json's content; it is rewritten as methods start and when the run ends.
     ``echo`` prints progress and pointers (a no-op with --quiet); ``table`` the final table."""
     done = {o.method for o in outcomes}
+    storage = info.get("tune_storage") or str(run_dir / "tune")
     if plan.task.prepare is not None and len(done) < len(spec.seeds) * len(spec.methods):
         echo("preparing the data (once, before any trial) ...")
         plan.task.prepare(plan.fixed_config, plan.task.space)
     writer = SummaryWriter(str(run_dir / "tensorboard" / "resources"))  # the monitor's timeline
-    monitor = ResourceMonitor(plan.task.name, spec.monitor_interval, gpu=plan.gpu, writer=writer,
+    monitor = (ClusterMonitor if spec.ray_address else ResourceMonitor)(plan.task.name, spec.monitor_interval, gpu=plan.gpu, writer=writer,
                               origin=info.get("started_time"), samples=earlier_samples)
     try:
         with monitor:  # stops with the run, also on Ctrl-C or an error
@@ -158,16 +161,17 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
                     if method in done:
                         continue
                     first_started = info["methods_started"].get(method.name)
-                    if first_started is not None and not _restorable(run_dir / "tune" / method.name, echo):
+                    if first_started is not None and not _restorable(f"{storage}/{method.name}", echo):
                         first_started = None
                     if first_started is None:
                         info["methods_started"][method.name] = time.time()
                         records.write_json(run_dir / "run.json", info)
                     echo(f"{'resuming' if first_started else 'tuning'} {method.name} ...")
                     progress = [] if spec.quiet else [Progress(method.name, expected_trials(plan, method))]
-                    outcomes.append(run_method(plan, method, run_dir, monitor=monitor, first_started=first_started,
+                    outcomes.append(run_method(plan, method, storage, monitor=monitor, first_started=first_started,
                                                callbacks=progress))
-                    if plan.keep_checkpoints == "best":  # the pick is scored: only the run's best keeps its weights
+                    if plan.keep_checkpoints == "best" and not is_uri(storage):  # the pick is scored: only the
+                        # run's best keeps its weights (on a URI Tune's callback prunes within methods only)
                         keep_best_pick(run_dir, [o.summary for o in outcomes])
                     write_tables(run_dir, plan.task, outcomes, monitor)
     finally:
@@ -183,10 +187,29 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
     return run_dir
 
 
-def _restorable(path: Path, echo) -> bool:
-    """Whether Tune can continue the method folder ``path``; a folder it cannot read (killed
-    before Tune's first snapshot, or a truncated snapshot: ray issue 58179) is moved aside,
-    never deleted, and the method starts again."""
+def tune_storage(spec: ExperimentSpec, run_dir: Path) -> str:
+    """Where Ray Tune keeps this run's method folders: the run folder's tune/, or with --storage
+    <storage>/<task>/<run id>/tune, which a local (shared) --storage links tune/ to, so the
+    run folder reads the same either way."""
+    if spec.storage is None:
+        return str(run_dir / "tune")
+    root = f"{spec.storage.rstrip('/')}/{run_dir.parent.name}/{run_dir.name}/tune"
+    if not is_uri(root):
+        root = str(Path(root).absolute())
+        Path(root).mkdir(parents=True, exist_ok=True)
+        (run_dir / "tune").symlink_to(root, target_is_directory=True)
+    return root
+
+
+def _restorable(location: str, echo) -> bool:
+    """Whether Tune can continue the method folder at ``location``; a local folder it cannot
+    read (killed before Tune's first snapshot, or a truncated snapshot: ray issue 58179) is
+    moved aside, never deleted, and the method starts again."""
+    if is_uri(location):
+        from ray import tune
+
+        return tune.Tuner.can_restore(location)
+    path = Path(location)
     if not path.exists():
         return False
     if can_restore(path):

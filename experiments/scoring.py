@@ -19,7 +19,8 @@ def evaluate_selected(plan: RunPlan, result) -> dict[str, float]:
 
     if result.checkpoint is None:
         return {}
-    args = (plan.task.load_trainable(), result.config, result.checkpoint.path, "test")
+    # the Checkpoint itself: evaluate_checkpoint reads it where it runs (a copy from a URI storage)
+    args = (plan.task.load_trainable(), result.config, result.checkpoint, "test")
     if not plan.gpus_per_trial:
         return evaluate_checkpoint(*args)
     import ray
@@ -41,7 +42,9 @@ def summarize_method(task: TaskSpec, method: Method, trials, wall_seconds: float
     that a trial reported of its own process. GPU memory: see core.records."""
     samples = samples or []
     trial_seconds = sum(t["train_seconds"] for t in trials)
-    rss = [s["rss_mb"] for s in samples] or [t["peak_rss_mb"] for t in trials if t["peak_rss_mb"] is not None]
+    # on a cluster a sample has a row per node (and per GPU): the peak is the largest node's
+    rss = ([s["rss_mb"] for s in samples if s.get("rss_mb") is not None]
+           or [t["peak_rss_mb"] for t in trials if t["peak_rss_mb"] is not None])
     gpu_util = [s["gpu_util"] for s in samples if s["gpu_util"] is not None]
     card_mem = [s["gpu_mem_mb"] for s in samples if s["gpu_mem_mb"] is not None]
     trial_mem = [t["peak_trial_gpu_mem_mb"] for t in trials if t["peak_trial_gpu_mem_mb"] is not None]

@@ -68,7 +68,12 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def check_writable_dir(path: Path) -> None:
+def is_uri(location: str) -> bool:
+    """A pyarrow file-system URI (s3://bucket/x, gs://...) rather than a local path."""
+    return "://" in str(location)
+
+
+def check_writable_dir(path: Path, flag: str = "--results-dir") -> None:
     """Raise SpecError unless ``path`` is, or could be created as, a writable folder.
 
     Creates nothing: the nearest existing ancestor must be a writable folder.
@@ -79,12 +84,12 @@ def check_writable_dir(path: Path) -> None:
             break
         probe = probe.parent
     if not probe.is_dir():
-        raise SpecError(f"--results-dir {str(path)!r} cannot be written: {str(probe)!r} is not a folder")
+        raise SpecError(f"{flag} {str(path)!r} cannot be written: {str(probe)!r} is not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise SpecError(f"--results-dir {str(path)!r} cannot be written: no write permission on {str(probe)!r}")
+        raise SpecError(f"{flag} {str(path)!r} cannot be written: no write permission on {str(probe)!r}")
     try:  # root passes os.access on a read-only file system; ask the file system itself
         if os.statvfs(probe).f_flag & os.ST_RDONLY:
-            raise SpecError(f"--results-dir {str(path)!r} cannot be written: {str(probe)!r} is on a read-only file system")
+            raise SpecError(f"{flag} {str(path)!r} cannot be written: {str(probe)!r} is on a read-only file system")
     except AttributeError:  # pragma: no cover - platforms without statvfs
         pass
 
@@ -114,6 +119,9 @@ class ExperimentSpec:
     task_options: dict = field(default_factory=dict)
     keep_checkpoints: str = "best"  # KEEP_CHECKPOINTS
     quiet: bool = False  # only errors and the final table
+    # Where Ray Tune keeps the trial folders: a path every node of a cluster can reach (NFS) or
+    # a pyarrow URI (s3://, gs://); None: the run folder's tune/. See is_uri.
+    storage: str | None = None
 
     def __post_init__(self):
         if self.task not in TASK_MODULES:
@@ -151,6 +159,8 @@ class ExperimentSpec:
         if self.max_failures < 0:
             raise SpecError(f"--max-failures must be 0 or more, got {self.max_failures}")
         check_writable_dir(self.results_dir)
+        if self.storage is not None and not is_uri(self.storage):
+            check_writable_dir(Path(self.storage), flag="--storage")
 
     def resolved_num_samples(self, task) -> int:
         """Trials per sampling method: as given, else the smoke budget's, else a quarter of the grid."""

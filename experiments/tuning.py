@@ -14,6 +14,7 @@ from ray import tune
 from experiments.callbacks import SchedulerState
 from experiments.checkpoints import KeepSelectable
 from experiments.plan import Method, RunPlan
+from experiments.spec import is_uri
 from searchers import SCHEDULERS, SEARCHERS, MethodArgs
 
 
@@ -41,7 +42,7 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def tune_method(plan: RunPlan, method: Method, storage_path: Path, callbacks: list | None = None,
+def tune_method(plan: RunPlan, method: Method, storage_path: Path | str, callbacks: list | None = None,
                 resume: bool = False) -> Tuned:
     """Run ``method`` through a Ray Tune ``Tuner`` into ``storage_path/<method name>``.
 
@@ -55,9 +56,9 @@ def tune_method(plan: RunPlan, method: Method, storage_path: Path, callbacks: li
     # warning that snapshots come often would print on every fast task.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = tune.with_resources(task.load_trainable(), dict(plan.resources))
-    storage = Path(storage_path).absolute()
+    storage = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).absolute())
     if resume:
-        tuner = tune.Tuner.restore(str(storage / method.name), trainable=trainable, resume_unfinished=True,
+        tuner = tune.Tuner.restore(f"{storage}/{method.name}", trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
     else:
         tuner = _new_tuner(plan, method, trainable, storage, callbacks)
@@ -66,7 +67,7 @@ def tune_method(plan: RunPlan, method: Method, storage_path: Path, callbacks: li
     return Tuned(results, started, time.time() - started)
 
 
-def _new_tuner(plan: RunPlan, method: Method, trainable, storage: Path, callbacks) -> tune.Tuner:
+def _new_tuner(plan: RunPlan, method: Method, trainable, storage: str, callbacks) -> tune.Tuner:
     task = plan.task
     args = MethodArgs(task=task, seed=method.seed, num_samples=plan.num_samples, max_concurrent=plan.max_concurrent)
     search = SEARCHERS[method.searcher](args)
@@ -87,7 +88,7 @@ def _new_tuner(plan: RunPlan, method: Method, trainable, storage: Path, callback
         ),
         run_config=tune.RunConfig(
             name=method.name,
-            storage_path=str(storage),
+            storage_path=storage,
             verbose=0,
             callbacks=[*(callbacks or []), SchedulerState(scheduler),
                        *([KeepSelectable()] if plan.keep_checkpoints != "all" else [])],

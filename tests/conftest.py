@@ -24,7 +24,7 @@ def ray_session():
         # One GPU declared though this machine has none: Ray schedules and assigns it like a real
         # card, so the GPU branches of resources, concurrency and scoring run in CI (tests/test_gpu_ray.py);
         # only CUDA itself is missing, and trials that would use it must say so (CudaUnavailable).
-        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -154,6 +154,12 @@ def _to_cpu(obj):
     return obj
 
 
+def _node_id() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
 def _peak_rss_mb() -> float:
     # ru_maxrss is in KiB on Linux: the peak resident memory of this worker process.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -248,6 +254,7 @@ class EpochTrainable(tune.Trainable):
             "samples_per_second": self._run.n_train / train_seconds if train_seconds > 0 else None,
             "end_time": time.time(),  # wall clock at the epoch's end, for anytime curves
             "peak_rss_mb": _peak_rss_mb(),
+            "node_id": _node_id(),  # which machine of a cluster trained it
             "diverged": diverged,
         }
         if self.config.get("record_test_curves"):
@@ -306,14 +313,19 @@ def read_checkpoint(path: str) -> tuple[dict, dict, dict]:
     return load_file(os.path.join(path, WEIGHTS_FILE), device="cpu"), load_file(os.path.join(path, RNG_FILE)), meta
 
 
-def evaluate_checkpoint(trainable: type[EpochTrainable], config: Mapping[str, Any], checkpoint_dir: str,
+def evaluate_checkpoint(trainable: type[EpochTrainable], config: Mapping[str, Any], checkpoint,
                         split: str = "test") -> dict[str, float]:
-    """Score the best-validation weights stored in a trial's checkpoint on ``split``."""
+    """Score the best-validation weights stored in a trial's checkpoint on ``split``.
+    ``checkpoint``: its folder, or Tune's Checkpoint (copied here first where it is remote)."""
     device = choose_device()
     data = trainable.load_data(config)
     seed_everything(int(config.get("seed", 0)))
     run = trainable.run_cls(config, data, device)
-    weights, _, _ = read_checkpoint(checkpoint_dir)
+    if hasattr(checkpoint, "as_directory"):
+        with checkpoint.as_directory() as folder:
+            weights, _, _ = read_checkpoint(folder)
+    else:
+        weights, _, _ = read_checkpoint(checkpoint)
     run.model.load_state_dict(weights)
     del weights
     metrics = run.evaluate(split)

@@ -1,0 +1,55 @@
+"""The smoke comparison on a two-node Ray cluster (--ray-address, --storage): trials on both
+nodes, the monitor on both, and the same run folder as a local run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory):
+    stop = tmp_path_factory.mktemp("cluster") / "stop"
+    helper = subprocess.Popen([sys.executable, str(ROOT / "tests" / "cluster_helper.py"), str(stop)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    address = helper.stdout.readline().strip()
+    assert address, "the two-node cluster did not start"
+    yield address
+    stop.touch()
+    helper.wait(timeout=120)
+
+
+def test_the_smoke_comparison_runs_on_two_nodes(two_nodes, smoke_run, tmp_path):
+    shared = tmp_path / "shared"  # stands for the cluster's shared file system (NFS)
+    # the full Breast Cancer space (trials of 0.2-2 s): long enough that the second node's worker
+    # is up before one reused worker has served every trial, as with any real task
+    out = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--num-samples", "6", "--ray-address", two_nodes,
+                          "--storage", str(shared), "--results-dir", str(tmp_path / "results"),
+                          "--monitor-interval", "0.3", "--methods", "random:fifo,random:asha"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    (run_dir,) = (tmp_path / "results" / "breast_cancer").iterdir()
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert trials["node"].nunique() == 2  # trials ran on both nodes
+    resources = pd.read_csv(run_dir / "resources.csv")
+    assert resources["node"].nunique() == 2 and resources["cpu_percent"].notna().all()  # both nodes monitored
+    # the same run folder as a local run; tune/ links to the shared storage
+    assert {p.name for p in run_dir.iterdir()} == {p.name for p in smoke_run.iterdir()}
+    assert (run_dir / "tune").is_symlink() and (run_dir / "tune").resolve().is_relative_to(shared.resolve())
+    assert sorted(p.name for p in (run_dir / "tune").iterdir() if p.is_dir()) == ["random-asha-s0", "random-fifo-s0"]
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert summary["test_accuracy"].between(0, 1).all() and len(summary) == 2
+
+
+def test_gpu_id_and_a_cluster_do_not_go_together(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--gpu-id", "0", "--ray-address", "auto",
+                          "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--gpu-id pins a local run" in out.stderr
