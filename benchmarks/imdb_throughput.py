@@ -20,14 +20,7 @@ import math
 import tempfile
 import time
 
-from _common import offline_minilm, shared_data
-
-
-def synchronize(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from _common import epoch_throughput, offline_minilm, shared_data, synchronize
 
 
 def plain_loop(config: dict, data: dict, order, device) -> float:
@@ -68,25 +61,6 @@ def plain_loop(config: dict, data: dict, order, device) -> float:
     return len(order) / (time.perf_counter() - started)
 
 
-def ours(config: dict, data: dict, device) -> float:
-    """Training samples per second of our run's epoch (what step() times as its training part)."""
-    import torch
-
-    from trainables.base import seed_everything
-    from trainables.imdb import ImdbRun
-
-    seed_everything(config["seed"])
-    run = ImdbRun(config, data, device)
-    synchronize(device)
-    started = time.perf_counter()
-    run.train_epoch()
-    synchronize(device)
-    elapsed = time.perf_counter() - started
-    run.release()
-    torch.cuda.empty_cache() if device.type == "cuda" else None
-    return run.n_train / elapsed
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=192, help="training reviews (default 192)")
@@ -100,7 +74,7 @@ def main(argv=None) -> None:
     import torch
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    from trainables.imdb import load_data
+    from trainables.imdb import ImdbRun, load_data
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,8 +88,8 @@ def main(argv=None) -> None:
                                                       generator=torch.Generator().manual_seed(0)))
         plain_loop(config, data, order[:2 * args.batch_size], device)  # warm-up: thread pools and kernels
         plain = plain_loop(config, data, order, device)
-        dynamic = ours(config, data, device)
-        fixed = ours({**config, "padding": "max_length"}, data, device)
+        dynamic = epoch_throughput(ImdbRun, config, data, device)
+        fixed = epoch_throughput(ImdbRun, {**config, "padding": "max_length"}, data, device)
     print(f"{args.samples} real reviews, batch {args.batch_size}, max_seq_length {args.max_seq_length}, "
           f"device {device} ({'bf16 autocast' if device.type == 'cuda' else 'fp32'}, both sides), "
           f"torch threads {torch.get_num_threads()}; mean review length {lengths.mean():.0f} tokens after truncation")

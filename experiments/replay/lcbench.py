@@ -60,3 +60,95 @@ class Surrogate:
         x_cat = np.full((len(x_cont), 1), self._codes[task], dtype=np.int32)
         (out,) = self._session.run(None, {"x_cat": x_cat, "x_cont": x_cont})
         return {name: out[:, i].astype(np.float64) for i, name in enumerate(Y_NAMES)}
+
+
+# --- replay tables from the surrogate --------------------------------------------------------
+# The grid, declared before any table was looked at: value lists over LCBench's space (log-spaced
+# where the space is log-scaled), as our tasks declare theirs. The epoch count is the resource
+# (every configuration's curve runs 1..52), not a searched value. 3*4*3*3*3*3*2 = 1,944.
+GRID = {
+    "batch_size": (16, 64, 256),  # log range 16..512
+    "learning_rate": (1e-4, 1e-3, 1e-2, 1e-1),  # log range 1e-4..1e-1
+    "momentum": (0.1, 0.5, 0.9),  # range 0.1..0.99
+    "weight_decay": (1e-5, 1e-3, 1e-1),  # range 1e-5..1e-1
+    "num_layers": (1, 3, 5),  # range 1..5
+    "max_units": (64, 256, 1024),  # log range 64..1024
+    "max_dropout": (0.0, 0.5),  # range 0..1
+    "epochs": (MAX_EPOCHS,),  # the resource ASHA allocates
+}
+# ASHA on these tables: the LCBench setting of the multi-fidelity literature (Syne Tune's and
+# HPOBench's benchmarks), declared with the grid, not measured: first rung after 1 epoch, keep 1/3.
+GRACE_PERIOD, REDUCTION_FACTOR = 1, 3
+MIN_EPOCH_SECONDS = 1e-3  # floor of an epoch's time: the surrogate's cumulative time is not always increasing
+
+
+def grid_rows() -> np.ndarray:
+    """Every grid configuration as CONT_NAMES rows without the epoch: (1944, 7)."""
+    import itertools
+
+    names = [n for n in CONT_NAMES if n != "epoch"]
+    return np.array(list(itertools.product(*(GRID[n] for n in names))), dtype=np.float64)
+
+
+def curves(surrogate: Surrogate, task: str, configs: np.ndarray) -> dict[str, np.ndarray]:
+    """(n configs, 52 epochs) arrays: val_accuracy and test_accuracy as fractions (test: the
+    surrogate's balanced test accuracy, the only test accuracy it predicts), val_loss, and
+    epoch_seconds from its cumulative time."""
+    n = len(configs)
+    epochs = np.repeat(np.arange(1, MAX_EPOCHS + 1), n)
+    x = np.column_stack([epochs, np.tile(configs, (MAX_EPOCHS, 1))])
+    out = {k: v.reshape(MAX_EPOCHS, n).T for k, v in surrogate.predict(task, x).items()}
+    cumulative = np.maximum.accumulate(np.maximum(out["time"], 0.0), axis=1)
+    seconds = np.diff(cumulative, axis=1, prepend=0.0)
+    return {"val_accuracy": np.clip(out["val_accuracy"] / 100.0, 0.0, 1.0),
+            "test_accuracy": np.clip(out["test_balanced_accuracy"], 0.0, 1.0),
+            "val_loss": out["val_cross_entropy"], "epoch_seconds": np.maximum(seconds, MIN_EPOCH_SECONDS)}
+
+
+def write_table(surrogate: Surrogate, task: str, folder: Path, max_concurrent: int = 4) -> Path:
+    """A replay table (run.json, trials.csv, curves.csv.gz: the format load_table reads) of the
+    whole grid on one data set. Deterministic: the surrogate is."""
+    import gzip
+
+    import pandas as pd
+
+    from core import records
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    configs = grid_rows()
+    c = curves(surrogate, task, configs)
+    names = [n for n in CONT_NAMES if n != "epoch"]
+    space = {**{n: list(GRID[n]) for n in names}, "epochs": [MAX_EPOCHS]}
+    identity = {"task": f"lcbench-{task}", "searcher": "grid", "scheduler": "fifo", "seed": 0}
+    trials = pd.DataFrame({**identity, "trial_id": [f"c{i:04d}" for i in range(len(configs))],
+                           "status": records.COMPLETED, **{f"config/{n}": configs[:, j] for j, n in enumerate(names)},
+                           "config/epochs": MAX_EPOCHS, "epochs": MAX_EPOCHS,
+                           "best_val_accuracy": c["val_accuracy"].max(axis=1)})
+    epoch_rows = pd.DataFrame({**identity, "trial_id": np.repeat(trials["trial_id"].to_numpy(), MAX_EPOCHS),
+                               "epoch": np.tile(np.arange(1, MAX_EPOCHS + 1), len(configs)),
+                               **{k: v.ravel() for k, v in c.items()}})
+    records.write_csv(folder / "trials.csv", list(trials.columns), trials.to_dict("records"))
+    with gzip.open(folder / "curves.csv.gz.tmp", "wt", newline="") as f:
+        epoch_rows.to_csv(f, index=False)
+    (folder / "curves.csv.gz.tmp").replace(folder / "curves.csv.gz")
+    records.write_json(folder / "run.json", {
+        "spec": {"task": f"lcbench-{task}", "budget": "full"},
+        "resolved": {"space": space, "epochs_param": "epochs", "metric": "val_accuracy", "mode": "max",
+                     "grace_period": GRACE_PERIOD, "reduction_factor": REDUCTION_FACTOR,
+                     "max_concurrent": max_concurrent, "num_samples": len(configs)},
+        "source": "YAHPO Gym LCBench surrogate (experiments/replay/data/yahpo-lcbench), OpenML task " + task,
+    })
+    return folder
+
+
+def random_sample_best(surrogate: Surrogate, task: str, n: int, seed: int = 0) -> float:
+    """The best validation accuracy (within 52 epochs) among ``n`` configurations drawn
+    uniformly from LCBench's continuous space (log-uniform where it is log-scaled)."""
+    rng = np.random.default_rng([seed, int(task)])
+    columns = []
+    for name in (n for n in CONT_NAMES if n != "epoch"):
+        low, high, log = surrogate.bounds(name)
+        draw = np.exp(rng.uniform(np.log(low), np.log(high), n)) if log else rng.uniform(low, high, n)
+        columns.append(np.round(draw) if name in ("batch_size", "num_layers", "max_units") else draw)
+    return float(curves(surrogate, task, np.column_stack(columns))["val_accuracy"].max())
