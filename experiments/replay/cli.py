@@ -33,6 +33,14 @@ def parse_args(argv):
     parser.add_argument("run_dir", nargs="?", help="a run folder holding a grid:fifo run (its curves.csv is the table)")
     parser.add_argument("--builtin", default=None, help=f"replay a table shipped with the package: "
                                                         f"{', '.join(builtin_tables()) or 'none'}")
+    parser.add_argument("--suite", default=None, choices=["lcbench"],
+                        help="replay every method on the 34 LCBench tables (built first where missing: "
+                             "python -m experiments.replay build-lcbench) and compare across data sets")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="--suite: share of the grid's compute a method may spend (default 0.10)")
+    parser.add_argument("--max-trials", type=int, default=None,
+                        help="--suite: trials a method may start (default 1000; BayesOpt at most 100)")
+    parser.add_argument("--tables", default=None, help="--suite: the LCBench tables' folder (default: the cache)")
     parser.add_argument("--seeds", type=int, default=20, help="replay seeds per method (0..N-1; default 20)")
     parser.add_argument("--methods", default=",".join(f"{s}:*" for s in SEARCHERS),
                         help="comma-separated searcher[:scheduler], as in run_all.py: a searcher alone gets its "
@@ -51,13 +59,17 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.reduction_factor is not None and args.reduction_factor < 2:
         parser.error(f"--reduction-factor must be at least 2, got {args.reduction_factor}")
-    if (args.run_dir is None) == (args.builtin is None):
-        parser.error("give a grid run folder or --builtin <task>, one of the two")
+    if sum(x is not None for x in (args.run_dir, args.builtin, args.suite)) != 1:
+        parser.error("give a grid run folder, --builtin <task> or --suite lcbench, one of them")
+    if args.suite is not None and args.out is None:
+        parser.error("--suite needs --out <folder>")
+    if args.budget is not None and not 0 < args.budget <= 1:
+        parser.error(f"--budget must be in (0, 1], got {args.budget}")
     if args.builtin is not None and args.builtin not in builtin_tables():
         parser.error(f"no built-in table {args.builtin!r}; built-in: {', '.join(builtin_tables()) or 'none'}")
     if args.builtin is not None and args.out is None:
         parser.error("--builtin needs --out <folder> (the shipped table is not written into)")
-    for name in ("seeds", "num_samples", "max_concurrent", "workers", "grace_period"):
+    for name in ("seeds", "num_samples", "max_concurrent", "workers", "grace_period", "max_trials"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -81,7 +93,12 @@ def with_asha_settings(table: Table, grace_period: int | None, reduction_factor:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["build-lcbench"]:
+        return build_lcbench(argv[1:])
     args = parse_args(argv)
+    if args.suite:
+        return suite_main(args)
     source = BUILTIN / args.builtin if args.builtin else Path(args.run_dir)
     out = Path(args.out) if args.out else source / "replay"
     try:
@@ -109,3 +126,36 @@ def main(argv=None) -> int:
     print(f"replayed in {settings['replay_seconds']:.1f} s; results in {out}")
     return 0
 
+
+
+def build_lcbench(argv) -> int:
+    """``python -m experiments.replay build-lcbench [--out FOLDER]``: every LCBench table."""
+    from experiments.replay.suite import build_tables
+
+    parser = OneLineErrorParser(prog="python -m experiments.replay build-lcbench",
+                                description="Build the 34 LCBench replay tables from YAHPO Gym's surrogate (cached).")
+    parser.add_argument("--out", default=None, help="tables' folder (default: under the cache folder)")
+    args = parser.parse_args(argv)
+    folder = build_tables(Path(args.out) if args.out else None)
+    print(f"LCBench tables in {folder}; the grid's gap to 10,000 random configurations: {folder / 'grid_gap.csv'}")
+    return 0
+
+
+def suite_main(args) -> int:
+    from experiments.replay import suite
+
+    folder = Path(args.tables) if args.tables else suite.default_tables_dir()
+    suite.build_tables(folder, echo=lambda line: None)
+    settings = {"suite": "lcbench", "tables": str(folder), "n_seeds": args.seeds,
+                "methods": [f"{s}:{c}" for s, c in args.methods], "budget": args.budget or suite.BUDGET,
+                "max_trials": args.max_trials or suite.MAX_TRIALS, "workers": args.workers,
+                "max_concurrent": 4, "n_datasets": sum(1 for p in folder.iterdir() if (p / "run.json").is_file())}
+    print(f"replaying {len(args.methods)} methods x {args.seeds} seeds on {settings['n_datasets']} LCBench tables ...")
+    started = time.perf_counter()
+    rows = suite.run_suite(folder, args.methods, range(args.seeds), settings["budget"], settings["max_trials"],
+                           workers=args.workers)
+    settings["replay_seconds"] = time.perf_counter() - started
+    cross = suite.write(Path(args.out), rows, settings)
+    print(suite.markdown(cross, settings))
+    print(f"replayed in {settings['replay_seconds']:.0f} s; results in {args.out}")
+    return 0

@@ -74,8 +74,10 @@ def _trainable():
 
 
 def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_samples: int | None = None,
-                  max_concurrent: int | None = None) -> ReplayRun:
-    """Run one method on the table with the simulated clock; deterministic in its arguments."""
+                  max_concurrent: int | None = None, budget: float | None = None) -> ReplayRun:
+    """Run one method on the table with the simulated clock; deterministic in its arguments.
+    ``budget``: stop once the method has spent this share of the grid's compute (None: when
+    its searcher is done)."""
     # Global generators some libraries draw from (ASHA picks brackets with np.random).
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -100,10 +102,10 @@ def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_sa
         sched.set_search_properties(task.metric, task.mode, **experiment.public_spec)
         search_alg.add_configurations([experiment])
         return _simulate(table, search_alg, sched, draw, max_concurrent,
-                         searcher, scheduler, seed)
+                         searcher, scheduler, seed, budget)
 
 
-def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, scheduler, seed) -> ReplayRun:
+def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, scheduler, seed, budget=None) -> ReplayRun:
     STOP = TrialScheduler.STOP  # noqa: N806 - Tune's constant
     clock = 0.0
     done_seconds = 0.0  # compute of finished epochs
@@ -132,7 +134,8 @@ def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, schedule
             heapq.heappush(heap, (clock + replayed.next_seconds(), next(order), trial.trial_id))
 
     start_trials()
-    while heap:
+    limit = math.inf if budget is None else budget * table.grid_compute  # seconds of compute allowed
+    while heap and done_seconds < limit:
         clock, _, trial_id = heapq.heappop(heap)
         state = live[trial_id]
         trial, replayed, record = state["trial"], state["replayed"], state["record"]

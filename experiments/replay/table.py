@@ -88,6 +88,12 @@ class Table:
         return max(self.value(key, len(curves[0].epoch_seconds)) for key, curves in self.curves.items())
 
     @functools.cached_property
+    def median_value(self) -> float:
+        """The value of the grid's median configuration (each trained to its own epoch count):
+        the 1 of normalized regret."""
+        return float(np.median([self.value(key, len(curves[0].epoch_seconds)) for key, curves in self.curves.items()]))
+
+    @functools.cached_property
     def grid_compute(self) -> float:
         """Seconds of the whole grid: every configuration's epochs, mean over training seeds."""
         return float(sum(np.mean([c.epoch_seconds.sum() for c in curves]) for curves in self.curves.values()))

@@ -1,0 +1,245 @@
+"""The LCBench suite: every method replayed on the 34 LCBench tables, compared across data sets.
+
+``python -m experiments.replay build-lcbench`` writes the tables (one per data set, from the
+surrogate, cached and deterministic); ``python -m experiments.replay --suite lcbench --seeds 10``
+replays every method on every table and writes, next to each data set's own statistics:
+
+- normalized regret: the regret of a method's pick divided by the regret of the grid's median
+  configuration (0 = the grid's best, 1 = the grid's median; above 1, worse than half the grid);
+- average rank over compute (the figure HPO papers show): at each share of the grid's compute
+  the methods are ranked by regret on each data set and seed (ties share a rank), then averaged;
+- Wilcoxon's signed-rank test across data sets (n = 34 pairs of per-data-set medians over
+  seeds) of each method against each control (random:fifo, random:asha), with the
+  rank-biserial effect size.
+
+A method runs until it has spent ``budget`` of the grid's compute or started ``max_trials``
+trials, whichever comes first (BayesOpt at most ``BAYESOPT_MAX_TRIALS``: its suggestion cost
+grows with the observations, see searchers/bayesopt.py); its regret at a larger share is the
+regret of its last pick.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.stats import wilcoxon
+from core import records
+from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, regret_at, seed_row, summarize
+from experiments.replay.table import Table, load_table
+
+SUITE_FRACTIONS = (0.01, 0.02, 0.05, 0.10)  # shares of the grid's compute the suite reports
+BUDGET = 0.10  # a method stops once it has spent this share of the grid's compute
+MAX_TRIALS = 1000
+BAYESOPT_MAX_TRIALS = 100
+
+
+def default_tables_dir() -> Path:
+    """Under the cache folder, keyed by the grid and the surrogate: a changed grid builds anew."""
+    from experiments.replay import lcbench
+    from trainables.data import default_cache_dir
+
+    key = hashlib.sha256(repr((lcbench.GRID, lcbench.GRACE_PERIOD, lcbench.REDUCTION_FACTOR)).encode()
+                         + (lcbench.SURROGATE_DIR / "model.onnx").read_bytes()).hexdigest()[:12]
+    return Path(default_cache_dir()) / "lcbench" / key
+
+
+def build_tables(folder: Path | None = None, tasks=None, echo=print) -> Path:
+    """Every LCBench table not built yet, and the grid's gap to a large random sample per data set."""
+    from experiments.replay import lcbench
+
+    folder = Path(folder or default_tables_dir())
+    surrogate = lcbench.Surrogate()
+    tasks = list(tasks or surrogate.tasks)
+    if all((folder / t / "run.json").is_file() for t in tasks) and (folder / "grid_gap.csv").is_file():
+        return folder  # built before: the build is deterministic
+    gaps = []
+    for task in tasks:
+        if not (folder / task / "run.json").is_file():
+            lcbench.write_table(surrogate, task, folder / task)
+        table = load_table(folder / task)
+        sampled = lcbench.random_sample_best(surrogate, task, 10_000)
+        gaps.append({"task": task, "grid_best": table.optimum, "random_10000_best": sampled,
+                     "gap_pts": 100.0 * (sampled - table.optimum)})
+        echo(f"lcbench {task}: grid best {table.optimum:.4f}, best of 10,000 random {sampled:.4f}")
+    records.write_csv(folder / "grid_gap.csv", ["task", "grid_best", "random_10000_best", "gap_pts"], gaps)
+    return folder
+
+
+@functools.lru_cache(maxsize=2)
+def _table(path: str) -> Table:
+    return load_table(path)
+
+
+def _job(job):
+    from experiments.replay.simulator import replay_method
+
+    path, searcher, scheduler, seed, budget, max_trials = job
+    table = _table(path)
+    cap = min(max_trials, BAYESOPT_MAX_TRIALS) if searcher == "bayesopt" else max_trials
+    run = replay_method(table, searcher, scheduler, seed, num_samples=cap, budget=budget)
+    worst = 100.0 * (table.optimum - table.median_value)
+    anytime = regret_at(run, table, ANYTIME_POINTS)
+    return {"task": Path(path).name, **seed_row(run, table), "grid_median_regret_pts": worst,
+            "anytime_regret_pts": anytime.tolist()}
+
+
+def run_suite(folder: Path, methods, seeds, budget: float = BUDGET, max_trials: int = MAX_TRIALS,
+              workers: int = 1) -> pd.DataFrame:
+    """One row per (data set, method, seed): seed_row's statistics plus the anytime regret."""
+    tasks = sorted(p.name for p in Path(folder).iterdir() if (p / "run.json").is_file())
+    jobs = [(str(Path(folder) / t), s, c, seed, budget, max_trials) for t in tasks for s, c in methods for seed in seeds]
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork").Pool(workers) as pool:
+            rows = pool.map(_job, jobs, chunksize=len(methods))  # a worker keeps one data set's jobs together
+    else:
+        rows = [_job(job) for job in jobs]
+    return pd.DataFrame(rows)
+
+
+def normalized(rows: pd.DataFrame) -> np.ndarray:
+    """(rows, ANYTIME_POINTS) regret / the grid median's regret."""
+    anytime = np.array(rows["anytime_regret_pts"].tolist())
+    return anytime / rows["grid_median_regret_pts"].to_numpy()[:, None]
+
+
+def average_rank(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean rank (1 = best) of each method at each compute share, over data sets and seeds."""
+    anytime = np.array(rows["anytime_regret_pts"].tolist())
+    ranks = np.zeros_like(anytime)
+    for _, idx in rows.groupby(["task", "seed"]).indices.items():
+        ranks[idx] = pd.DataFrame(anytime[idx]).rank(axis=0, method="average").to_numpy()
+    method = rows["searcher"] + ":" + rows["scheduler"]
+    frame = pd.DataFrame(ranks, columns=ANYTIME_POINTS)
+    frame["method"] = method.to_numpy()
+    return frame.groupby("method", sort=False).mean()
+
+
+def at(points, fraction: float) -> int:
+    return int(np.searchsorted(points, fraction, side="right") - 1)
+
+
+def cross_dataset(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per method: normalized regret (median over seeds per data set, then mean and quartiles
+    over data sets) and average rank at SUITE_FRACTIONS, and Wilcoxon across data sets
+    against each control."""
+    norm = normalized(rows)
+    rows = rows.assign(method=rows["searcher"] + ":" + rows["scheduler"])
+    ranks = average_rank(rows)
+    per_task = {}
+    for f in SUITE_FRACTIONS:
+        column = norm[:, at(ANYTIME_POINTS, f)]
+        per_task[f] = pd.Series(column, index=rows.index).groupby([rows["method"], rows["task"]]).median()
+    out = []
+    for method in dict.fromkeys(rows["method"]):
+        row = {"method": method, "n_datasets": rows.loc[rows["method"] == method, "task"].nunique()}
+        for f in SUITE_FRACTIONS:
+            pct = round(f * 100)
+            mine = per_task[f][method]
+            row[f"norm_regret_at_{pct}pct_mean"] = float(mine.mean())
+            row[f"norm_regret_at_{pct}pct_q25"], row[f"norm_regret_at_{pct}pct_q75"] = np.percentile(mine, [25, 75])
+            row[f"avg_rank_at_{pct}pct"] = float(ranks.loc[method, ANYTIME_POINTS[at(ANYTIME_POINTS, f)]])
+            for (s, c), prefix in CONTROLS.items():
+                control = f"{s}:{c}"
+                if control == method or control not in per_task[f].index.get_level_values(0):
+                    continue
+                x, y = mine.align(per_task[f][control], join="inner")
+                p, r = wilcoxon(x, y)
+                row.update({f"{prefix}_at_{pct}pct_p": p, f"{prefix}_at_{pct}pct_r": r,
+                            f"{prefix}_at_{pct}pct_wins": int((x < y).sum()), f"{prefix}_at_{pct}pct_n": int(len(x))})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def plot(rows: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = rows.assign(method=rows["searcher"] + ":" + rows["scheduler"])
+    ranks = average_rank(rows)
+    norm = normalized(rows)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for i, method in enumerate(ranks.index):
+        color = f"C{i}"
+        left.step(ANYTIME_POINTS * 100, ranks.loc[method].to_numpy(), where="post", color=color, label=method)
+        mine = rows["method"] == method
+        per_task = pd.DataFrame(norm[mine.to_numpy()]).groupby(rows.loc[mine, "task"].to_numpy()).median()
+        q25, q50, q75 = (per_task.quantile(q).to_numpy() for q in (0.25, 0.5, 0.75))
+        right.step(ANYTIME_POINTS * 100, q50, where="post", color=color, label=method)
+        right.fill_between(ANYTIME_POINTS * 100, q25, q75, step="post", color=color, alpha=0.1)
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("compute used, % of the grid's")
+        ax.grid(alpha=0.3)
+    left.set_ylabel("average rank (1 = best)")
+    left.set_title("average rank over data sets and seeds")
+    right.set_yscale("symlog", linthresh=0.01)
+    right.set_ylabel("normalized regret (0 = grid best, 1 = grid median)")
+    right.set_title("median over data sets, band: interquartile range")
+    left.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(value, digits=2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def markdown(cross: pd.DataFrame, settings: dict) -> str:
+    lines = [f"# LCBench suite: {settings['n_datasets']} data sets x {settings['n_seeds']} seeds per method", "",
+             (f"Each method ran until it had spent {100 * settings['budget']:.0f}% of the grid's compute or started "
+              f"{settings['max_trials']} trials (BayesOpt: {BAYESOPT_MAX_TRIALS}); concurrency "
+              f"{settings['max_concurrent']}; ASHA grace period 1 epoch, reduction factor 3 (declared with the grid). "
+              "Normalized regret: 0 = the grid's best, 1 = the grid's median configuration; mean [25th, 75th "
+              "percentile] over data sets of the per-data-set median over seeds. Rank: 1 = best, averaged over "
+              "data sets and seeds. Wilcoxon: signed-rank test across data sets (two-sided), wins = data sets "
+              "where the method's median normalized regret is lower."), "",
+             "| method | norm. regret @1% | @2% | @5% | @10% | avg rank @1% | @10% | vs random:fifo @10%: p, r, wins | "
+             "vs random:asha @10%: p, r, wins |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in cross.to_dict("records"):
+        cells = [f"{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_mean'], 3)} "
+                 f"[{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_q25'], 3)}, "
+                 f"{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_q75'], 3)}]" for f in SUITE_FRACTIONS]
+        tests = []
+        for prefix in CONTROLS.values():
+            p = row.get(f"{prefix}_at_10pct_p")
+            tests.append("-" if p is None or (isinstance(p, float) and math.isnan(p)) else
+                         f"p={p:.3g}, r={row[f'{prefix}_at_10pct_r']:.2f}, {int(row[f'{prefix}_at_10pct_wins'])}/"
+                         f"{int(row[f'{prefix}_at_10pct_n'])}")
+        lines.append(f"| {row['method']} | " + " | ".join(cells) + f" | {_fmt(row['avg_rank_at_1pct'])} | "
+                     f"{_fmt(row['avg_rank_at_10pct'])} | " + " | ".join(tests) + " |")
+    lines += ["", "![average rank and normalized regret over compute](plots/lcbench_suite.png)", ""]
+    return "\n".join(lines)
+
+
+def write(out: Path, rows: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    out = Path(out)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    flat = rows.drop(columns=["anytime_regret_pts"])
+    records.write_csv(out / "seeds.csv", list(flat.columns), flat.to_dict("records"))
+    per_dataset = []
+    for task, frame in rows.groupby("task"):
+        summary = summarize(frame.drop(columns=["task", "anytime_regret_pts", "grid_median_regret_pts"]),
+                            _table(settings["tables"] + "/" + task))
+        per_dataset.append(summary.assign(task=task))
+    per_dataset = pd.concat(per_dataset, ignore_index=True)
+    records.write_csv(out / "datasets.csv", list(per_dataset.columns), per_dataset.to_dict("records"))
+    cross = cross_dataset(rows)
+    records.write_csv(out / "summary.csv", list(cross.columns), cross.to_dict("records"))
+    plot(rows, out / "plots" / "lcbench_suite.png")
+    records.write_text(out / "summary.md", markdown(cross, settings))
+    records.write_json(out / "suite.json", settings)
+    return cross
