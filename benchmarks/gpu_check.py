@@ -7,7 +7,8 @@ where there is none, so the same command runs its CPU-reachable parts anywhere:
 - packing: aggregate CIFAR-10 images/s with 1, 2 and 4 ResNet-18 trials sharing the card
   (--gpus-per-trial 1, 0.5, 0.25) and the ratio of 4-packed to 1, with the monitor's mean GPU
   utilization, each trial's own peak memory, and the card's memory left after they end;
-- a checkpoint saved and restored on the card; IMDB weights in fp32 under bf16 autocast;
+- a checkpoint saved and restored on the card; each trial's own peak memory in a reused worker
+  (reset between trials); IMDB weights in fp32 under bf16 autocast;
   the monitor's cost per NVML sample;
 - a CIFAR-10 and an IMDB smoke run through run_all.py (exit 0, GPU columns filled).
 
@@ -108,6 +109,23 @@ def checkpoint_round_trip(folder: str) -> dict:
     first.stop()
     second.stop()
     return restored
+
+
+def peak_per_trial() -> dict:
+    """Two CIFAR-10 trials in one reused worker (Tune's reset_config), a large batch then a
+    small one: the second must report its own peak, not the worker's."""
+    from trainables.cifar10 import Cifar10Trainable
+
+    data = synthetic_cifar(512)
+    Cifar10Trainable.load_data = staticmethod(lambda config: data)  # synthetic data, this worker only
+    config = {"learning_rate": 1e-3, "batch_size": 512, "dropout_rate": 0.2, "num_epochs": 1, "seed": 0,
+              "model": "resnet18"}
+    trainable = Cifar10Trainable(config=config)
+    first = trainable.train()["peak_trial_gpu_mem_mb"]
+    trainable.reset_config({**config, "batch_size": 32})
+    second = trainable.train()["peak_trial_gpu_mem_mb"]
+    trainable.stop()
+    return {"first_mb": round(first), "second_mb": round(second), "reset": second < first}
 
 
 def imdb_precision(model_dir: str, data_dir: str, cache_dir: str) -> dict:
@@ -236,7 +254,8 @@ def main(argv=None) -> int:
     machine.start_ray(None, gpu)
     try:
         if gpu is None:
-            for key in ("visibility", "packing", "card_mem_left_after_trials_mb", "checkpoint_restore_on_gpu"):
+            for key in ("visibility", "packing", "card_mem_left_after_trials_mb", "checkpoint_restore_on_gpu",
+                        "peak_trial_gpu_mem_reset"):
                 say(key, "no GPU (NVML lists none): not measured")
         else:
             check_visibility(gpu)
@@ -245,6 +264,8 @@ def main(argv=None) -> int:
             folder.mkdir()
             restored = ray.get(ray.remote(num_gpus=0.25, max_calls=1)(checkpoint_round_trip).remote(str(folder)))
             say("checkpoint_restore_on_gpu", json.dumps(restored))
+            peaks = ray.get(ray.remote(num_gpus=0.25, max_calls=1)(peak_per_trial).remote())
+            say("peak_trial_gpu_mem_reset", json.dumps(peaks))
         precision = ray.get(ray.remote(num_gpus=0.25 if gpu else 0, max_calls=1)(imdb_precision).remote(
             paths["model"], paths["imdb"], paths["cache"]))
         say("imdb_weights", json.dumps(precision))
