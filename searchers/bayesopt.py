@@ -114,7 +114,7 @@ class BayesOptSearcher(Searcher):
     """Gaussian-process Bayesian optimization (bayes_opt 3.x) behind Ray's ``Searcher`` API."""
 
     def __init__(self, space: dict | None = None, metric: str | None = None, mode: str | None = None,
-                 points_to_evaluate: list[dict] | None = None, random_state: int | None = None,
+                 points_to_evaluate: list[dict] | None = None, random_state: int | None = 42,
                  n_initial_points: int = 5, kappa: float = 2.576, allow_duplicates: bool = False):
         if bayes_opt is None:
             raise ImportError("bayesian-optimization 3.x must be installed: pip install 'bayesian-optimization>=3'")
@@ -207,6 +207,9 @@ class BayesOptSearcher(Searcher):
             raise ValueError("bayesopt cannot take tune.grid_search; use tune.choice over the same values")
         params = []
         for path, domain in domains:
+            if any("/" in str(p) for p in path):  # "/" joins nested keys: such a name would come back nested
+                raise ValueError(f"bayesopt cannot search {'/'.join(map(str, path))!r}: a parameter name may not "
+                                 "contain '/' (nest it as a dict instead)")
             name = "/".join(str(p) for p in path)
             if isinstance(domain, Categorical) and len(domain.categories) == 1:
                 self._constants[name] = domain.categories[0]

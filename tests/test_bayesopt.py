@@ -160,3 +160,18 @@ def test_a_nearly_exhausted_space_still_gets_an_untried_configuration():
         s._tried.add(s._key({p.name: p.encode(config[p.name]) for p in s._params}))
     assert s.suggest("last") == last
     assert s.suggest("after") is Searcher.FINISHED
+
+
+def test_a_name_with_a_slash_is_refused_and_nested_spaces_come_back_nested():
+    with pytest.raises(ValueError, match="may not contain '/'"):
+        searcher(space={"a/b": tune.uniform(0, 1)})
+    s = searcher(space={"opt": {"lr": tune.loguniform(1e-4, 1e-1)}, "x": tune.choice([1, 2])})
+    config = s.suggest("0")
+    assert set(config) == {"opt", "x"} and 1e-4 <= config["opt"]["lr"] <= 1e-1
+
+
+def test_without_a_seed_it_is_still_reproducible():
+    # Ray's own searchers default to a fixed seed; ours did not, so two runs differed
+    first = BayesOptSearcher(space=SPACE, metric="score", mode="max")
+    second = BayesOptSearcher(space=SPACE, metric="score", mode="max")
+    assert drive(first, 8) == drive(second, 8)
