@@ -151,8 +151,9 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
         echo("preparing the data (once, before any trial) ...")
         plan.task.prepare(plan.fixed_config, plan.task.space)
     writer = SummaryWriter(str(run_dir / "tensorboard" / "resources"))  # the monitor's timeline
-    monitor = (ClusterMonitor if spec.ray_address else ResourceMonitor)(plan.task.name, spec.monitor_interval, gpu=plan.gpu, writer=writer,
-                              origin=info.get("started_time"), samples=earlier_samples)
+    monitor_type = ClusterMonitor if spec.ray_address else ResourceMonitor  # a probe per node on a cluster
+    monitor = monitor_type(plan.task.name, spec.monitor_interval, gpu=plan.gpu, writer=writer,
+                           origin=info.get("started_time"), samples=earlier_samples)
     try:
         with monitor:  # stops with the run, also on Ctrl-C or an error
             for seed in spec.seeds:
@@ -160,13 +161,7 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
                     method = Method(searcher, scheduler, seed)
                     if method in done:
                         continue
-                    first_started = info["methods_started"].get(method.name)
-                    if first_started is not None and not _restorable(f"{storage}/{method.name}", echo):
-                        first_started = None
-                    if first_started is None:
-                        info["methods_started"][method.name] = time.time()
-                        records.write_json(run_dir / "run.json", info)
-                    echo(f"{'resuming' if first_started else 'tuning'} {method.name} ...")
+                    first_started = _first_start(info, run_dir, storage, method, echo)
                     progress = [] if spec.quiet else [Progress(method.name, expected_trials(plan, method))]
                     outcomes.append(run_method(plan, method, storage, monitor=monitor, first_started=first_started,
                                                callbacks=progress))
@@ -185,6 +180,19 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
     for line in next_steps(run_dir):
         echo(line)
     return run_dir
+
+
+def _first_start(info: dict, run_dir: Path, storage: str, method: Method, echo) -> float | None:
+    """When an interrupted method first started (it continues from Tune's state), or None for a
+    method that starts now (recorded in run.json first, so a kill from here on can resume it)."""
+    first_started = info["methods_started"].get(method.name)
+    if first_started is not None and not _restorable(f"{storage}/{method.name}", echo):
+        first_started = None
+    if first_started is None:
+        info["methods_started"][method.name] = time.time()
+        records.write_json(run_dir / "run.json", info)
+    echo(f"{'resuming' if first_started else 'tuning'} {method.name} ...")
+    return first_started
 
 
 def tune_storage(spec: ExperimentSpec, run_dir: Path) -> str:
