@@ -229,7 +229,7 @@ def _copy_run(smoke_run, tmp_path, drop_trials=0, drop_curve_rows=0):
     ("missing_epochs", "a replay table needs every epoch"),
     ("bad_methods", "malformed"),
     ("unknown_searcher", "unknown searcher"),
-    ("no_source", "one of the two"),
+    ("no_source", "one of them"),
     ("zero_seeds", "--seeds must be at least 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(smoke_run, tmp_path, capsys, case, expected):

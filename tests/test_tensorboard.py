@@ -58,9 +58,13 @@ def test_tensorboard_serves_the_trials_scalars_and_hparams(smoke_run, tmp_path):
         trial_id = run.rsplit("trial_", 1)[1]
         recorded = curves[curves["trial_id"] == trial_id].sort_values("epoch")["val_accuracy"].tolist()
         assert [round(p[2], 5) for p in points] == [round(v, 5) for v in recorded]  # one point per epoch
-        hparams = get(f"{base}/data/plugin/hparams/experiment", data=json.dumps({"experimentName": ""}).encode())
-        names = {h["name"] for h in hparams["hparamInfos"]}
-        assert {"learning_rate", "batch_size", "num_epochs", "hidden_layers", "hidden_units"} <= names
+        wanted, names = {"learning_rate", "batch_size", "num_epochs", "hidden_layers", "hidden_units"}, set()
+        deadline = time.time() + 90
+        while time.time() < deadline and not wanted <= names:  # TensorBoard loads the event files lazily
+            hparams = get(f"{base}/data/plugin/hparams/experiment", data=json.dumps({"experimentName": ""}).encode())
+            names = {h["name"] for h in hparams["hparamInfos"]}
+            time.sleep(0.5)
+        assert wanted <= names
     finally:
         server.terminate()
         server.wait(timeout=30)
