@@ -31,6 +31,7 @@ import pandas as pd
 
 from analysis.stats import wilcoxon
 from core import records
+from experiments.replay.report import _fmt  # one cell format for every replay table
 from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, regret_at, seed_row, summarize
 from experiments.replay.table import Table, load_table
 
@@ -190,12 +191,6 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _fmt(value, digits=2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.{digits}f}"
 
 
 def markdown(cross: pd.DataFrame, settings: dict) -> str:
