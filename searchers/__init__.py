@@ -76,6 +76,14 @@ def make_bayesopt(args: MethodArgs) -> SearchPlan:
     return SearchPlan(searcher, _choice_space(args.task), args.num_samples)
 
 
+def make_rungbo(args: MethodArgs) -> SearchPlan:
+    from searchers.rungbo import RungBOSearcher
+
+    searcher = RungBOSearcher(random_state=args.seed, n_initial_points=n_initial_points(args.num_samples),
+                              resource_attr=args.task.resource_attr)
+    return SearchPlan(searcher, _choice_space(args.task), args.num_samples)
+
+
 def make_fifo(args: MethodArgs):
     from ray.tune.schedulers import FIFOScheduler
 
@@ -99,6 +107,7 @@ SEARCHERS: dict[str, Callable[[MethodArgs], SearchPlan]] = {
     "random": make_random,
     "hyperopt": make_hyperopt,
     "bayesopt": make_bayesopt,
+    "rungbo": make_rungbo,  # BayesOpt fitted at the highest well-populated ASHA rung (searchers/rungbo.py)
 }
 SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     "fifo": make_fifo,
@@ -106,7 +115,7 @@ SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
 }
 # The scheduler a searcher named alone in --methods runs with: the baselines run to completion
 # (as a practitioner would), the model-based searchers under ASHA (docs/DESIGN.md).
-DEFAULT_SCHEDULER = {"grid": "fifo", "random": "fifo", "hyperopt": "asha", "bayesopt": "asha"}
+DEFAULT_SCHEDULER = {"grid": "fifo", "random": "fifo", "hyperopt": "asha", "bayesopt": "asha", "rungbo": "asha"}
 # What `run_all.py` compares when --methods is not given: the baselines, the proposed methods,
 # and random search under ASHA, the control that tells a gain of the searcher from one of the
 # scheduler (docs/DESIGN.md, "The methods compared").

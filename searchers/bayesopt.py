@@ -55,11 +55,15 @@ from ray.tune.utils.util import unflatten_dict
 
 try:  # bayesian-optimization >= 3
     import bayes_opt
-    from bayes_opt import acquisition as bo_acquisition
+
+    from searchers import gp
 except ImportError:  # pragma: no cover - exercised only without the package
     bayes_opt = None
 
 
+# What a running trial is assumed to score while the next is suggested: the GP's mean there (a
+# kriging believer, the default) or the worst score seen (a constant liar; kept for the benchmark).
+PENDING = ("believer", "worst")
 # Finite spaces up to this many configurations are searched exactly (every untried one scored).
 MAX_ENUMERATED = 50_000
 
@@ -67,28 +71,29 @@ MAX_ENUMERATED = 50_000
 class _Param:
     """One searched hyperparameter: its bayes_opt bounds and the mapping to and from values."""
 
-    def __init__(self, name: str, kind: str, bounds: Any, values: list | None = None):
+    def __init__(self, name: str, kind: str, bounds: Any, values: list | None = None, low=0.0, high=1.0):
         self.name, self.kind, self.bounds, self.values = name, kind, bounds, values
+        self.low, self.high = low, high  # a float's range (log10 of it for "log"); bounds are (0, 1)
 
     def decode(self, x):
         if self.kind == "ordinal":
             return self.values[int(round(float(x)))]
         if self.kind == "categorical":
             return self.values[[str(v) for v in self.values].index(x)]
-        if self.kind == "log":
-            return float(10.0 ** float(x))
         if self.kind == "int":
             return int(round(float(x)))
-        return float(x)
+        value = self.low + float(x) * (self.high - self.low)  # floats are searched on [0, 1]
+        return float(10.0 ** value) if self.kind == "log" else value
 
     def encode(self, value):
         if self.kind == "ordinal":
             return int(self.values.index(value))
         if self.kind == "categorical":
             return str(value)
-        if self.kind == "log":
-            return math.log10(value)
-        return value
+        if self.kind == "int":
+            return value
+        value = math.log10(value) if self.kind == "log" else float(value)
+        return (value - self.low) / (self.high - self.low)
 
 
 def _convert_domain(name: str, domain) -> _Param:
@@ -100,9 +105,9 @@ def _convert_domain(name: str, domain) -> _Param:
         return _Param(name, "categorical", [str(v) for v in values], values)
     sampler = domain.get_sampler() if isinstance(domain, (Float, Integer)) else None
     if isinstance(domain, Float) and isinstance(sampler, LogUniform):
-        return _Param(name, "log", (math.log10(domain.lower), math.log10(domain.upper)))
+        return _Param(name, "log", (0.0, 1.0), low=math.log10(domain.lower), high=math.log10(domain.upper))
     if isinstance(domain, Float) and isinstance(sampler, Uniform):
-        return _Param(name, "float", (float(domain.lower), float(domain.upper)))
+        return _Param(name, "float", (0.0, 1.0), low=float(domain.lower), high=float(domain.upper))
     if isinstance(domain, Integer) and isinstance(sampler, Uniform):
         return _Param(name, "int", (int(domain.lower), int(domain.upper) - 1, int))  # randint excludes upper
     raise ValueError(
@@ -115,18 +120,20 @@ class BayesOptSearcher(Searcher):
 
     def __init__(self, space: dict | None = None, metric: str | None = None, mode: str | None = None,
                  points_to_evaluate: list[dict] | None = None, random_state: int | None = 42,
-                 n_initial_points: int = 5, kappa: float = 2.576, allow_duplicates: bool = False):
+                 n_initial_points: int = 5, allow_duplicates: bool = False, pending: str = "believer"):
         if bayes_opt is None:
             raise ImportError("bayesian-optimization 3.x must be installed: pip install 'bayesian-optimization>=3'")
         if mode not in (None, "max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        if pending not in PENDING:
+            raise ValueError(f"pending must be one of {', '.join(PENDING)}, got {pending!r}")
         if n_initial_points < 1:
             raise ValueError(f"n_initial_points must be at least 1, got {n_initial_points}")
         super().__init__(metric=metric, mode=mode)
         self._random_state = random_state
         self._n_initial_points = n_initial_points
-        self._kappa = kappa
         self._allow_duplicates = allow_duplicates
+        self._pending = pending
         self._points_to_evaluate = [dict(p) for p in points_to_evaluate or []]
         self._params: list[_Param] = []
         self._constants: dict[str, Any] = {}
@@ -138,6 +145,8 @@ class BayesOptSearcher(Searcher):
         self._tried: set[tuple] = set()  # configurations suggested (finished or running)
         self._deferred_failures: list[dict] = []  # failed before any finite target existed
         self._n_finished = 0
+        self._model: gp.Model | None = None  # built with the space; keeps the kernel fit between suggestions
+        self._enumerated: tuple | None = None  # a finite space's configurations, params, arrays, keys
         if space:
             self._setup_space(space)
 
@@ -160,12 +169,12 @@ class BayesOptSearcher(Searcher):
         if self._points_to_evaluate:
             point = self._points_to_evaluate.pop(0)  # one starting point per suggestion
             params = {p.name: p.encode(point[p.name]) for p in self._params}
-        elif len(self._observations) + len(self._live) < self._n_initial_points or not self._observations:
-            params = self._random_untried()
         else:
-            params = self._model_suggestion()
-            if params is not None and not self._allow_duplicates and self._key(params) in self._tried:
+            observed, pending = self._training_data()
+            if len(self._tried) < self._n_initial_points or not observed:
                 params = self._random_untried()
+            else:
+                params = self._model_suggestion(observed, pending)
         if params is None:
             return Searcher.FINISHED
         self._live[trial_id] = params
@@ -222,44 +231,61 @@ class BayesOptSearcher(Searcher):
         with warnings.catch_warnings():
             # bayes_opt calls its integer and categorical parameters experimental; they are the point here.
             warnings.filterwarnings("ignore", message="Non-float parameters are experimental")
-            return bayes_opt.BayesianOptimization(
-                f=None, pbounds=self._pbounds,
-                acquisition_function=bo_acquisition.UpperConfidenceBound(kappa=self._kappa),
-                random_state=self._rng, verbose=0, allow_duplicate_points=True)
+            return bayes_opt.BayesianOptimization(f=None, pbounds=self._pbounds, random_state=self._rng,
+                                                  verbose=0, allow_duplicate_points=True)
 
-    def _model_suggestion(self) -> dict:
-        """The GP-UCB suggestion given the finished trials and the running ones (constant liar)."""
-        optimizer = self._new_optimizer()
-        for params, target in self._observations:
-            optimizer.register(params=params, target=target)
-        lie = self._worst_target()
-        for params in self._live.values():
-            optimizer.register(params=params, target=lie)
-        candidates = self._untried_candidates()
-        if candidates is None:  # continuous or very large space: bayes_opt optimizes the acquisition
-            return optimizer.suggest()
-        if not candidates:
-            return None
-        # A finite space (the grids): the exact argmax of UCB over every untried configuration,
-        # ties broken at random. bayes_opt's optimizer would often land on a tried point.
-        mean, std = optimizer.predict(candidates, return_std=True)
-        ucb = np.asarray(mean) + self._kappa * np.asarray(std)
-        best = np.flatnonzero(ucb >= ucb.max() - 1e-12)
-        return candidates[int(self._rng.choice(best))]
+    def _training_data(self) -> tuple[list[tuple[dict, float]], list[dict]]:
+        """What the GP is fitted to: (params, target) of the finished trials, and the params of the
+        running ones (pending). A subclass may answer from other observations (searchers.rungbo)."""
+        return self._observations, list(self._live.values())
 
-    def _untried_candidates(self) -> list[dict] | None:
-        """Every configuration not tried yet, as bayes_opt params; None where there are too many."""
-        if self._space_size() > MAX_ENUMERATED:
-            return None
-        axes = []
-        for p in self._params:
-            if p.kind == "categorical":
-                axes.append([str(v) for v in p.values])
-            else:  # ordinal or int: the integers between the bounds
-                axes.append(list(range(int(p.bounds[0]), int(p.bounds[1]) + 1)))
-        names = [p.name for p in self._params]
-        candidates = (dict(zip(names, combo)) for combo in itertools.product(*axes))
-        return [c for c in candidates if self._allow_duplicates or self._key(c) not in self._tried]
+    def _model_suggestion(self, observed: list[tuple[dict, float]], pending: list[dict]) -> dict | None:
+        """The untried configuration of highest log-EI given ``observed``, with every ``pending``
+        configuration believed to score the GP's mean there (a kriging believer)."""
+        space = self._new_optimizer().space
+        X = np.array([space.params_to_array(p) for p, _ in observed])
+        y = gp.warp(np.array([t for _, t in observed]))
+        if self._model is None:
+            self._model = gp.Model(space, self._rng)
+        n_seen = len(y)
+        X, y = gp.subset_of_data(X, y, self._rng)
+        model = self._model.fit(X, y, n_seen)
+        if pending:
+            pending = np.array([space.params_to_array(p) for p in pending])
+            believed = model.predict(pending) if self._pending == "believer" else np.full(len(pending), y.min())
+            model = gp.Model.condition(model, np.vstack([X, pending]), np.concatenate([y, believed]))
+        score = gp.acquisition(model, y_max=float(y.max()))
+        if self._space_size() <= MAX_ENUMERATED:  # a finite space (the grids): the exact argmax over every untried one
+            candidates, arrays = self._untried()
+            if not candidates:
+                return None
+            values = score(arrays)
+            best = np.flatnonzero(values >= values.max() - 1e-12)
+            return candidates[int(self._rng.choice(best))]
+        # the next best candidate when the best was tried
+        for x in gp.ranked_candidates(score, space, self._rng, incumbent=X[int(np.argmax(y))]):
+            params = space.array_to_params(x)
+            if self._allow_duplicates or self._key(params) not in self._tried:
+                return params
+        return self._random_untried()
+
+    def _untried(self) -> tuple[list[dict], np.ndarray]:
+        """Every configuration of a finite space not tried yet: bayes_opt params and their arrays."""
+        if self._enumerated is None:  # listed once: rebuilding 2,000 dicts a suggestion cost more than the GP
+            axes = []
+            for p in self._params:
+                if p.kind == "categorical":
+                    axes.append([str(v) for v in p.values])
+                else:  # ordinal or int: the integers between the bounds
+                    axes.append(list(range(int(p.bounds[0]), int(p.bounds[1]) + 1)))
+            names = [p.name for p in self._params]
+            candidates = [dict(zip(names, combo)) for combo in itertools.product(*axes)]
+            space = self._new_optimizer().space
+            self._enumerated = (candidates, np.array([space.params_to_array(c) for c in candidates]),
+                                [self._key(c) for c in candidates])
+        candidates, arrays, keys = self._enumerated
+        keep = [i for i, key in enumerate(keys) if self._allow_duplicates or key not in self._tried]
+        return [candidates[i] for i in keep], arrays[keep]
 
     @property
     def _sign(self) -> float:
@@ -314,8 +340,8 @@ class BayesOptSearcher(Searcher):
         # A nearly exhausted finite space: rejection sampling keeps missing the few untried
         # configurations, so draw uniformly among them; a space too large to list cannot be
         # nearly exhausted by any real budget, and sampling on finds one (one exists: see above).
-        untried = self._untried_candidates()
-        if untried is not None:
+        if size <= MAX_ENUMERATED:
+            untried, _ = self._untried()
             return untried[int(self._rng.randint(len(untried)))]
         while True:
             params = space.array_to_params(space.random_sample(random_state=self._rng))
