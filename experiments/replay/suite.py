@@ -13,9 +13,10 @@ replays every method on every table and writes, next to each data set's own stat
   rank-biserial effect size.
 
 A method runs until it has spent ``budget`` of the grid's compute or started ``max_trials``
-trials, whichever comes first (BayesOpt at most ``BAYESOPT_MAX_TRIALS``: its suggestion cost
-grows with the observations, see searchers/bayesopt.py); its regret at a larger share is the
-regret of its last pick.
+trials, whichever comes first; its regret at a larger share is the regret of its last pick.
+(Under ASHA most trials stop after one epoch, so 1,000 trials are ~3% of the grid's compute:
+the ASHA methods end there.) ``PAIRS`` adds the same test between named methods: the
+rung-aware searcher against the last-report ones it is meant to beat (issue 14).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import functools
 import hashlib
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +37,12 @@ from experiments.replay.report import _fmt  # one cell format for every replay t
 from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, regret_at, seed_row, summarize
 from experiments.replay.table import Table, load_table
 
-SUITE_FRACTIONS = (0.01, 0.02, 0.05, 0.10)  # shares of the grid's compute the suite reports
-BUDGET = 0.10  # a method stops once it has spent this share of the grid's compute
+SUITE_FRACTIONS = (0.02, 0.05, 0.10, 0.25)  # shares of the grid's compute the suite reports
+TESTED_FRACTIONS = (0.10, 0.25)  # ... and where it tests methods against each other
+BUDGET = 0.25  # a method stops once it has spent this share of the grid's compute
 MAX_TRIALS = 1000
-BAYESOPT_MAX_TRIALS = 100
+PAIRS = (("rungbo:asha", "bayesopt:asha"), ("rungbo:asha", "hyperopt:asha"), ("rungbo:asha", "random:asha"),
+         ("rungbo:fifo", "bayesopt:fifo"))
 
 
 def default_tables_dir() -> Path:
@@ -83,11 +87,12 @@ def _job(job):
 
     path, searcher, scheduler, seed, budget, max_trials = job
     table = _table(path)
-    cap = min(max_trials, BAYESOPT_MAX_TRIALS) if searcher == "bayesopt" else max_trials
-    run = replay_method(table, searcher, scheduler, seed, num_samples=cap, budget=budget)
+    started = time.perf_counter()
+    run = replay_method(table, searcher, scheduler, seed, num_samples=max_trials, budget=budget)
+    seconds = time.perf_counter() - started  # where the suite's time goes, per method
     worst = 100.0 * (table.optimum - table.median_value)
     anytime = regret_at(run, table, ANYTIME_POINTS)
-    return {"task": Path(path).name, **seed_row(run, table), "grid_median_regret_pts": worst,
+    return {"task": Path(path).name, **seed_row(run, table), "replay_seconds": seconds, "grid_median_regret_pts": worst,
             "anytime_regret_pts": anytime.tolist()}
 
 
@@ -193,29 +198,65 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def markdown(cross: pd.DataFrame, settings: dict) -> str:
+def pairwise(rows: pd.DataFrame, pairs=PAIRS) -> pd.DataFrame:
+    """Wilcoxon across data sets of each named pair (a against b) at TESTED_FRACTIONS, on the
+    per-data-set median normalized regret over seeds; pairs with a method not run are left out."""
+    norm = normalized(rows)
+    method = rows["searcher"] + ":" + rows["scheduler"]
+    out = []
+    for a, b in pairs:
+        if a not in set(method) or b not in set(method):
+            continue
+        row = {"method": a, "against": b}
+        for f in TESTED_FRACTIONS:
+            series = pd.Series(norm[:, at(ANYTIME_POINTS, f)], index=rows.index).groupby([method, rows["task"]]).median()
+            x, y = series[a].align(series[b], join="inner")
+            p, r = wilcoxon(x, y)
+            pct = round(f * 100)
+            row.update({f"p_at_{pct}pct": p, f"r_at_{pct}pct": r, f"wins_at_{pct}pct": int((x < y).sum()),
+                        f"ties_at_{pct}pct": int((x == y).sum()), f"n_at_{pct}pct": int(len(x))})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _test_cell(p, r, wins, n) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "-"
+    return f"p={p:.3g}, r={r:.2f}, {int(wins)}/{int(n)}"
+
+
+def markdown(cross: pd.DataFrame, settings: dict, pairs: pd.DataFrame | None = None) -> str:
+    tested = [round(f * 100) for f in TESTED_FRACTIONS]
     lines = [f"# LCBench suite: {settings['n_datasets']} data sets x {settings['n_seeds']} seeds per method", "",
              (f"Each method ran until it had spent {100 * settings['budget']:.0f}% of the grid's compute or started "
-              f"{settings['max_trials']} trials (BayesOpt: {BAYESOPT_MAX_TRIALS}); concurrency "
+              f"{settings['max_trials']} trials; concurrency "
               f"{settings['max_concurrent']}; ASHA grace period 1 epoch, reduction factor 3 (declared with the grid). "
               "Normalized regret: 0 = the grid's best, 1 = the grid's median configuration; mean [25th, 75th "
               "percentile] over data sets of the per-data-set median over seeds. Rank: 1 = best, averaged over "
-              "data sets and seeds. Wilcoxon: signed-rank test across data sets (two-sided), wins = data sets "
-              "where the method's median normalized regret is lower."), "",
-             "| method | norm. regret @1% | @2% | @5% | @10% | avg rank @1% | @10% | vs random:fifo @10%: p, r, wins | "
-             "vs random:asha @10%: p, r, wins |", "|---|---|---|---|---|---|---|---|---|"]
+              "data sets and seeds. Wilcoxon: signed-rank test across data sets (two-sided), r = rank-biserial "
+              "effect size (negative: the method's regret is lower), wins = data sets where the method's median "
+              "normalized regret is lower."), "",
+             "| method | " + " | ".join(f"norm. regret @{round(f * 100)}%" for f in SUITE_FRACTIONS)
+             + " | " + " | ".join(f"avg rank @{t}%" for t in tested) + " | "
+             + " | ".join(f"vs {c} @{t}%: p, r, wins" for c in ("random:fifo", "random:asha") for t in tested) + " |",
+             "|---" * (1 + len(SUITE_FRACTIONS) + len(tested) + 2 * len(tested)) + "|"]
     for row in cross.to_dict("records"):
         cells = [f"{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_mean'], 3)} "
                  f"[{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_q25'], 3)}, "
                  f"{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_q75'], 3)}]" for f in SUITE_FRACTIONS]
-        tests = []
-        for prefix in CONTROLS.values():
-            p = row.get(f"{prefix}_at_10pct_p")
-            tests.append("-" if p is None or (isinstance(p, float) and math.isnan(p)) else
-                         f"p={p:.3g}, r={row[f'{prefix}_at_10pct_r']:.2f}, {int(row[f'{prefix}_at_10pct_wins'])}/"
-                         f"{int(row[f'{prefix}_at_10pct_n'])}")
-        lines.append(f"| {row['method']} | " + " | ".join(cells) + f" | {_fmt(row['avg_rank_at_1pct'])} | "
-                     f"{_fmt(row['avg_rank_at_10pct'])} | " + " | ".join(tests) + " |")
+        ranks = [_fmt(row[f"avg_rank_at_{t}pct"]) for t in tested]
+        tests = [_test_cell(row.get(f"{prefix}_at_{t}pct_p"), row.get(f"{prefix}_at_{t}pct_r"),
+                            row.get(f"{prefix}_at_{t}pct_wins"), row.get(f"{prefix}_at_{t}pct_n"))
+                 for prefix in CONTROLS.values() for t in tested]
+        lines.append(f"| {row['method']} | " + " | ".join(cells + ranks + tests) + " |")
+    if pairs is not None and len(pairs):
+        lines += ["", "Named pairs (the same test, method against the other):", "",
+                  "| method | against | " + " | ".join(f"@{t}%: p, r, wins/n (ties)" for t in tested) + " |",
+                  "|---|---|" + "---|" * len(tested)]
+        for row in pairs.to_dict("records"):
+            cells = [_test_cell(row[f"p_at_{t}pct"], row[f"r_at_{t}pct"], row[f"wins_at_{t}pct"], row[f"n_at_{t}pct"])
+                     + f" ({row[f'ties_at_{t}pct']})" for t in tested]
+            lines.append(f"| {row['method']} | {row['against']} | " + " | ".join(cells) + " |")
     lines += ["", "![average rank and normalized regret over compute](plots/lcbench_suite.png)", ""]
     return "\n".join(lines)
 
@@ -234,7 +275,10 @@ def write(out: Path, rows: pd.DataFrame, settings: dict) -> pd.DataFrame:
     records.write_csv(out / "datasets.csv", list(per_dataset.columns), per_dataset.to_dict("records"))
     cross = cross_dataset(rows)
     records.write_csv(out / "summary.csv", list(cross.columns), cross.to_dict("records"))
+    pairs = pairwise(rows)
+    if len(pairs):
+        records.write_csv(out / "pairs.csv", list(pairs.columns), pairs.to_dict("records"))
     plot(rows, out / "plots" / "lcbench_suite.png")
-    records.write_text(out / "summary.md", markdown(cross, settings))
+    records.write_text(out / "summary.md", markdown(cross, settings, pairs))
     records.write_json(out / "suite.json", settings)
     return cross
