@@ -243,6 +243,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=float, default=0.25)
     parser.add_argument("--methods", default="random:fifo,random:asha,bohb:asha,bore:asha")
+    parser.add_argument("--save", default=None,
+                        help="a CSV for Syne Tune's rows and the agreement check, written after every data set; "
+                             "data sets already in it are not run again")
     args = parser.parse_args(argv)
     try:
         import syne_tune  # noqa: F401
@@ -259,7 +262,16 @@ def main(argv=None) -> int:
         print(f"no LCBench tables in {folder}: python -m experiments.replay build-lcbench")
         return 2
     problems, rows = [], []
+    saved = Path(args.save) if args.save else None
+    done: set = set()
+    if saved and saved.is_file():  # data sets finished by an earlier (interrupted) run are not run again
+        previous = pd.read_csv(saved, dtype={"task": str})
+        problems = list(previous["problem"].dropna()) if "problem" in previous else []
+        rows = previous[previous["method"].notna()].drop(columns=["problem"], errors="ignore").to_dict("records")
+        done = {str(r["task"]) for r in rows}
     for task in tasks:
+        if task in done:
+            continue
         table = load_table(folder / task)
         worst = 100.0 * (table.optimum - table.median_value)
         for seed in range(args.seeds):
@@ -272,6 +284,9 @@ def main(argv=None) -> int:
                              "seconds": time.perf_counter() - started})
                 print(f"  {task} seed {seed} syne:{method}: normalized regret "
                       + ", ".join(f"@{round(f * 100)}% {r / worst:.3f}" for f, r in zip(FRACTIONS, regret)), flush=True)
+        if saved:  # after every data set, so an interrupted run keeps what it finished
+            pd.concat([pd.DataFrame(rows), pd.DataFrame({"problem": problems})]).to_csv(saved, index=False)
+    tasks = sorted({str(r["task"]) for r in rows})
     frame = pd.DataFrame(rows)
     if args.ours:
         ours = pd.read_csv(Path(args.ours) / "seeds.csv")

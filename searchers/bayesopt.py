@@ -243,7 +243,7 @@ class BayesOptSearcher(Searcher):
         """The untried configuration of highest log-EI given ``observed``, with every ``pending``
         configuration believed to score the GP's mean there (a kriging believer)."""
         space = self._new_optimizer().space
-        X = np.array([space.params_to_array(p) for p, _ in observed])
+        X = gp.to_arrays(space, [p for p, _ in observed])
         y = gp.warp(np.array([t for _, t in observed]))
         if self._model is None:
             self._model = gp.Model(space, self._rng)
@@ -251,7 +251,7 @@ class BayesOptSearcher(Searcher):
         X, y = gp.subset_of_data(X, y, self._rng)
         model = self._model.fit(X, y, n_seen)
         if pending:
-            pending = np.array([space.params_to_array(p) for p in pending])
+            pending = gp.to_arrays(space, pending)
             believed = model.predict(pending) if self._pending == "believer" else np.full(len(pending), y.min())
             model = gp.Model.condition(model, np.vstack([X, pending]), np.concatenate([y, believed]))
         score = gp.acquisition(model, y_max=float(y.max()))
@@ -281,7 +281,7 @@ class BayesOptSearcher(Searcher):
             names = [p.name for p in self._params]
             candidates = [dict(zip(names, combo)) for combo in itertools.product(*axes)]
             space = self._new_optimizer().space
-            self._enumerated = (candidates, np.array([space.params_to_array(c) for c in candidates]),
+            self._enumerated = (candidates, gp.to_arrays(space, candidates),
                                 [self._key(c) for c in candidates])
         candidates, arrays, keys = self._enumerated
         keep = [i for i, key in enumerate(keys) if self._allow_duplicates or key not in self._tried]

@@ -53,7 +53,7 @@ ALWAYS_OPTIMIZE = 50
 REOPTIMIZE_GROWTH = 1.2
 RESTART_GROWTH = 1.5
 RESTARTS = 2
-MAX_POINTS = 300  # observations the GP is fitted to at most (subset_of_data)
+MAX_POINTS = 200  # observations the GP is fitted to at most (subset_of_data)
 N_RANDOM = 1024  # random points scored per suggestion
 N_LOCAL = 4  # of which this many are refined locally
 ROULETTE = True
@@ -208,6 +208,22 @@ class Model:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return fixed.fit(X, y)
+
+
+def to_arrays(space, params: list[dict]) -> np.ndarray:
+    """bayes_opt's ``space.params_to_array`` for many configurations at once (ours: bayes_opt converts
+    one dict at a time, which cost more than the GP at a thousand observations)."""
+    columns = []
+    for name, param in space.params_config.items():
+        values = [p[name] for p in params]
+        if isinstance(param, CategoricalParameter):
+            index = {str(c): i for i, c in enumerate(param.categories)}
+            onehot = np.zeros((len(values), len(param.categories)))
+            onehot[np.arange(len(values)), [index[str(v)] for v in values]] = 1.0
+            columns.append(onehot)
+        else:
+            columns.append(np.asarray(values, dtype=float)[:, None])
+    return np.hstack(columns) if columns else np.empty((len(params), 0))
 
 
 def subset_of_data(X: np.ndarray, y: np.ndarray, rng: np.random.RandomState):

@@ -67,3 +67,12 @@ def test_hyperparameters_are_reoptimized_on_the_schedule_only():
     later = [o for o, n in zip(optimized, counts) if n > gp.ALWAYS_OPTIMIZE]
     assert 0 < sum(later) < len(later) / 2
     assert math.isfinite(model._theta.sum())
+
+
+def test_to_arrays_is_bayes_opts_params_to_array():
+    from bayes_opt import BayesianOptimization
+
+    space = BayesianOptimization(f=None, pbounds={"a": (0.0, 1.0), "b": (0, 9, int), "c": ["x", "y", "z"]},
+                                 verbose=0).space
+    params = [{"a": 0.25, "b": 3, "c": "y"}, {"a": 1.0, "b": 0, "c": "z"}]
+    assert np.array_equal(gp.to_arrays(space, params), np.array([space.params_to_array(p) for p in params]))
