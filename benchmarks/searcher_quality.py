@@ -2,7 +2,7 @@
 API, as Tune drives them) and, where installed, Optuna's GP and TPE samplers, on analytic
 functions with known optima; one evaluation at a time, instant trials.
 
-    python benchmarks/searcher_quality.py --seeds 10 --evaluations 50      # pip install optuna for its rows
+    python benchmarks/searcher_quality.py --seeds 30 --evaluations 50      # pip install -e ".[bench]" for Optuna's rows
 
 Prints, per function and method, the median [IQR] simple regret (best value so far minus the
 optimum) after 10, 20, 30 and 50 evaluations, and the median seconds per suggestion. Functions:

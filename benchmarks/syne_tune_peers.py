@@ -1,6 +1,6 @@
 """Syne Tune's methods on our LCBench replay tables, next to ours: the peer run of issue 13.
 
-    pip install syne-tune                      # optional: the benchmark's only extra dependency
+    pip install -e ".[bench]"                  # optional: syne-tune, the benchmark's only extra dependency
     python benchmarks/syne_tune_peers.py --ours <suite out folder> --datasets 8 --seeds 3
 
 What it does, per data set (the first ``--datasets`` of the 34 tables, sorted by name) and seed:
