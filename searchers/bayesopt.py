@@ -9,25 +9,20 @@ How the search space is mapped to bayes_opt's typed parameters:
   of the sorted values. For values spaced by a constant factor (1e-5, 1e-4, 1e-3; 16, 32, 64)
   the index is the log scale; bayes_opt rounds integer parameters inside its kernel.
 * ``tune.choice`` of anything else: a categorical parameter (one-hot in the kernel).
-* ``tune.loguniform``: a float parameter over log10 of the range (learning rates are searched
-  on a log scale). ``tune.uniform``: a float parameter. ``tune.randint``: an integer parameter.
-* A choice with a single value is a constant and not searched.
+* ``tune.loguniform`` / ``tune.uniform``: a float on [0, 1] (log10 of the range first).
+  ``tune.randint``: an integer parameter. A choice with a single value is a constant.
 
-Behaviour a user should know:
+Behaviour a user should know (the model itself: ``searchers/gp.py``):
 
-* The first ``n_initial_points`` suggestions are uniform random (seeded); after that the GP
-  with an upper-confidence-bound acquisition takes over.
+* The first ``n_initial_points`` suggestions are uniform random (seeded); then the GP with log
+  expected improvement takes over.
 * In a finite space of up to ``MAX_ENUMERATED`` configurations (every grid of this project)
-  the next suggestion is the exact argmax of the acquisition over all untried
-  configurations, so no trial is spent on a configuration already tried or running; in larger
-  or continuous spaces bayes_opt's own acquisition optimizer proposes the point.
-* Concurrent trials: a constant liar (Ginsbourger et al. 2010). Before each suggestion the GP
-  is fitted to the finished trials plus every running trial "lied" to have scored the worst
-  target seen so far, so trials running together get distinct suggestions. (bayes_opt's own
-  ``ConstantLiar`` cannot be used: in 3.4 it rebuilds the target space from float bounds and
-  fails on integer and categorical parameters.)
-  Where the space is finite no configuration is suggested twice (``allow_duplicates=False``,
-  as in Syne Tune); once every configuration has been tried the searcher returns ``FINISHED``.
+  the next suggestion is the exact argmax over all untried configurations; elsewhere the best
+  untried candidate of ``gp.ranked_candidates`` (the next best when the best was tried). No
+  configuration is suggested twice (``allow_duplicates=False``, as in Syne Tune); once every
+  one has been tried the searcher returns ``FINISHED``.
+* Concurrent trials: each running trial is believed to score the GP's mean there (a kriging
+  believer); ``pending="worst"`` is the constant liar (Ginsbourger et al. 2010) it replaced.
 * What a trial is worth: the best value of ``metric`` it reported (over all its epochs), the
   same score that selects a method's configuration. A trial that ASHA stopped early is
   registered with the best value it reached before the stop: a lower-fidelity, usually
@@ -147,6 +142,7 @@ class BayesOptSearcher(Searcher):
         self._n_finished = 0
         self._model: gp.Model | None = None  # built with the space; keeps the kernel fit between suggestions
         self._enumerated: tuple | None = None  # a finite space's configurations, params, arrays, keys
+        self._target_space = None  # see _space()
         if space:
             self._setup_space(space)
 
@@ -227,12 +223,16 @@ class BayesOptSearcher(Searcher):
         self._params = params
         self._pbounds = {p.name: p.bounds for p in params}
 
-    def _new_optimizer(self):
-        with warnings.catch_warnings():
-            # bayes_opt calls its integer and categorical parameters experimental; they are the point here.
-            warnings.filterwarnings("ignore", message="Non-float parameters are experimental")
-            return bayes_opt.BayesianOptimization(f=None, pbounds=self._pbounds, random_state=self._rng,
-                                                  verbose=0, allow_duplicate_points=True)
+    def _space(self):
+        """bayes_opt's TargetSpace of the searched parameters, built once (not per suggestion)."""
+        if self._target_space is None:
+            with warnings.catch_warnings():
+                # bayes_opt calls its integer and categorical parameters experimental; they are the point here.
+                warnings.filterwarnings("ignore", message="Non-float parameters are experimental")
+                self._target_space = bayes_opt.BayesianOptimization(
+                    f=None, pbounds=self._pbounds, random_state=self._rng, verbose=0,
+                    allow_duplicate_points=True).space
+        return self._target_space
 
     def _training_data(self) -> tuple[list[tuple[dict, float]], list[dict]]:
         """What the GP is fitted to: (params, target) of the finished trials, and the params of the
@@ -242,7 +242,7 @@ class BayesOptSearcher(Searcher):
     def _model_suggestion(self, observed: list[tuple[dict, float]], pending: list[dict]) -> dict | None:
         """The untried configuration of highest log-EI given ``observed``, with every ``pending``
         configuration believed to score the GP's mean there (a kriging believer)."""
-        space = self._new_optimizer().space
+        space = self._space()
         X = gp.to_arrays(space, [p for p, _ in observed])
         y = gp.warp(np.array([t for _, t in observed]))
         if self._model is None:
@@ -280,7 +280,7 @@ class BayesOptSearcher(Searcher):
                     axes.append(list(range(int(p.bounds[0]), int(p.bounds[1]) + 1)))
             names = [p.name for p in self._params]
             candidates = [dict(zip(names, combo)) for combo in itertools.product(*axes)]
-            space = self._new_optimizer().space
+            space = self._space()
             self._enumerated = (candidates, gp.to_arrays(space, candidates),
                                 [self._key(c) for c in candidates])
         candidates, arrays, keys = self._enumerated
@@ -329,7 +329,7 @@ class BayesOptSearcher(Searcher):
 
     def _random_untried(self) -> dict | None:
         """A uniformly random configuration not tried yet (None when the space is exhausted)."""
-        space = self._new_optimizer().space
+        space = self._space()
         size = self._space_size()
         if size < math.inf and len(self._tried) >= size:
             return None

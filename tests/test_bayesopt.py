@@ -202,7 +202,7 @@ def test_a_tried_best_candidate_gives_way_to_the_next_best(monkeypatch):
     space = {"a": tune.randint(0, 301), "b": tune.randint(0, 301)}
     s = searcher(space=space, n_initial_points=3)
     configs = drive(s, 3, lambda c: float(c["a"]))
-    opt = s._new_optimizer().space
+    opt = s._space()
     tried = opt.params_to_array({"a": configs[0]["a"], "b": configs[0]["b"]})
     fresh = opt.params_to_array({"a": 7, "b": 9})
     monkeypatch.setattr(gp, "ranked_candidates", lambda *args, **kwargs: np.array([tried, fresh]))
