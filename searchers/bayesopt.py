@@ -141,7 +141,7 @@ class BayesOptSearcher(Searcher):
         self._deferred_failures: list[dict] = []  # failed before any finite target existed
         self._n_finished = 0
         self._model: gp.Model | None = None  # built with the space; keeps the kernel fit between suggestions
-        self._enumerated: tuple | None = None  # a finite space's configurations, params, arrays, keys
+        self._enumerated: tuple | None = None  # a finite space's configurations, arrays, which are untried
         self._target_space = None  # see _space()
         if space:
             self._setup_space(space)
@@ -281,10 +281,17 @@ class BayesOptSearcher(Searcher):
             names = [p.name for p in self._params]
             candidates = [dict(zip(names, combo)) for combo in itertools.product(*axes)]
             space = self._space()
-            self._enumerated = (candidates, gp.to_arrays(space, candidates),
-                                [self._key(c) for c in candidates])
-        candidates, arrays, keys = self._enumerated
-        keep = [i for i, key in enumerate(keys) if self._allow_duplicates or key not in self._tried]
+            index = {self._key(c): i for i, c in enumerate(candidates)}
+            # which are untried, updated from the keys tried since (a set difference, not a scan of
+            # every candidate per suggestion: that was 8% of an LCBench ASHA replay)
+            self._enumerated = (candidates, gp.to_arrays(space, candidates), index, np.ones(len(candidates), bool), set())
+        candidates, arrays, index, untried, marked = self._enumerated
+        if not self._allow_duplicates:
+            for key in self._tried - marked:
+                if key in index:
+                    untried[index[key]] = False
+                marked.add(key)
+        keep = np.flatnonzero(untried)
         return [candidates[i] for i in keep], arrays[keep]
 
     @property

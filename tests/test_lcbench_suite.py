@@ -58,3 +58,37 @@ def test_normalized_regret_and_average_rank_give_known_answers():
     assert cross.loc["hyperopt:asha", "norm_regret_at_10pct_mean"] == pytest.approx((0.25 + 0.3) / 2)
     assert cross.loc["hyperopt:asha", "vs_random_at_10pct_wins"] == 1 and cross.loc["hyperopt:asha", "vs_random_at_10pct_n"] == 2
     assert np.isfinite(cross.loc["hyperopt:asha", "vs_random_at_10pct_p"])
+
+
+def test_the_suite_keeps_each_replay_as_it_ends_and_a_rerun_adds_only_what_is_missing(table_dir, tmp_path):
+    methods = [("random", "fifo")]
+    first = suite.run_suite(table_dir, methods, range(1), budget=0.02, max_trials=20, out=tmp_path)
+    journal = tmp_path / suite.ROWS_FILE
+    assert len(journal.read_text().splitlines()) == 1
+    with open(journal, "a") as f:
+        f.write('{"task": "3945", "searcher": "random", "sched')  # a run killed while writing its second row
+    more = suite.run_suite(table_dir, methods, range(2), budget=0.02, max_trials=20, out=tmp_path)
+    lines = journal.read_text().splitlines()
+    assert len(lines) == 3 and lines[-1].startswith('{"task": "3945"') and list(more["seed"]) == [0, 1]
+    fresh = suite.run_suite(table_dir, methods, range(2), budget=0.02, max_trials=20)  # no journal: all run
+    same = ["seed", "n_trials", "compute_share", "final_regret_pts", "anytime_regret_pts"]
+    assert more[same].equals(fresh[same]) and first[same].equals(fresh[same].iloc[:1])
+
+
+def test_the_suite_command_resumes_and_refuses_other_settings_without_touching_the_folder(table_dir, tmp_path, capsys):
+    from experiments import replay
+
+    out = tmp_path / "out"
+    argv = ["--suite", "lcbench", "--tables", str(table_dir), "--methods", "random:fifo", "--budget", "0.02",
+            "--max-trials", "20", "--workers", "1", "--out", str(out)]
+    assert replay.main(argv + ["--seeds", "1"]) == 0
+    assert {"rows.jsonl", "seeds.csv", "summary.csv", "summary.md", "suite.json"} <= {p.name for p in out.iterdir()}
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert replay.main(argv[:-4] + ["--budget", "0.05", "--out", str(out), "--seeds", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "budget=0.02" in err and len(err.splitlines()) == 1
+    assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert replay.main(argv + ["--seeds", "2"]) == 0
+    assert len((out / "rows.jsonl").read_text().splitlines()) == 2
+    assert replay.main(["--suite", "lcbench", "--tables", str(tmp_path / "none"), "--out", str(out)]) == 2

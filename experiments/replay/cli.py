@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from core import records
 from core.cli import OneLineErrorParser
 from experiments.replay.report import summary_markdown, write_results
 from experiments.replay.table import ReplayError, Table, load_table
@@ -40,7 +41,8 @@ def parse_args(argv):
                         help="--suite: share of the grid's compute a method may spend (default 0.25)")
     parser.add_argument("--max-trials", type=int, default=None,
                         help="--suite: trials a method may start (default 1000)")
-    parser.add_argument("--tables", default=None, help="--suite: the LCBench tables' folder (default: the cache)")
+    parser.add_argument("--tables", default=None,
+                        help="--suite: the LCBench tables' folder (default: the cache, built there where missing)")
     parser.add_argument("--seeds", type=int, default=20, help="replay seeds per method (0..N-1; default 20)")
     parser.add_argument("--methods", default=",".join(f"{s}:*" for s in SEARCHERS),
                         help="comma-separated searcher[:scheduler], as in run_all.py: a searcher alone gets its "
@@ -144,18 +146,36 @@ def build_lcbench(argv) -> int:
 def suite_main(args) -> int:
     from experiments.replay import suite
 
-    folder = Path(args.tables) if args.tables else suite.default_tables_dir()
-    suite.build_tables(folder, echo=lambda line: None)
+    if args.tables:  # the tables given are the suite: none is built into a folder of the user's
+        folder = Path(args.tables)
+        if not folder.is_dir() or not any((p / "run.json").is_file() for p in folder.iterdir()):
+            print(f"python -m experiments.replay: error: no LCBench table in {folder} "
+                  "(build them: python -m experiments.replay build-lcbench --out <folder>)", file=sys.stderr)
+            return 2
+    else:
+        folder = suite.build_tables(suite.default_tables_dir(), echo=lambda line: None)
     settings = {"suite": "lcbench", "tables": str(folder), "n_seeds": args.seeds,
                 "methods": [f"{s}:{c}" for s, c in args.methods], "budget": args.budget or suite.BUDGET,
                 "max_trials": args.max_trials or suite.MAX_TRIALS, "workers": args.workers,
                 "max_concurrent": 4, "n_datasets": sum(1 for p in folder.iterdir() if (p / "run.json").is_file())}
-    print(f"replaying {len(args.methods)} methods x {args.seeds} seeds on {settings['n_datasets']} LCBench tables ...")
+    out = Path(args.out)
+    try:
+        suite.check_resumable(out, settings)
+        out.mkdir(parents=True, exist_ok=True)
+    except (suite.SuiteError, OSError) as exc:
+        print(f"python -m experiments.replay: error: {exc}", file=sys.stderr)
+        return 2
+    records.write_json(out / "suite.json", settings)  # before any row: what check_resumable compares with
+    print(f"replaying {len(args.methods)} methods x {args.seeds} seeds on {settings['n_datasets']} LCBench tables "
+          f"({args.workers} workers; each replay is kept in {out / suite.ROWS_FILE} as it ends, and a rerun "
+          "skips those) ...")
     started = time.perf_counter()
     rows = suite.run_suite(folder, args.methods, range(args.seeds), settings["budget"], settings["max_trials"],
-                           workers=args.workers)
-    settings["replay_seconds"] = time.perf_counter() - started
-    suite.write(Path(args.out), rows, settings)
+                           workers=args.workers, out=out, progress=True)
+    settings["replay_seconds"] = time.perf_counter() - started  # this invocation's wall clock
+    settings["replay_worker_seconds"] = float(rows["replay_seconds"].sum())  # every row's, resumed ones too
+    suite.write(out, rows, settings)
     print((Path(args.out) / "summary.md").read_text())
-    print(f"replayed in {settings['replay_seconds']:.0f} s; results in {args.out}")
+    print(f"replayed in {settings['replay_seconds']:.0f} s ({settings['replay_worker_seconds']:.0f} worker-seconds in "
+          f"all {len(rows)} replays); results in {args.out}")
     return 0

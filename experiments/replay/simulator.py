@@ -177,6 +177,33 @@ def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, schedule
                      selected=incumbent[1] if incumbent else None, sim_seconds=clock, compute=done_seconds)
 
 
+def _one_blas_thread() -> None:
+    """Every replay process computes with one BLAS thread. The GP's matrices are small: with
+    OpenBLAS's default (a thread per core) two worker processes on two cores ran a BayesOpt
+    replay 9x slower than with one thread each (82 s against 9.4 s, LCBench 126025), and
+    even one process alone 1.8x slower."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
+def map_jobs(fn, jobs: list, workers: int = 1, ordered: bool = True):
+    """``fn(job)`` for every job, yielded as each finishes (in ``jobs``' order when ``ordered``),
+    over ``workers`` processes; results never depend on the number of workers."""
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork")
+        with context.Pool(workers, initializer=_one_blas_thread) as pool:
+            yield from (pool.imap if ordered else pool.imap_unordered)(fn, jobs, chunksize=1)
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # as in the workers (see _one_blas_thread); restored after
+        for job in jobs:
+            yield fn(job)
+
+
 def _job(job):
     table, searcher, scheduler, seed, num_samples, max_concurrent = job
     run = replay_method(table, searcher, scheduler, seed, num_samples, max_concurrent)
@@ -187,11 +214,5 @@ def replay_all(table: Table, methods, seeds, num_samples=None, max_concurrent=No
     """Every (method, seed): the ReplayRuns and the per-seed rows, in (method, seed) order.
     ``workers`` processes share the jobs; the results do not depend on how many."""
     jobs = [(table, s, c, seed, num_samples, max_concurrent) for s, c in methods for seed in seeds]
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing
-
-        with multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork").Pool(workers) as pool:
-            out = pool.map(_job, jobs, chunksize=1)
-    else:
-        out = [_job(job) for job in jobs]
+    out = list(map_jobs(_job, jobs, workers))
     return [o[0] for o in out], pd.DataFrame([o[1] for o in out])

@@ -21,8 +21,10 @@ rung-aware searcher against the last-report ones it is meant to beat (issue 14).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import json
 import math
 import sys
 import time
@@ -96,19 +98,83 @@ def _job(job):
             "anytime_regret_pts": anytime.tolist()}
 
 
-def run_suite(folder: Path, methods, seeds, budget: float = BUDGET, max_trials: int = MAX_TRIALS,
-              workers: int = 1) -> pd.DataFrame:
-    """One row per (data set, method, seed): seed_row's statistics plus the anytime regret."""
-    tasks = sorted(p.name for p in Path(folder).iterdir() if (p / "run.json").is_file())
-    jobs = [(str(Path(folder) / t), s, c, seed, budget, max_trials) for t in tasks for s, c in methods for seed in seeds]
-    if workers > 1:
-        import multiprocessing
+ROWS_FILE = "rows.jsonl"  # one replay per line, appended as each finishes: what a rerun resumes from
+# The settings a row depends on besides its (data set, method, seed): a rerun into the same folder
+# must share them, or its rows could not be pooled with the ones already there.
+ROW_SETTINGS = ("tables", "budget", "max_trials", "max_concurrent")
 
-        with multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork").Pool(workers) as pool:
-            rows = pool.map(_job, jobs, chunksize=len(methods))  # a worker keeps one data set's jobs together
-    else:
-        rows = [_job(job) for job in jobs]
-    return pd.DataFrame(rows)
+
+class SuiteError(ValueError):
+    """An --out folder that holds another suite's rows."""
+
+
+def check_resumable(out: Path, settings: dict) -> None:
+    """Refuse (before anything is written) to add rows to a folder whose rows were made otherwise."""
+    if (Path(out) / "seeds.csv").is_file() and not (Path(out) / ROWS_FILE).is_file():
+        raise SuiteError(f"{out} holds a suite's results without its {ROWS_FILE} (an older version's): "
+                         "use another --out")
+    if not (Path(out) / ROWS_FILE).is_file() or not (Path(out) / "suite.json").is_file():
+        return
+    try:
+        before = json.loads((Path(out) / "suite.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SuiteError(f"{out}/suite.json cannot be read ({exc}): use another --out") from exc
+    for key in ROW_SETTINGS:
+        if before.get(key) != settings.get(key):
+            raise SuiteError(f"{out} holds rows made with {key}={before.get(key)!r}, not {settings.get(key)!r}: "
+                             "use another --out, or the same settings to add seeds or methods")
+
+
+def _read_rows(path: Path) -> list[dict]:
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # the last line of a run killed while writing it: that replay reruns
+                continue
+    return rows
+
+
+def _row_key(row) -> tuple:
+    return row["task"], row["searcher"], row["scheduler"], int(row["seed"])
+
+
+def run_suite(folder: Path, methods, seeds, budget: float = BUDGET, max_trials: int = MAX_TRIALS,
+              workers: int = 1, out: Path | None = None, progress: bool = False) -> pd.DataFrame:
+    """One row per (data set, method, seed): seed_row's statistics plus the anytime regret.
+    With ``out``, each row is appended to ``out/rows.jsonl`` as its replay finishes, and the
+    replays already there are not run again: a killed run resumes, and a run with more seeds or
+    methods adds only what is missing (``check_resumable`` guards the settings)."""
+    from experiments.replay.simulator import map_jobs
+
+    tasks = sorted(p.name for p in Path(folder).iterdir() if (p / "run.json").is_file())
+    wanted = [(t, s, c, seed) for t in tasks for s, c in methods for seed in seeds]
+    journal = Path(out) / ROWS_FILE if out is not None else None
+    done = {_row_key(r): r for r in _read_rows(journal)} if journal else {}
+    jobs = [(str(Path(folder) / t), s, c, seed, budget, max_trials) for t, s, c, seed in wanted
+            if (t, s, c, seed) not in done]
+    results = map_jobs(_job, jobs, workers, ordered=False)
+    if progress:
+        from tqdm import tqdm
+
+        results = tqdm(results, total=len(jobs), unit="replay", file=sys.stderr, dynamic_ncols=True,
+                       desc=f"replays ({len(wanted) - len(jobs)} done before)" if done else "replays")
+    if journal:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+    with open(journal, "a") if journal else contextlib.nullcontext() as sink:
+        if sink is not None and journal.stat().st_size and not journal.read_bytes().endswith(b"\n"):
+            sink.write("\n")  # end a line cut by a kill, or the next row would be glued to it and lost too
+        for row in results:
+            done[_row_key(row)] = row
+            if sink is not None:
+                sink.write(json.dumps(row, default=_plain) + "\n")  # one write per row, flushed: a kill loses one
+                sink.flush()
+    return pd.DataFrame([done[key] for key in wanted])
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else str(value)  # numpy scalars
 
 
 def normalized(rows: pd.DataFrame) -> np.ndarray:
