@@ -253,7 +253,7 @@ class BayesOptSearcher(Searcher):
         if pending:
             pending = gp.to_arrays(space, pending)
             believed = model.predict(pending) if self._pending == "believer" else np.full(len(pending), y.min())
-            model = gp.Model.condition(model, np.vstack([X, pending]), np.concatenate([y, believed]))
+            model = model.condition(pending, believed)
         score = gp.acquisition(model, y_max=float(y.max()))
         if self._space_size() <= MAX_ENUMERATED:  # a finite space (the grids): the exact argmax over every untried one
             candidates, arrays = self._untried()

@@ -76,3 +76,27 @@ def test_to_arrays_is_bayes_opts_params_to_array():
                                  verbose=0).space
     params = [{"a": 0.25, "b": 3, "c": "y"}, {"a": 1.0, "b": 0, "c": "z"}]
     assert np.array_equal(gp.to_arrays(space, params), np.array([space.params_to_array(p) for p in params]))
+
+
+def test_the_posterior_is_sklearns_gp_and_conditioning_is_a_refit():
+    import warnings
+
+    from bayes_opt import BayesianOptimization
+
+    space = BayesianOptimization(f=None, pbounds={"a": (0.0, 1.0), "b": (0, 9, int), "c": ["x", "y", "z"]},
+                                 verbose=0).space
+    rng = np.random.RandomState(0)
+    X = np.vstack([space.random_sample(random_state=rng) for _ in range(40)])
+    y = np.sin(5 * X[:, 0]) + 0.1 * X[:, 1] + X[:, 3]
+    sk = gp.make_gp(space, rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk.fit(X, y)  # MAP-fitted hyperparameters, then the same ones in ours
+    ours = gp.Posterior(space, sk.kernel_.theta, X, y)
+    grid = np.vstack([space.random_sample(random_state=rng) for _ in range(300)])
+    for a, b in zip(ours.predict(grid, return_std=True), sk.predict(grid, return_std=True)):
+        assert np.allclose(a, b, rtol=1e-7, atol=1e-9)
+    # given 5 more points: the grown Cholesky factor predicts as a GP fitted to all 45 from scratch
+    grown = gp.Posterior(space, sk.kernel_.theta, X[:35], y[:35]).condition(X[35:], y[35:])
+    for a, b in zip(grown.predict(grid, return_std=True), ours.predict(grid, return_std=True)):
+        assert np.allclose(a, b, rtol=1e-7, atol=1e-9)
