@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import io
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 import _common  # noqa: F401  (puts the repository on sys.path)
+from analysis.stats import wilcoxon
 
 FRACTIONS = (0.10, 0.25)
 N_WORKERS = 4  # the replay tables' concurrency
@@ -169,8 +171,6 @@ def run_syne(table, method: str, seed: int, budget: float, points=None, ray_rule
     _same_clock_as_ours(backend)
     limit = budget * table.grid_compute / N_WORKERS  # simulated seconds: N_WORKERS busy the whole time
     with tempfile.TemporaryDirectory() as tmp:
-        import os
-
         os.environ["SYNETUNE_FOLDER"] = tmp
         tuner = Tuner(trial_backend=backend, scheduler=scheduler, n_workers=N_WORKERS, sleep_time=0,
                       stop_criterion=StoppingCriterion(max_wallclock_time=limit, max_num_trials_started=MAX_TRIALS),
@@ -235,6 +235,33 @@ def agreement(table, seed: int, budget: float) -> list[str]:
     return problems
 
 
+def peer_task(job):
+    """Every seed of one data set: the agreement check, then each Syne Tune method (a worker's job)."""
+    from experiments.replay.table import load_table
+
+    logging.getLogger("syne_tune").setLevel(logging.ERROR)
+    folder, task, seeds, methods, budget = job
+    table = load_table(Path(folder) / task)
+    worst = 100.0 * (table.optimum - table.median_value)
+    rows, problems = [], []
+    for seed in seeds:
+        problems += agreement(table, seed, budget)
+        for method in methods:
+            started = time.perf_counter()
+            regret = regret_curve(table, run_syne(table, method, seed, budget))
+            rows.append({"task": task, "seed": seed, "method": f"syne:{method}",
+                         **{f"norm_{round(f * 100)}": r / worst for f, r in zip(FRACTIONS, regret)},
+                         "seconds": time.perf_counter() - started})
+            print(f"  {task} seed {seed} syne:{method}: normalized regret "
+                  + ", ".join(f"@{round(f * 100)}% {r / worst:.3f}" for f, r in zip(FRACTIONS, regret)), flush=True)
+    return task, rows, problems
+
+
+# Each Syne Tune method against the one of ours it is the counterpart of (same scheduler family)
+PAIRS = (("ours:rungbo:asha", "syne:bohb:asha"), ("ours:rungbo:asha", "syne:bore:asha"),
+         ("ours:random:asha", "syne:random:asha"), ("ours:random:fifo", "syne:random:fifo"))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", default=None, help="LCBench tables (default: the suite's cache)")
@@ -243,6 +270,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=float, default=0.25)
     parser.add_argument("--methods", default="random:fifo,random:asha,bohb:asha,bore:asha")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes, one data set each")
     parser.add_argument("--save", default=None,
                         help="a CSV for Syne Tune's rows and the agreement check, written after every data set; "
                              "data sets already in it are not run again")
@@ -252,9 +280,8 @@ def main(argv=None) -> int:
     except ImportError:
         print("syne-tune is not installed: pip install syne-tune (an optional benchmark dependency)")
         return 2
-    logging.getLogger("syne_tune").setLevel(logging.ERROR)
     from experiments.replay import suite
-    from experiments.replay.table import load_table
+    from experiments.replay.simulator import map_jobs
 
     folder = Path(args.tables) if args.tables else suite.default_tables_dir()
     tasks = sorted(p.name for p in folder.iterdir() if (p / "run.json").is_file())[:args.datasets]
@@ -269,21 +296,11 @@ def main(argv=None) -> int:
         problems = list(previous["problem"].dropna()) if "problem" in previous else []
         rows = previous[previous["method"].notna()].drop(columns=["problem"], errors="ignore").to_dict("records")
         done = {str(r["task"]) for r in rows}
-    for task in tasks:
-        if task in done:
-            continue
-        table = load_table(folder / task)
-        worst = 100.0 * (table.optimum - table.median_value)
-        for seed in range(args.seeds):
-            problems += agreement(table, seed, args.budget)
-            for method in args.methods.split(","):
-                started = time.perf_counter()
-                regret = regret_curve(table, run_syne(table, method, seed, args.budget))
-                rows.append({"task": task, "seed": seed, "method": f"syne:{method}",
-                             **{f"norm_{round(f * 100)}": r / worst for f, r in zip(FRACTIONS, regret)},
-                             "seconds": time.perf_counter() - started})
-                print(f"  {task} seed {seed} syne:{method}: normalized regret "
-                      + ", ".join(f"@{round(f * 100)}% {r / worst:.3f}" for f, r in zip(FRACTIONS, regret)), flush=True)
+    jobs = [(str(folder), task, range(args.seeds), args.methods.split(","), args.budget) for task in tasks
+            if task not in done]
+    for _, task_rows, task_problems in map_jobs(peer_task, jobs, args.workers, ordered=False):
+        rows += task_rows
+        problems += task_problems
         if saved:  # after every data set, so an interrupted run keeps what it finished
             pd.concat([pd.DataFrame(rows), pd.DataFrame({"problem": problems})]).to_csv(saved, index=False)
     tasks = sorted({str(r["task"]) for r in rows})
@@ -313,6 +330,18 @@ def main(argv=None) -> int:
                  f"[{row[(f'norm_{round(f * 100)}', '<lambda_0>')]:.3f}, {row[(f'norm_{round(f * 100)}', '<lambda_1>')]:.3f}]"
                  for f in FRACTIONS]
         print(f"  {method:24s} " + "  ".join(cells))
+    medians = {f: per_task[f"norm_{round(f * 100)}"] for f in FRACTIONS}
+    print(f"\npaired across data sets (median over seeds per data set; Wilcoxon, two-sided; r < 0: the first lower)")
+    for a, b in PAIRS:
+        if a not in per_task.index.get_level_values(0) or b not in per_task.index.get_level_values(0):
+            continue
+        cells = []
+        for f in FRACTIONS:
+            x, y = medians[f][a].align(medians[f][b], join="inner")
+            p, r = wilcoxon(x, y)
+            cells.append(f"@{round(f * 100)}%: n={len(x)}, p={p:.3g}, r={r:.2f}, first lower in {int((x < y).sum())}, "
+                         f"ties {int((x == y).sum())}")
+        print(f"  {a} vs {b}: " + "; ".join(cells))
     print(f"\nagreement check: {len(problems)} disagreement(s)")
     for line in problems:
         print("  " + line)

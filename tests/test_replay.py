@@ -264,3 +264,19 @@ def _without_grid(smoke_run, tmp_path):
         frame = pd.read_csv(folder / name)
         frame[frame["searcher"] != "grid"].to_csv(folder / name, index=False)
     return folder
+
+
+def _blas_threads(_):
+    import threadpoolctl
+
+    return {info["filepath"]: info["num_threads"] for info in threadpoolctl.threadpool_info()}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_replays_compute_with_one_blas_thread_whatever_loads_it(workers):
+    # scipy loads its own OpenBLAS on first use, after numpy's: each must be limited (two workers
+    # with a thread per core each ran a BayesOpt replay 9x slower)
+    from experiments.replay.simulator import map_jobs
+
+    for threads in map_jobs(_blas_threads, [0, 1], workers):
+        assert threads and set(threads.values()) == {1}, threads

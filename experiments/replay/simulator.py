@@ -7,6 +7,7 @@ import functools
 import heapq
 import itertools
 import math
+import os
 import random
 import sys
 import tempfile
@@ -177,13 +178,23 @@ def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, schedule
                      selected=incumbent[1] if incumbent else None, sim_seconds=clock, compute=done_seconds)
 
 
+def _blas_libraries_loaded() -> None:
+    """Loads the BLAS and OpenMP libraries a replay computes with (scipy ships its own OpenBLAS
+    next to numpy's, loaded on first use): threadpoolctl limits only what is loaded already."""
+    import scipy.linalg  # noqa: F401
+    import sklearn.gaussian_process  # noqa: F401
+
+
 def _one_blas_thread() -> None:
-    """Every replay process computes with one BLAS thread. The GP's matrices are small: with
+    """A worker process computes with one BLAS and OpenMP thread. The GP's matrices are small: with
     OpenBLAS's default (a thread per core) two worker processes on two cores ran a BayesOpt
-    replay 9x slower than with one thread each (82 s against 9.4 s, LCBench 126025), and
-    even one process alone 1.8x slower."""
+    replay 9x slower than with one thread each (82 s against 9.4 s, LCBench 126025), and even
+    one process alone 1.8x slower."""
     from threadpoolctl import threadpool_limits
 
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"  # this process only: any library loaded later reads it
+    _blas_libraries_loaded()
     threadpool_limits(limits=1)
 
 
@@ -199,6 +210,7 @@ def map_jobs(fn, jobs: list, workers: int = 1, ordered: bool = True):
         return
     from threadpoolctl import threadpool_limits
 
+    _blas_libraries_loaded()
     with threadpool_limits(limits=1):  # as in the workers (see _one_blas_thread); restored after
         for job in jobs:
             yield fn(job)
