@@ -68,7 +68,7 @@ def make_hyperopt(args: MethodArgs) -> SearchPlan:
     from searchers.tpe_cache import cached_posterior
 
     searcher = HyperOptSearch(n_initial_points=n_initial_points(args.num_samples), random_state_seed=args.seed)
-    searcher.algo = cached_posterior(searcher.algo)  # the same suggestions, a fifth cheaper (searchers/tpe_cache.py)
+    searcher.algo = cached_posterior(searcher.algo)  # the same suggestions, cheaper (searchers/tpe_cache.py)
     return SearchPlan(searcher, _choice_space(args.task), args.num_samples)
 
 

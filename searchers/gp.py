@@ -206,8 +206,20 @@ class Posterior:
         return self.space.kernel_transform(np.atleast_2d(X)) * self._inverse_scales
 
     def _kernel(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
-        d = cdist(A, B) * math.sqrt(5)  # Matern 5/2 on scaled inputs, times the signal variance
-        return self._signal * ((1.0 + d + d ** 2 / 3.0) * np.exp(-d))
+        """Matern 5/2 on scaled inputs times the signal variance: sklearn's signal * ((1 + d + d^2 / 3)
+        * exp(-d)), d = sqrt(5) * distance, in the same order (the same floats), in place: this is
+        the bulk of a suggestion, and the temporaries cost as much as the arithmetic."""
+        d = cdist(A, B)
+        d *= math.sqrt(5)
+        out = d + 1.0
+        square = np.square(d)
+        square /= 3.0
+        out += square
+        np.negative(d, out=d)
+        np.exp(d, out=d)
+        out *= d
+        out *= self._signal
+        return out
 
     def predict(self, X: np.ndarray, return_std: bool = False):
         cross = self._kernel(self._scale(X), self._scaled)
