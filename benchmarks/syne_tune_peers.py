@@ -323,13 +323,14 @@ def main(argv=None) -> int:
                                                        / worst for f in FRACTIONS}})])
     per_task = frame.groupby(["method", "task"])[[f"norm_{round(f * 100)}" for f in FRACTIONS]].median()
     summary = per_task.groupby("method").agg(["mean", lambda x: np.percentile(x, 25), lambda x: np.percentile(x, 75)])
-    print(f"\nnormalized regret (0 = grid best, 1 = grid median): mean [25th, 75th] over {len(tasks)} data sets of "
+    print(f"\nnormalized regret (0 = grid best, 1 = grid median): mean [25th, 75th] over data sets of "
           f"the median over {args.seeds} seeds; budget {args.budget:.0%} of the grid's compute, {N_WORKERS} workers")
     for method, row in summary.iterrows():
         cells = [f"@{round(f * 100)}%: {row[(f'norm_{round(f * 100)}', 'mean')]:.3f} "
                  f"[{row[(f'norm_{round(f * 100)}', '<lambda_0>')]:.3f}, {row[(f'norm_{round(f * 100)}', '<lambda_1>')]:.3f}]"
                  for f in FRACTIONS]
-        print(f"  {method:24s} " + "  ".join(cells))
+        n = per_task.loc[method].shape[0]  # data sets this method ran on (a --methods subset may differ)
+        print(f"  {method:24s} " + "  ".join(cells) + f"  (n = {n} data sets)")
     medians = {f: per_task[f"norm_{round(f * 100)}"] for f in FRACTIONS}
     print(f"\npaired across data sets (median over seeds per data set; Wilcoxon, two-sided; r < 0: the first lower)")
     for a, b in PAIRS:

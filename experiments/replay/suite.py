@@ -168,7 +168,7 @@ def run_suite(folder: Path, methods, seeds, budget: float = BUDGET, max_trials: 
         for row in results:
             done[_row_key(row)] = row
             if sink is not None:
-                sink.write(json.dumps(row, default=_plain) + "\n")  # one write per row, flushed: a kill loses one
+                sink.write(json.dumps(row, default=_plain) + "\n")  # one write per row, flushed: a kill cuts one line at most
                 sink.flush()
     return pd.DataFrame([done[key] for key in wanted])
 

@@ -192,7 +192,14 @@ def table_from_frames(trials: pd.DataFrame, curves: pd.DataFrame, *, space: dict
             raise ReplayError(f"curves.csv has no {column} column")
     has_test = "test_accuracy" in curves.columns and curves["test_accuracy"].notna().any()
     grid_curves = curves[(curves["searcher"] == "grid") & (curves["scheduler"] == "fifo")]
-    by_trial = {(seed, tid): frame.sort_values("epoch") for (seed, tid), frame in grid_curves.groupby(["seed", "trial_id"])}
+    # Columns as arrays and each trial's rows as positions, once: per-trial pandas work cost 2 s a
+    # table on LCBench's 1,944 configurations (the suite loads each table in every process).
+    grid_curves = grid_curves.sort_values(["seed", "trial_id", "epoch"], kind="stable")
+    rows_of = grid_curves.groupby(["seed", "trial_id"], sort=False).indices
+    column = {m: grid_curves[m].to_numpy(dtype=float) for m in grid_curves.columns
+              if m in ("epoch", "epoch_seconds") or (m in records.CURVE_COLUMNS and m.startswith("val_"))
+              or (has_test and m in records.TEST_CURVE_METRICS)}
+    val_names = [m for m in records.CURVE_COLUMNS if m.startswith("val_") and m in column]
     size = math.prod(len(v) for v in space.values())
     table: dict[tuple, list[Curve]] = {}
     for seed, seed_trials in grid_trials.groupby("seed", sort=True):
@@ -201,22 +208,21 @@ def table_from_frames(trials: pd.DataFrame, curves: pd.DataFrame, *, space: dict
             config = {name: trial[f"config/{name}"] for name in space}
             key = _key(space, config)
             own_epochs = int(float(dict(zip(space, key))[epochs_param]))
-            frame = by_trial.get((seed, trial["trial_id"]))
-            epochs = [] if frame is None else [int(e) for e in frame["epoch"]]
+            rows = rows_of.get((seed, trial["trial_id"]))
+            epochs = [] if rows is None else [int(e) for e in column["epoch"][rows]]
             if trial["status"] == FAILED or epochs != list(range(1, own_epochs + 1)):
                 got = f"epochs 1..{max(epochs)}" if epochs else "no epochs"
                 raise ReplayError(f"grid run seed {seed}: trial {trial['trial_id']} ({_describe(config)}) has {got} "
                                   f"of {own_epochs} in curves.csv; a replay table needs every epoch")
-            if frame[["val_accuracy", "epoch_seconds"]].isna().any().any():
+            if np.isnan(column["val_accuracy"][rows]).any() or np.isnan(column["epoch_seconds"][rows]).any():
                 raise ReplayError(f"grid run seed {seed}: trial {trial['trial_id']} ({_describe(config)}) has epochs "
                                   "without val_accuracy or epoch_seconds in curves.csv")
             seen.add(key)
             table.setdefault(key, []).append(Curve(
                 seed=int(seed),
-                val={m: frame[m].to_numpy(dtype=float) for m in records.CURVE_COLUMNS
-                     if m.startswith("val_") and m in frame},
-                epoch_seconds=frame["epoch_seconds"].to_numpy(dtype=float),
-                test=({m: frame[m].to_numpy(dtype=float) for m in records.TEST_CURVE_METRICS if m in frame}
+                val={m: column[m][rows] for m in val_names},
+                epoch_seconds=column["epoch_seconds"][rows],
+                test=({m: column[m][rows] for m in records.TEST_CURVE_METRICS if m in column}
                       if has_test else None)))
         if len(seen) < size:
             missing = next(k for k in itertools.product(*space.values()) if k not in seen)
