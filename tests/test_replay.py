@@ -132,6 +132,16 @@ def test_wilcoxon_matches_scipy_and_handles_ties():
     assert wilcoxon([1.0, 2.0], [1.0, 2.0]) == (1.0, 0.0)
 
 
+@pytest.mark.parametrize("n", [2, 5, 10, 13, 14, 20])
+def test_wilcoxon_with_tied_differences_is_scipys_exact_test_vectorized(n):
+    # ties (common: seeds that reach regret 0) make scipy run a permutation test for n <= 13;
+    # ours is the same test with the statistic vectorized, and must give the same p-values
+    rng = np.random.default_rng(n)
+    for _ in range(5):
+        d = rng.choice([-2.0, -1.0, 0.5, 1.0, 3.0], size=n)
+        assert wilcoxon(d, np.zeros(n))[0] == pytest.approx(scipy_wilcoxon(d).pvalue, rel=1e-12)
+
+
 def test_the_same_seed_replays_the_same_run():
     table = hand_table()
     for searcher, scheduler in (("random", "asha"), ("hyperopt", "asha"), ("bayesopt", "fifo")):
