@@ -17,7 +17,8 @@ What it does, per data set (the first ``--datasets`` of the 34 tables, sorted by
    (``--budget`` of the grid's compute, at most 1,000 trials) and their own rung rule.
    Normalized regret at 10% and 25% of the grid's compute (0 = grid best, 1 = grid median) is
    printed next to ours, read from the suite's seeds.csv (``--ours``) for the same data sets and
-   seeds.
+   seeds, with Wilcoxon's test across data sets for each Syne Tune method against its counterpart
+   of ours (``PAIRS``). Data sets run over ``--workers`` processes.
 
 What of Syne Tune's simulator is switched off, and why: its backend charges the scheduler's
 real decision time (time spent in our process between backend calls) to the simulated clock,
