@@ -31,7 +31,7 @@ def wilcoxon(x, y) -> tuple[float, float]:
 # evaluates it one pattern at a time: 0.09 s a test at n = 10, and the LCBench suite's
 # per-data-set tables run ~2,700 of them (4 minutes). Ours is the same test through the same
 # scipy.stats.permutation_test, with the statistic (the positive rank sum) vectorized; the
-# p-values equal scipy's (tests/test_analysis_stats.py).
+# p-values equal scipy's (tests/test_replay.py).
 EXACT_TIED_N = 13  # scipy's own bound: 2^13 sign patterns < its default 9,999 resamples
 
 

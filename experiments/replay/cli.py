@@ -175,7 +175,7 @@ def suite_main(args) -> int:
     settings["replay_seconds"] = time.perf_counter() - started  # this invocation's wall clock
     settings["replay_worker_seconds"] = float(rows["replay_seconds"].sum())  # every row's, resumed ones too
     suite.write(out, rows, settings)
-    print((Path(args.out) / "summary.md").read_text())
+    print((out / "summary.md").read_text())
     print(f"replayed in {settings['replay_seconds']:.0f} s ({settings['replay_worker_seconds']:.0f} worker-seconds in "
           f"all {len(rows)} replays); results in {args.out}")
     return 0
