@@ -21,7 +21,7 @@ def test_a_table_holds_the_whole_grid_deterministically(table_dir, tmp_path):
     from experiments.replay import load_table
 
     table = load_table(table_dir / "3945")
-    assert len(table.curves) == 1944 and all(len(c[0].epoch_seconds) == 52 for c in table.curves.values())
+    assert len(table.curves) == 1944 and all(len(c[0].epoch_seconds) == 50 for c in table.curves.values())
     assert (table.grace_period, table.reduction_factor) == (lcbench.GRACE_PERIOD, lcbench.REDUCTION_FACTOR)
     assert 0 < table.median_value < table.optimum <= 1 and table.has_test
     again = lcbench.write_table(lcbench.Surrogate(), "3945", tmp_path / "3945")
@@ -34,7 +34,7 @@ def test_the_suite_replays_within_its_compute_budget(table_dir):
     rows = suite.run_suite(table_dir, [("random", "fifo"), ("random", "asha")], range(2), budget=0.02, max_trials=50)
     assert len(rows) == 4 and set(rows["task"]) == {"3945"}
     fifo = rows[rows["scheduler"] == "fifo"]
-    # random:fifo runs whole 52-epoch trials: it stops at its 2% of the grid's compute (39 trials), not at 50
+    # random:fifo runs whole 50-epoch trials: it stops at its 2% of the grid's compute (~39 trials), not at 50
     assert (fifo["compute_share"] < 0.02 + 0.001).all() and (fifo["n_trials"] < 50).all()
     assert (rows["grid_median_regret_pts"] > 0).all() and len(rows["anytime_regret_pts"].iloc[0]) == len(ANYTIME_POINTS)
 
@@ -92,3 +92,95 @@ def test_the_suite_command_resumes_and_refuses_other_settings_without_touching_t
     assert replay.main(argv + ["--seeds", "2"]) == 0
     assert len((out / "rows.jsonl").read_text().splitlines()) == 2
     assert replay.main(["--suite", "lcbench", "--tables", str(tmp_path / "none"), "--out", str(out)]) == 2
+
+
+def test_table_epoch_one_is_yahpo_epoch_two_the_first_trained_epoch(table_dir):
+    """YAHPO Gym's FAQ: LCBench's epoch 1 is the untrained network; tables hold epochs 2..51."""
+    from experiments.replay import load_table
+
+    table = load_table(table_dir / "3945")
+    surrogate = lcbench.Surrogate()
+    configs = lcbench.grid_rows()[[0, 777, 1943]]
+    for yahpo_epoch, table_epoch in ((2, 1), (51, 50)):
+        x = np.column_stack([np.full(len(configs), yahpo_epoch), configs])
+        expected = np.clip(surrogate.predict("3945", x)["val_accuracy"] / 100.0, 0, 1)
+        got = [table.curves[table.key(dict(zip([n for n in lcbench.CONT_NAMES if n != "epoch"], row),
+                                           epochs=50))][0].val["val_accuracy"][table_epoch - 1] for row in configs]
+        assert np.allclose(got, expected, atol=1e-12), (yahpo_epoch, table_epoch)
+    x = np.column_stack([np.full(len(configs), 1), configs])  # ... and YAHPO's epoch 1 is in no table column
+    untrained = np.clip(surrogate.predict("3945", x)["val_accuracy"] / 100.0, 0, 1)
+    first = [c[0].val["val_accuracy"][0] for c in table.curves.values()]
+    assert not np.isin(untrained, first).any()
+
+
+def test_the_cache_key_changes_with_the_epochs_kept(monkeypatch):
+    before = suite.default_tables_dir()
+    monkeypatch.setattr(lcbench, "YAHPO_EPOCHS", tuple(range(1, 51)))
+    assert suite.default_tables_dir() != before  # old tables are rebuilt, never mixed with new ones
+
+
+UNTRAINED_FIRST_RUNG_TASK = "7593"  # YAHPO epoch 1: Spearman -0.05 with the best; epoch 2: 0.68
+
+
+def test_the_fidelity_check_flags_a_table_built_on_the_untrained_epoch(tmp_path):
+    from experiments.replay import fidelity, load_table
+
+    task = UNTRAINED_FIRST_RUNG_TASK
+    lcbench.write_table(lcbench.Surrogate(), task, tmp_path / "old" / task, yahpo_epochs=tuple(range(1, 51)))
+    lcbench.write_table(lcbench.Surrogate(), task, tmp_path / "new" / task)
+    old = fidelity.fidelity(load_table(tmp_path / "old" / task))
+    new = fidelity.fidelity(load_table(tmp_path / "new" / task))
+    assert list(old["rung"]) == list(new["rung"]) == [1, 3, 9, 27]  # grace 1, eta 3, 50 epochs
+    assert fidelity.first_rung_flagged(old) and not fidelity.first_rung_flagged(new)
+    assert old["spearman"].iloc[0] < fidelity.FIRST_RUNG_MIN_SPEARMAN <= new["spearman"].iloc[0]
+    assert not old["best_survives"].iloc[0] and new["best_survives"].iloc[0]
+    lines = suite.fidelity_lines(pd.concat([old.assign(task="old"), new.assign(task="new")]))
+    assert any(line.startswith("**WARNING: on 1 of 2 table(s)") and "old" in line for line in lines)
+
+
+def test_fidelity_of_a_hand_made_table_gives_known_ranks():
+    """Four configurations with 9-epoch curves: at epoch 1 the order is the reverse of the final one
+    for three of them; rungs at 1 and 3 (grace 1, eta 3)."""
+    from experiments.replay import fidelity
+    from experiments.replay.table import Curve, Table
+
+    finals = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}
+    first = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.05}
+    curves = {}
+    for name, end in finals.items():
+        val = np.linspace(first[name], end, 9)
+        curves[(name,)] = [Curve(seed=0, val={"val_accuracy": val}, epoch_seconds=np.ones(9), test=None)]
+    table = Table(task="hand", space={"x": list(finals)}, epochs_param="epochs", metric="val_accuracy", mode="max",
+                  grace_period=1, reduction_factor=3, max_concurrent=1, num_samples=4, curves=curves)
+    frame = fidelity.fidelity(table)
+    assert list(frame["rung"]) == [1, 3] and list(frame["keep"]) == [1, 1]
+    # ranks at epoch 1 (1 = best): c, b, a, d against final a, b, c, d
+    assert frame["spearman"].iloc[0] == pytest.approx(np.corrcoef([3, 2, 1, 4], [1, 2, 3, 4])[0, 1])
+    assert frame["best_rank"].iloc[0] == 3 and not frame["best_survives"].iloc[0]
+    assert fidelity.first_rung_flagged(frame)
+
+
+def test_the_halves_split_the_sorted_tables_by_index(tmp_path):
+    for name in ("30", "10", "20", "40", "50"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text("{}")
+    assert suite.tables_of(tmp_path, "even") == ["10", "30", "50"]
+    assert suite.tables_of(tmp_path, "odd") == ["20", "40"]
+    assert suite.tables_of(tmp_path) == ["10", "20", "30", "40", "50"]
+
+
+def test_the_summary_names_the_half_the_methods_that_ended_early_and_the_fidelity(table_dir, tmp_path):
+    from experiments import replay
+
+    out = tmp_path / "out"
+    argv = ["--suite", "lcbench", "--tables", str(table_dir), "--methods", "random:fifo", "--budget", "0.05",
+            "--max-trials", "30", "--workers", "1", "--out", str(out), "--seeds", "1", "--half", "even"]
+    assert replay.main(argv) == 0
+    text = (out / "summary.md").read_text()
+    assert "the even half (1 tables" in text
+    # random:fifo hits the 30-trial guard before 5% of the grid's compute (~97 trials): said, not hidden
+    assert "- random:fifo: 1 of 1 replays ended before 5% (compute share median 1.8%, 1 at the 30-trial guard" in text
+    assert "Fidelity sanity over 1 table(s)" in text and "| 1 | 0." in text
+    datasets = pd.read_csv(out / "datasets.csv")
+    assert datasets["first_rung_spearman"].iloc[0] >= 0.5 and bool(datasets["grid_best_survives_first_cut"].iloc[0])
+    assert set(pd.read_csv(out / "fidelity.csv")["rung"]) == {1, 3, 9, 27}

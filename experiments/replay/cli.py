@@ -14,7 +14,7 @@ from pathlib import Path
 
 from core import records
 from core.cli import OneLineErrorParser
-from experiments.replay.report import summary_markdown, write_results
+from experiments.replay.report import write_results
 from experiments.replay.table import ReplayError, Table, load_table
 from experiments.spec import SpecError, parse_methods
 from searchers import SCHEDULERS, SEARCHERS
@@ -40,7 +40,11 @@ def parse_args(argv):
     parser.add_argument("--budget", type=float, default=None,
                         help="--suite: share of the grid's compute a method may spend (default 0.25)")
     parser.add_argument("--max-trials", type=int, default=None,
-                        help="--suite: trials a method may start (default 1000)")
+                        help="--suite: a guard on the trials a method may start (default 100000, far above "
+                             "what any method starts within the budget)")
+    parser.add_argument("--half", default=None, choices=["even", "odd"],
+                        help="--suite: only the tables with even or odd index in the sorted task list (choose "
+                             "settings on one half, report on the other)")
     parser.add_argument("--tables", default=None,
                         help="--suite: the LCBench tables' folder (default: the cache, built there where missing)")
     parser.add_argument("--seeds", type=int, default=20, help="replay seeds per method (0..N-1; default 20)")
@@ -65,6 +69,9 @@ def parse_args(argv):
         parser.error("give a grid run folder, --builtin <task> or --suite lcbench, one of them")
     if args.suite is not None and args.out is None:
         parser.error("--suite needs --out <folder>")
+    if args.suite is None and (args.half is not None or args.max_trials is not None or args.budget is not None
+                               or args.tables is not None):
+        parser.error("--half, --max-trials, --budget and --tables go with --suite lcbench")
     if args.budget is not None and not 0 < args.budget <= 1:
         parser.error(f"--budget must be in (0, 1], got {args.budget}")
     if args.builtin is not None and args.builtin not in builtin_tables():
@@ -124,7 +131,7 @@ def main(argv=None) -> int:
                              workers=args.workers)
     settings["replay_seconds"] = time.perf_counter() - started
     summary = write_results(out, table, runs, seeds, settings)
-    print(summary_markdown(summary, table, settings))
+    print((out / "summary.md").read_text())
     print(f"replayed in {settings['replay_seconds']:.1f} s; results in {out}")
     return 0
 
@@ -157,7 +164,7 @@ def suite_main(args) -> int:
     settings = {"suite": "lcbench", "tables": str(folder), "n_seeds": args.seeds,
                 "methods": [f"{s}:{c}" for s, c in args.methods], "budget": args.budget or suite.BUDGET,
                 "max_trials": args.max_trials or suite.MAX_TRIALS, "workers": args.workers,
-                "max_concurrent": 4, "n_datasets": sum(1 for p in folder.iterdir() if (p / "run.json").is_file())}
+                "max_concurrent": 4, "half": args.half, "n_datasets": len(suite.tables_of(folder, args.half))}
     out = Path(args.out)
     try:
         suite.check_resumable(out, settings)
@@ -171,7 +178,7 @@ def suite_main(args) -> int:
           "skips those) ...")
     started = time.perf_counter()
     rows = suite.run_suite(folder, args.methods, range(args.seeds), settings["budget"], settings["max_trials"],
-                           workers=args.workers, out=out, progress=True)
+                           workers=args.workers, out=out, progress=True, half=args.half)
     settings["replay_seconds"] = time.perf_counter() - started  # this invocation's wall clock
     settings["replay_worker_seconds"] = float(rows["replay_seconds"].sum())  # every row's, resumed ones too
     suite.write(out, rows, settings)

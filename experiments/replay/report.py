@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core import records
+from experiments.replay import fidelity
 from experiments.replay.stats import (CONTROLS, REACH_POINTS, REGRET_FRACTIONS, SUMMARY_COLUMNS, anytime_curves,
                                       summarize)
 from experiments.replay.table import Table
@@ -58,7 +59,7 @@ def _test_cell(row: dict, prefix: str) -> str:
     return f"{_fmt(row[f'{at}_diff_median'])}, p={_fmt(row[f'{at}_p'], 3)}, r={_fmt(row[f'{at}_r'])}"
 
 
-def summary_markdown(summary: pd.DataFrame, table: Table, settings: dict) -> str:
+def summary_markdown(summary: pd.DataFrame, table: Table, settings: dict, sanity: pd.DataFrame | None = None) -> str:
     lines = [f"# Replay of {table.task}: {settings['n_seeds']} seeds per method", "",
              (f"Table: {table.source} ({len(table.curves)} configurations, "
              f"{len(next(iter(table.curves.values())))} training seed(s)); grid optimum val accuracy "
@@ -88,7 +89,10 @@ def summary_markdown(summary: pd.DataFrame, table: Table, settings: dict) -> str
               f"Grid's own selection test accuracy: {_fmt(grid_test, 4)}." if grid_test is not None else
               "The table has no test curves (record the grid with run_all.py --record-test-curves): test columns "
               "are empty.",
-              "", "![anytime regret](plots/anytime_regret.png)", ""]
+              ""]
+    if sanity is not None and len(sanity):
+        lines += [*fidelity.markdown(sanity), ""]
+    lines += ["![anytime regret](plots/anytime_regret.png)", ""]
     return "\n".join(lines)
 
 
@@ -101,7 +105,9 @@ def write_results(out: Path, table: Table, runs: list, seeds: pd.DataFrame, sett
     records.write_csv(out / "summary.csv", SUMMARY_COLUMNS, summary.to_dict("records"))
     records.write_csv(out / "anytime.csv", list(anytime.columns), anytime.to_dict("records"))
     _plot_anytime(anytime, out / "plots" / "anytime_regret.png")
-    records.write_text(out / "summary.md", summary_markdown(summary, table, settings))
+    sanity = fidelity.fidelity(table)  # every replayed table is checked, not only LCBench's
+    records.write_csv(out / "fidelity.csv", list(sanity.columns), sanity.to_dict("records"))
+    records.write_text(out / "summary.md", summary_markdown(summary, table, settings, sanity))
     records.write_json(out / "replay.json", {**settings, "grid_optimum": table.optimum,
                                              "grid_compute_seconds": table.grid_compute})
     return summary

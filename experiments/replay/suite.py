@@ -12,11 +12,18 @@ replays every method on every table and writes, next to each data set's own stat
   seeds) of each method against each control (random:fifo, random:asha), with the
   rank-biserial effect size.
 
-A method runs until it has spent ``budget`` of the grid's compute or started ``max_trials``
-trials, whichever comes first; its regret at a larger share is the regret of its last pick.
-(Under ASHA most trials stop after one epoch, so 1,000 trials are ~3% of the grid's compute:
-the ASHA methods end there.) ``PAIRS`` adds the same test between named methods: the
-rung-aware searcher against the last-report ones it is meant to beat (issue 14).
+Every method runs until it has spent ``budget`` of the grid's compute (equal compute for all),
+or until its searcher has nothing left to suggest (grid search, and BayesOpt, which never repeats
+a configuration, can exhaust the grid under ASHA): ``summary.md`` names the methods that ended
+early and their share. ``max_trials`` stays only as a guard far above what any method starts at
+25% (under ASHA about 7,000 trials), and the summary says if a method hit it. ``PAIRS`` adds the
+same test between named methods: the rung-aware searcher against the last-report ones.
+
+Halves: a setting chosen by looking at LCBench numbers is chosen on one half of the tables and
+reported on the other (``--half even|odd``: the tables with even or odd index in the sorted task
+list); ``summary.md`` says which tables its numbers come from. Each table's fidelity sanity
+(``fidelity.csv``, experiments.replay.fidelity) is summarized there, with a loud warning for
+tables whose first rung is uninformative.
 """
 
 from __future__ import annotations
@@ -39,45 +46,108 @@ from experiments.replay.report import _fmt  # one cell format for every replay t
 from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, regret_at, seed_row, summarize
 from experiments.replay.table import Table, load_table
 
-SUITE_FRACTIONS = (0.02, 0.05, 0.10, 0.25)  # shares of the grid's compute the suite reports
-TESTED_FRACTIONS = (0.10, 0.25)  # ... and where it tests methods against each other
+SUITE_FRACTIONS = (0.01, 0.02, 0.05, 0.10, 0.25)  # shares of the grid's compute the suite reports
+TESTED_FRACTIONS = (0.02, 0.10, 0.25)  # ... and where it tests methods against each other
 BUDGET = 0.25  # a method stops once it has spent this share of the grid's compute
-MAX_TRIALS = 1000
+# A guard, not a budget: far above the ~7,000 trials ASHA starts within 25% of an LCBench grid
+# (most stop after one epoch). The 1,000 of before ended every ASHA method near 3% of the grid's
+# compute, so at 10% and 25% it was compared with its 3% pick.
+MAX_TRIALS = 100_000
+HALVES = ("even", "odd")  # index parity in the sorted task list
+
+
+def tables_of(folder: Path, half: str | None = None) -> list[str]:
+    """The tables in ``folder`` (sorted task names), or one half of them (HALVES)."""
+    tasks = sorted(p.name for p in Path(folder).iterdir() if (p / "run.json").is_file())
+    if half is None:
+        return tasks
+    return tasks[HALVES.index(half)::2]
 PAIRS = (("rungbo:asha", "bayesopt:asha"), ("rungbo:asha", "hyperopt:asha"), ("rungbo:asha", "random:asha"),
          ("rungbo:fifo", "bayesopt:fifo"))
 
 
 def default_tables_dir() -> Path:
-    """Under the cache folder, keyed by the grid and the surrogate: a changed grid builds anew."""
+    """Under the cache folder, keyed by the grid, the YAHPO epochs kept and the surrogate: a changed
+    grid, or tables from before the untrained epoch 1 was dropped, are never reused."""
     from experiments.replay import lcbench
     from trainables.data import default_cache_dir
 
-    key = hashlib.sha256(repr((lcbench.GRID, lcbench.GRACE_PERIOD, lcbench.REDUCTION_FACTOR)).encode()
+    key = hashlib.sha256(repr((lcbench.GRID, lcbench.GRACE_PERIOD, lcbench.REDUCTION_FACTOR, lcbench.YAHPO_EPOCHS)).encode()
                          + (lcbench.SURROGATE_DIR / "model.onnx").read_bytes()).hexdigest()[:12]
     return Path(default_cache_dir()) / "lcbench" / key
 
 
 def build_tables(folder: Path | None = None, tasks=None, echo=print) -> Path:
-    """Every LCBench table not built yet, and the grid's gap to a large random sample per data set."""
+    """Every LCBench table not built yet, the grid's gap to a large random sample per data set
+    (grid_gap.csv), and each table's fidelity sanity (fidelity.csv), echoed as a table."""
     from experiments.replay import lcbench
 
     folder = Path(folder or default_tables_dir())
     surrogate = lcbench.Surrogate()
     tasks = list(tasks or surrogate.tasks)
-    if all((folder / t / "run.json").is_file() for t in tasks) and (folder / "grid_gap.csv").is_file():
-        return folder  # built before: the build is deterministic
-    gaps = []
-    for task in tasks:
-        if not (folder / task / "run.json").is_file():
-            lcbench.write_table(surrogate, task, folder / task)
-        table = load_table(folder / task)
-        sampled = lcbench.random_sample_best(surrogate, task, 10_000)
-        gaps.append({"task": task, "grid_best": table.optimum, "random_10000_best": sampled,
-                     "gap_pts": 100.0 * (sampled - table.optimum)})
-        echo(f"lcbench {task}: grid best {table.optimum:.4f}, best of 10,000 random {sampled:.4f}")
-    records.write_csv(folder / "grid_gap.csv", ["task", "grid_best", "random_10000_best", "gap_pts"], gaps)
+    done = all((folder / t / "run.json").is_file() for t in tasks)
+    if not (done and (folder / "grid_gap.csv").is_file()):
+        gaps = []
+        for task in tasks:
+            if not (folder / task / "run.json").is_file():
+                lcbench.write_table(surrogate, task, folder / task)
+            table = load_table(folder / task)
+            sampled = lcbench.random_sample_best(surrogate, task, 10_000)
+            gaps.append({"task": task, "grid_best": table.optimum, "random_10000_best": sampled,
+                         "gap_pts": 100.0 * (sampled - table.optimum)})
+            echo(f"lcbench {task}: grid best {table.optimum:.4f}, best of 10,000 random {sampled:.4f}")
+        records.write_csv(folder / "grid_gap.csv", ["task", "grid_best", "random_10000_best", "gap_pts"], gaps)
+    if not (folder / FIDELITY_FILE).is_file():
+        write_fidelity(folder, tasks)
+    for line in fidelity_lines(pd.read_csv(folder / FIDELITY_FILE, dtype={"task": str})):
+        echo(line)
     return folder
 
+
+FIDELITY_FILE = "fidelity.csv"  # per table and rung: experiments.replay.fidelity's columns
+
+
+def _fidelity_of(folder: Path, tasks) -> pd.DataFrame:
+    """The tables' fidelity rows: from the tables' fidelity.csv where build-lcbench wrote it (and it
+    covers them), else computed (tables given with --tables may come from elsewhere)."""
+    path = Path(folder) / FIDELITY_FILE
+    if path.is_file():
+        frame = pd.read_csv(path, dtype={"task": str})
+        if set(tasks) <= set(frame["task"]):
+            return frame[frame["task"].isin(tasks)].reset_index(drop=True)
+    from experiments.replay import fidelity
+
+    frames = [fidelity.fidelity(_table(str(Path(folder) / t))).assign(task=t) for t in tasks]
+    return pd.concat(frames, ignore_index=True)[["task", *fidelity.COLUMNS]]
+
+
+def write_fidelity(folder: Path, tasks) -> pd.DataFrame:
+    frame = _fidelity_of(folder, tasks)
+    records.write_csv(Path(folder) / FIDELITY_FILE, list(frame.columns), frame.to_dict("records"))
+    return frame
+
+
+def fidelity_lines(frame: pd.DataFrame) -> list[str]:
+    """Per rung over the tables: mean [min, max] Spearman and how often the grid's best survives
+    the cut; then the tables whose first rung is flagged (experiments.replay.fidelity)."""
+    from experiments.replay import fidelity
+
+    tasks = list(dict.fromkeys(frame["task"]))
+    lines = [f"Fidelity sanity over {len(tasks)} table(s) (Spearman of the rung's value with the curve's best; "
+             "the grid's best in the top 1/eta at the rung):", "",
+             "| rung (epochs) | Spearman mean [min, max] | tables below the threshold | grid best survives |",
+             "|---|---|---|---|"]
+    for rung, rows in frame.groupby("rung", sort=True):
+        rho = rows["spearman"]
+        survives = rows["best_survives"].astype("boolean")
+        lines.append(f"| {rung} | {rho.mean():.2f} [{rho.min():.2f}, {rho.max():.2f}] | "
+                     f"{int((rho < fidelity.FIRST_RUNG_MIN_SPEARMAN).sum())} of {len(rows)} | "
+                     f"{int(survives.sum())} of {int(survives.notna().sum())} |")
+    flagged = [t for t, rows in frame.groupby("task", sort=False) if fidelity.first_rung_flagged(rows.sort_values("rung"))]
+    lines += ["", fidelity.warning(flagged, len(tasks)) or
+              f"The first rung's correlation is at least {fidelity.FIRST_RUNG_MIN_SPEARMAN} (declared in advance) "
+              "on every table."]
+    return lines
 
 @functools.lru_cache(maxsize=2)
 def _table(path: str) -> Table:
@@ -141,14 +211,14 @@ def _row_key(row) -> tuple:
 
 
 def run_suite(folder: Path, methods, seeds, budget: float = BUDGET, max_trials: int = MAX_TRIALS,
-              workers: int = 1, out: Path | None = None, progress: bool = False) -> pd.DataFrame:
+              workers: int = 1, out: Path | None = None, progress: bool = False, half: str | None = None) -> pd.DataFrame:
     """One row per (data set, method, seed): seed_row's statistics plus the anytime regret.
     With ``out``, each row is appended to ``out/rows.jsonl`` as its replay finishes, and the
     replays already there are not run again: a killed run resumes, and a run with more seeds or
     methods adds only what is missing (``check_resumable`` guards the settings)."""
     from experiments.replay.simulator import map_jobs
 
-    tasks = sorted(p.name for p in Path(folder).iterdir() if (p / "run.json").is_file())
+    tasks = tables_of(folder, half)
     wanted = [(t, s, c, seed) for t in tasks for s, c in methods for seed in seeds]
     journal = Path(out) / ROWS_FILE if out is not None else None
     done = {_row_key(r): r for r in _read_rows(journal)} if journal else {}
@@ -291,11 +361,39 @@ def _test_cell(p, r, wins, n) -> str:
     return f"p={p:.3g}, r={r:.2f}, {int(wins)}/{int(n)}"
 
 
-def markdown(cross: pd.DataFrame, settings: dict, pairs: pd.DataFrame | None = None) -> str:
+def ended_early(rows: pd.DataFrame, settings: dict) -> list[str]:
+    """One line per method that did not spend the whole budget on some replays: its searcher ran
+    out of configurations, or it hit the trial guard."""
+    lines = []
+    method = rows["searcher"] + ":" + rows["scheduler"]
+    for name, frame in rows.groupby(method, sort=False):
+        short = frame["compute_share"] < 0.999 * settings["budget"]
+        capped = frame["n_trials"] >= settings["max_trials"]
+        if short.any():
+            lines.append(f"- {name}: {int(short.sum())} of {len(frame)} replays ended before {100 * settings['budget']:.0f}% "
+                         f"(compute share median {100 * frame.loc[short, 'compute_share'].median():.1f}%, "
+                         f"{int(capped.sum())} at the {settings['max_trials']}-trial guard, the rest with the "
+                         "searcher out of configurations); its later columns repeat its last pick")
+    return lines
+
+
+def half_line(settings: dict) -> str:
+    half = settings.get("half")
+    if half is None:
+        return ("Tables: all of them. No setting reported here was chosen by looking at LCBench numbers (the grid, "
+                "ASHA's settings and the fidelity threshold were declared first).")
+    return (f"Tables: the {half} half ({settings['n_datasets']} tables, {half} index in the sorted task list); a setting "
+            "chosen on LCBench is chosen on the even half and reported on the odd half.")
+
+
+def markdown(cross: pd.DataFrame, settings: dict, pairs: pd.DataFrame | None = None, early: list[str] = (),
+             fidelity: list[str] = ()) -> str:
     tested = [round(f * 100) for f in TESTED_FRACTIONS]
     lines = [f"# LCBench suite: {settings['n_datasets']} data sets x {settings['n_seeds']} seeds per method", "",
-             (f"Each method ran until it had spent {100 * settings['budget']:.0f}% of the grid's compute or started "
-              f"{settings['max_trials']} trials; concurrency "
+             half_line(settings), "",
+             (f"Each method ran until it had spent {100 * settings['budget']:.0f}% of the grid's compute (or its "
+              f"searcher ran out of configurations; trial guard {settings['max_trials']}); tables on LCBench epochs "
+              "2..51 (the untrained epoch 1 dropped, YAHPO Gym's FAQ); concurrency "
               f"{settings['max_concurrent']}; ASHA grace period 1 epoch, reduction factor 3 (declared with the grid). "
               "Normalized regret: 0 = the grid's best, 1 = the grid's median configuration; mean [25th, 75th "
               "percentile] over data sets of the per-data-set median over seeds. Rank: 1 = best, averaged over "
@@ -323,6 +421,9 @@ def markdown(cross: pd.DataFrame, settings: dict, pairs: pd.DataFrame | None = N
             cells = [_test_cell(row[f"p_at_{t}pct"], row[f"r_at_{t}pct"], row[f"wins_at_{t}pct"], row[f"n_at_{t}pct"])
                      + f" ({row[f'ties_at_{t}pct']})" for t in tested]
             lines.append(f"| {row['method']} | {row['against']} | " + " | ".join(cells) + " |")
+    lines += ["", "Methods that could not spend the whole budget:" if early else
+              f"Every method spent {100 * settings['budget']:.0f}% of the grid's compute in every replay.", *early]
+    lines += ["", *fidelity]
     lines += ["", "![average rank and normalized regret over compute](plots/lcbench_suite.png)", ""]
     return "\n".join(lines)
 
@@ -338,6 +439,12 @@ def write(out: Path, rows: pd.DataFrame, settings: dict) -> pd.DataFrame:
                             _table(settings["tables"] + "/" + task))
         per_dataset.append(summary.assign(task=task))
     per_dataset = pd.concat(per_dataset, ignore_index=True)
+    tasks = list(dict.fromkeys(rows["task"]))
+    sanity = _fidelity_of(Path(settings["tables"]), tasks)
+    records.write_csv(out / FIDELITY_FILE, list(sanity.columns), sanity.to_dict("records"))
+    first = sanity.sort_values("rung", kind="stable").drop_duplicates("task").set_index("task")
+    per_dataset["first_rung_spearman"] = per_dataset["task"].map(first["spearman"])
+    per_dataset["grid_best_survives_first_cut"] = per_dataset["task"].map(first["best_survives"])
     records.write_csv(out / "datasets.csv", list(per_dataset.columns), per_dataset.to_dict("records"))
     cross = cross_dataset(rows)
     records.write_csv(out / "summary.csv", list(cross.columns), cross.to_dict("records"))
@@ -345,6 +452,7 @@ def write(out: Path, rows: pd.DataFrame, settings: dict) -> pd.DataFrame:
     if len(pairs):
         records.write_csv(out / "pairs.csv", list(pairs.columns), pairs.to_dict("records"))
     plot(rows, out / "plots" / "lcbench_suite.png")
-    records.write_text(out / "summary.md", markdown(cross, settings, pairs))
+    records.write_text(out / "summary.md", markdown(cross, settings, pairs, ended_early(rows, settings),
+                                                    fidelity_lines(sanity)))
     records.write_json(out / "suite.json", settings)
     return cross
