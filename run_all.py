@@ -130,7 +130,7 @@ def parse_resume(argv: list[str] | None) -> str | None:
     return _absolute(args.resume)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     try:
         resume_dir = parse_resume(argv)
         if resume_dir is not None:
@@ -150,6 +150,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+
+
+def main(argv: list[str] | None = None) -> int:
+    from experiments.interrupt import Interrupted
+
+    try:
+        return _main(argv)
+    except Interrupted as exc:
+        print(f"run_all.py: {exc}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:  # before the run folder exists (start-up): nothing to resume
+        print("run_all.py: interrupted while starting, before any method ran", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ RAY_NOISE = (
     "`max_concurrent_trials` requires a `Searcher`",  # ours: the generator is given its limit itself
     "View detailed results here",
     "To visualize your results with TensorBoard",
+    # Ctrl-C: our one line (experiments.interrupt) says how to continue; Ray's points at Tuner.restore
+    "Stop signal received",
+    "Experiment has been interrupted",
 )
 
 

@@ -10,6 +10,7 @@ every method, so whatever finished is on disk even if the run is interrupted.
 from __future__ import annotations
 
 import secrets
+import shlex
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +25,7 @@ from experiments.checkpoints import keep_best_pick
 from experiments.collect import collect_trials
 from experiments.console import next_steps
 from experiments.gpus import GpuProbeError, visible_gpus
+from experiments.interrupt import Interrupted, InterruptGuard
 from experiments.monitor import ClusterMonitor, ResourceMonitor
 from experiments.plan import Method, MethodOutcome, RunPlan, fixed_config
 from experiments.progress import Progress
@@ -155,20 +157,29 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
     monitor = monitor_type(plan.task.name, spec.monitor_interval, gpu=plan.gpu, writer=writer,
                            origin=info.get("started_time"), samples=earlier_samples)
     try:
-        with monitor:  # stops with the run, also on Ctrl-C or an error
+        with monitor, InterruptGuard() as guard:  # the monitor stops with the run, also on Ctrl-C or an error
             for seed in spec.seeds:
                 for searcher, scheduler in spec.methods:
                     method = Method(searcher, scheduler, seed)
                     if method in done:
                         continue
+                    guard.check()
                     first_started = _first_start(info, run_dir, storage, method, echo)
                     progress = [] if spec.quiet else [Progress(method.name, expected_trials(plan, method))]
-                    outcomes.append(run_method(plan, method, storage, monitor=monitor, first_started=first_started,
-                                               callbacks=progress))
+                    outcome = run_method(plan, method, storage, monitor=monitor, first_started=first_started,
+                                         callbacks=progress)
+                    guard.check()  # a method Ctrl-C ended early is not recorded: --resume continues it
+                    outcomes.append(outcome)
                     if plan.keep_checkpoints == "best" and not is_uri(storage):  # the pick is scored: only the
                         # run's best keeps its weights (on a URI Tune's callback prunes within methods only)
                         keep_best_pick(run_dir, [o.summary for o in outcomes])
                     write_tables(run_dir, plan.task, outcomes, monitor)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        info.update(status="interrupted", interrupted_at=now())
+        records.write_json(run_dir / "run.json", info)
+        raise Interrupted(f"{'stopped at once' if isinstance(exc, KeyboardInterrupt) else 'interrupted'}; "
+                          f"{len(outcomes)} of {len(spec.seeds) * len(spec.methods)} methods finished. "
+                          f"Continue with: python run_all.py --resume {shlex.quote(str(run_dir))}") from None
     finally:
         writer.close()
     # The tables were written after every method; only the monitor's last samples are new.
