@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from hyperopt import tpe
 from ray import tune
 from ray.tune.search.hyperopt import HyperOptSearch
@@ -20,7 +22,8 @@ def score(config):
 
 
 def run(cached: bool, n: int = 60, pending: int = 3):
-    searcher = HyperOptSearch(SPACE, metric="score", mode="max", n_initial_points=10, random_state_seed=7)
+    cls = tpe_cache.lookup_searcher_class() if cached else HyperOptSearch
+    searcher = cls(SPACE, metric="score", mode="max", n_initial_points=10, random_state_seed=7)
     if cached:
         searcher.algo = tpe_cache.cached_posterior(searcher.algo)
     configs, live = [], []
@@ -28,6 +31,8 @@ def run(cached: bool, n: int = 60, pending: int = 3):
         config = searcher.suggest(str(i))
         configs.append(config)
         live.append((str(i), config))
+        for trial_id, running in live:  # intermediate reports look each record up (Ray scans them all)
+            searcher.on_trial_result(trial_id, {"score": score(running) - 1.0})
         if len(live) > pending:  # a few trials running at once: records of running trials are in the list too
             trial_id, done = live.pop(0)
             searcher.on_trial_complete(trial_id, {"score": score(done)})
@@ -50,3 +55,17 @@ def test_the_cached_tpe_suggests_exactly_what_hyperopt_does_and_converts_each_re
     # hyperopt converts every record at every model-based suggestion (quadratic); ours each once
     assert sum(converted) <= 60 < plain_work / 10
     assert tpe.build_posterior_wrapper.__module__ == "hyperopt.tpe" and tpe.miscs_to_idxs_vals is counting
+
+
+def test_the_vectorized_split_returns_hyperopts_arrays():
+    rng = np.random.default_rng(0)
+    for n_obs, n_loss in ((0, 0), (0, 5), (7, 7), (40, 25), (300, 300)):
+        o_idxs = rng.integers(0, max(n_loss, 1) * 2, n_obs).tolist()  # some observed trials have no loss
+        o_vals = rng.normal(size=n_obs).tolist() if n_obs % 2 else rng.integers(0, 4, n_obs).tolist()
+        l_idxs = rng.permutation(max(n_loss, 1) * 2)[:n_loss].tolist()
+        l_vals = rng.integers(0, 5, n_loss).astype(float).tolist()  # duplicate losses
+        for gamma in (0.25, 1.0):
+            theirs = tpe.ap_split_trials(o_idxs, o_vals, l_idxs, l_vals, gamma)
+            ours = tpe_cache.ap_split_trials(o_idxs, o_vals, l_idxs, l_vals, gamma)
+            for a, b in zip(theirs, ours):
+                assert a.dtype == b.dtype and a.tolist() == b.tolist(), (n_obs, n_loss, gamma)
