@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from core.cli import OneLineErrorParser
-from experiments.spec import BUDGETS, ExperimentSpec, SpecError, format_methods, parse_methods, parse_seeds
+from experiments.spec import (BUDGETS, ExperimentSpec, RunFailed, SpecError, format_methods, parse_methods,
+                              parse_seeds)
 from searchers import DEFAULT_METHODS, SCHEDULERS, SEARCHERS
 from trainables import task_names
 
@@ -139,16 +140,15 @@ def _main(argv: list[str] | None = None) -> int:
             resume(resume_dir)
             return 0
         spec = parse_spec(argv)
-    except SpecError as exc:
-        print(f"run_all.py: error: {exc}", file=sys.stderr)
-        return 2
-    from experiments.runner import run
+        from experiments.runner import run
 
-    try:
         run(spec)
-    except SpecError as exc:  # the task's own checks (data folder, model), before anything is written
+    except SpecError as exc:  # bad settings, or the task's own checks (data folder, model), before anything is written
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return 2
+    except RunFailed as exc:  # written and reported, but a method has nothing to show
+        print(f"run_all.py: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -54,6 +54,9 @@ class TaskSpec:
     # starts (else every worker decodes or tokenizes the whole data set at once on a first run).
     prepare: Callable[[Mapping[str, Any], Mapping[str, tuple]], None] | None = None
     description: str = ""
+    # Classes of a classification task: a stratified --subset (and eval_subset) needs one example
+    # of each, checked with the options instead of failing in every trial. None: not checked.
+    num_classes: int | None = None
 
     def __post_init__(self):
         if self.mode not in ("max", "min"):
@@ -90,6 +93,11 @@ class TaskSpec:
             takes = ", ".join("--" + name.replace("_", "-") for name in self.options) or "none"
             raise ValueError(f"task {self.name} does not take {flags}; it takes: {takes}")
         options = {**self.options, **given}
+        for name in ("subset", "eval_subset"):
+            value = options.get(name)
+            if value is not None and self.num_classes is not None and value < self.num_classes:
+                raise ValueError(f"--{name.replace('_', '-')} {value} is smaller than the {self.num_classes} classes of "
+                                 f"{self.name}: a stratified subset needs at least one example of each class")
         if self.check_options is not None:
             self.check_options(options, self)
         return options

@@ -22,6 +22,10 @@ RAY_NOISE = (
     # Ctrl-C: our one line (experiments.interrupt) says how to continue; Ray's points at Tuner.restore
     "Stop signal received",
     "Experiment has been interrupted",
+    # a failed trial: our one line per attempt (experiments.progress.FailureLines) names its error and
+    # error.txt; Ray's prints a screen of traceback per attempt, and its summary a list of Trial objects
+    "Trial task failed for trial",
+    "Trials did not complete",
 )
 
 

@@ -9,10 +9,14 @@ stdout is not a terminal (CI, nohup, a pipe) it prints a plain line at most ever
 
 from __future__ import annotations
 
+import math
+import shutil
 import sys
 import time
 
 from ray import tune
+
+from core.rules import selection_key
 
 PLAIN_INTERVAL_S = 10.0  # seconds between plain progress lines of one method
 
@@ -32,6 +36,8 @@ class Progress(tune.Callback):
         self.plain, self._clock, self._out = plain, clock, out
         self.finished = self.running = self.errors = self.epochs = 0
         self.best: tuple[float, str] | None = None
+        self._trials: dict[str, tuple[float, int]] = {}  # trial id -> (best value so far, epochs)
+        self._order: dict[str, int] = {}  # trial id -> start order
         self._started: float | None = None
         self._last_line: float | None = None
         self._bar = None
@@ -46,12 +52,19 @@ class Progress(tune.Callback):
     # --- Tune's events ------------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
         self.running += 1
+        self._order.setdefault(trial.trial_id, len(self._order))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.epochs += 1
         value = result.get(self.metric)
-        if isinstance(value, (int, float)) and value == value and (self.best is None or value > self.best[0]):
-            self.best = (float(value), trial.trial_id)
+        if not (isinstance(value, (int, float)) and value == value):
+            return
+        best, _ = self._trials.get(trial.trial_id, (-math.inf, 0))
+        self._trials[trial.trial_id] = (max(best, float(value)), int(result.get("epoch") or 0))
+        # the method's pick by the rule the summary and the kept checkpoint use (core.rules): on ties
+        # the trial trained longest, then the one started first
+        leader = max(self._trials, key=lambda t: selection_key(*self._trials[t], self._order.get(t, len(self._order))))
+        self.best = (self._trials[leader][0], leader)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running = max(0, self.running - 1)
@@ -61,6 +74,9 @@ class Progress(tune.Callback):
         self.running = max(0, self.running - 1)
         self.finished += 1
         self.errors += 1
+
+    def on_trial_recover(self, iteration, trials, trial, **info):  # failed, to be retried: it starts again
+        self.running = max(0, self.running - 1)
 
     def on_step_end(self, iteration, trials, **info):
         self.render()
@@ -76,7 +92,11 @@ class Progress(tune.Callback):
     def _is_plain(self) -> bool:
         if self.plain is not None:
             return self.plain
-        return not (hasattr(self.stream, "isatty") and self.stream.isatty())
+        if not (hasattr(self.stream, "isatty") and self.stream.isatty()):
+            return True
+        # a terminal that reports no width (some CI consoles, a detached tmux pane): tqdm would
+        # draw a bar of width 0, that is nothing at all
+        return shutil.get_terminal_size(fallback=(80, 24)).columns <= 0
 
     def status(self, now: float) -> str:
         elapsed = now - (self._started if self._started is not None else now)
@@ -113,3 +133,33 @@ class Progress(tune.Callback):
             self._bar = None
         else:
             self._bar.update(0)  # tqdm redraws at most once per mininterval
+
+
+class FailureLines(tune.Callback):
+    """One terminal line per failed trial attempt, on stderr (also with --quiet: errors are not
+    progress). The traceback stays in the trial's error.txt and its last line in trials.csv's
+    error column; Ray's own screen-long tracebacks are filtered (experiments.console)."""
+
+    def __init__(self, name: str, max_failures: int):
+        self.name, self.max_failures = name, max_failures
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._line(trial, f"failed (attempt {trial.run_metadata.num_failures} of {self.max_failures + 1}); "
+                          "Ray retries it")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line(trial, "failed for good")
+
+    def _line(self, trial, what: str) -> None:
+        # the message from the file Ray has just written; the path where it lands in the run folder
+        where = f" (traceback: {trial.path}/error.txt)" if trial.path and "://" not in trial.path else ""
+        print(f"{self.name}: trial {trial.trial_id} {what}: {_last_line(trial.error_file)}{where}",
+              file=sys.stderr, flush=True)
+
+
+def _last_line(path: str | None) -> str:
+    try:
+        lines = [line.strip() for line in open(path).read().splitlines() if line.strip()]
+    except (OSError, TypeError):
+        return "error (no error file)"
+    return lines[-1] if lines else "error"

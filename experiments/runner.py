@@ -19,7 +19,7 @@ from tensorboardX import SummaryWriter
 
 from analysis.report import build, format_table, write_summary
 from core import records
-from core.rules import select_trial
+from core.rules import method_name, select_trial
 from experiments import machine
 from experiments.checkpoints import keep_best_pick
 from experiments.collect import collect_trials
@@ -28,9 +28,9 @@ from experiments.gpus import GpuProbeError, visible_gpus
 from experiments.interrupt import Interrupted, InterruptGuard
 from experiments.monitor import ClusterMonitor, ResourceMonitor
 from experiments.plan import Method, MethodOutcome, RunPlan, fixed_config
-from experiments.progress import Progress
+from experiments.progress import FailureLines, Progress
 from experiments.scoring import evaluate_selected, summarize_method
-from experiments.spec import ExperimentSpec, SpecError, is_uri
+from experiments.spec import ExperimentSpec, RunFailed, SpecError, is_uri
 from experiments.tune_adapter import can_restore
 from experiments.tuning import expected_trials, tune_method
 from trainables import get_task
@@ -167,7 +167,7 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
                     first_started = _first_start(info, run_dir, storage, method, echo)
                     progress = [] if spec.quiet else [Progress(method.name, expected_trials(plan, method))]
                     outcome = run_method(plan, method, storage, monitor=monitor, first_started=first_started,
-                                         callbacks=progress)
+                                         callbacks=[*progress, FailureLines(method.name, plan.max_failures)])
                     guard.check()  # a method Ctrl-C ended early is not recorded: --resume continues it
                     outcomes.append(outcome)
                     if plan.keep_checkpoints == "best" and not is_uri(storage):  # the pick is scored: only the
@@ -185,11 +185,17 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
     # The tables were written after every method; only the monitor's last samples are new.
     records.write_csv(run_dir / "resources.csv", records.RESOURCE_COLUMNS, monitor.rows())
     build(run_dir)  # plots and the final summary.md
-    info.update(status="finished", finished_at=now())
+    failed = [o.summary for o in outcomes if not o.summary.get("best_trial_id")]
+    info.update(status="finished", finished_at=now(),
+                methods_without_result=[method_name(s["searcher"], s["scheduler"], int(s["seed"])) for s in failed])
     records.write_json(run_dir / "run.json", info)
     table(format_table([o.summary for o in outcomes], DISPLAY_COLUMNS))
     for line in next_steps(run_dir):
         echo(line)
+    if failed:
+        names = ", ".join(f"{s['searcher']}:{s['scheduler']} seed {s['seed']}" for s in failed)
+        raise RunFailed(f"{len(failed)} of {len(outcomes)} methods completed no trial ({names}); each trial's error "
+                        f"is in {run_dir / 'trials.csv'} and its traceback in the trial's error.txt")
     return run_dir
 
 

@@ -24,6 +24,11 @@ class SpecError(ValueError):
     """A bad experiment setting; its message is one line meant for the user."""
 
 
+class RunFailed(Exception):
+    """The run finished and wrote its tables, but a method has no trial with a result (every trial
+    failed): nothing to compare or pick. One line for the user; run_all exits 1."""
+
+
 def parse_methods(text: str) -> tuple[tuple[str, str], ...]:
     """``"grid,random:asha,bayesopt:*"`` -> (searcher, scheduler) pairs; the one meaning of
     ``--methods`` for real runs and the replay benchmark.

@@ -66,3 +66,36 @@ def test_it_pickles_without_its_stream_for_tunes_snapshots():
     progress.on_step_end(0, [])
     restored = pickle.loads(pickle.dumps(progress))
     assert restored.total == 1 and restored._bar is None
+
+
+def test_on_ties_the_live_line_names_the_trial_the_summary_picks():
+    """core.rules: equal best values go to the trial trained longest, then to the one started first."""
+    from core.rules import select_trial
+
+    out = io.StringIO()
+    progress = Progress("m", total=3, plain=True, clock=Clock(), out=out)
+    for t in ("a", "b", "c"):
+        progress.on_trial_start(0, [], trial(t))
+    progress.on_trial_result(0, [], trial("a"), {"val_accuracy": 0.9, "epoch": 1})
+    progress.on_trial_result(0, [], trial("b"), {"val_accuracy": 0.9, "epoch": 1})
+    assert progress.best == (0.9, "a")  # same value and epochs: the first started
+    progress.on_trial_result(0, [], trial("b"), {"val_accuracy": 0.85, "epoch": 2})
+    assert progress.best == (0.9, "b")  # the same best value, trained longer
+    rows = [{"trial_id": "a", "status": "completed", "best_val_accuracy": 0.9, "epochs": 1},
+            {"trial_id": "b", "status": "completed", "best_val_accuracy": 0.9, "epochs": 2}]
+    assert select_trial(rows)["trial_id"] == progress.best[1]
+
+
+def test_a_terminal_without_width_gets_plain_lines(monkeypatch):
+    import os
+    import shutil
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((0, 0)))
+    out = Terminal()
+    progress = Progress("m", total=1, clock=Clock(), out=out)
+    progress.on_step_end(0, [])
+    assert out.getvalue().startswith("m: 0/1 trials done")  # a line, not a bar of width 0

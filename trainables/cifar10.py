@@ -227,6 +227,7 @@ class Cifar10Run(TrainingRun):
 
 TASK = TaskSpec(
     name="cifar10",
+    num_classes=NUM_CLASSES,
     trainable="trainables.cifar10:Cifar10Trainable",
     space=SPACE,
     grace_period=3,  # epochs, declared with the space (not measured): rungs at 3 and 9 of max 30, two cuts

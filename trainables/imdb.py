@@ -264,6 +264,7 @@ class ImdbRun(TrainingRun):
 
 TASK = TaskSpec(
     name="imdb",
+    num_classes=NUM_LABELS,
     trainable="trainables.imdb:ImdbTrainable",
     space=SPACE,
     epochs_param="num_train_epochs",
