@@ -32,27 +32,47 @@ CONTROLS = (("random", "fifo"), ("random", "asha"))
 
 def with_grid_comparison(summary: pd.DataFrame) -> pd.DataFrame:
     """Each method's regret to the grid's best validation accuracy (accuracy points) and the
-    share of the grid's compute it used, against the grid run of the same seed (else the best
-    grid run); NaN where the run has no grid. Two shares: ``grid_epochs_share`` (epochs
-    trained: deterministic, the same on any machine) and ``grid_compute_share`` (GPU-seconds,
-    else trial-seconds: what it cost here, which moves with the machine's load)."""
+    share of the grid's compute it used, against the reference grid run named in
+    ``grid_reference``: grid:fifo of the same seed (else grid:fifo's best seed); only where the run
+    has no grid:fifo, grid:asha, which is early-stopped and so no full grid, named as such. NaN
+    where the run has no grid. Two shares: ``grid_epochs_share`` (epochs trained, which a
+    machine's load does not change; see REPRODUCIBLE for when they are the same run to run) and
+    ``grid_compute_share`` (GPU-seconds, else trial-seconds: what it cost here)."""
     summary = summary.copy()
-    grid = summary[summary["searcher"] == "grid"]
+    grids = summary[summary["searcher"] == "grid"]
+    fifo = grids[grids["scheduler"] == "fifo"]
+    grid = fifo if len(fifo) else grids
     summary["val_regret_pts"] = np.nan
     summary["grid_epochs_share"] = np.nan
     summary["grid_compute_share"] = np.nan
+    summary["grid_reference"] = None
     if grid.empty:
         return summary
     cost = "gpu_seconds" if summary["gpu_seconds"].notna().any() else "trial_seconds"
     for i, row in summary.iterrows():
         same_seed = grid[grid["seed"] == row["seed"]]
         reference = same_seed.iloc[0] if len(same_seed) else grid.loc[grid["best_val_accuracy"].idxmax()]
+        summary.loc[i, "grid_reference"] = f"grid:{reference['scheduler']} seed {reference['seed']}"
         summary.loc[i, "val_regret_pts"] = 100.0 * (reference["best_val_accuracy"] - row["best_val_accuracy"])
         if reference["epochs_trained"] and reference["epochs_trained"] > 0:
             summary.loc[i, "grid_epochs_share"] = row["epochs_trained"] / reference["epochs_trained"]
         if reference[cost] and reference[cost] > 0:
             summary.loc[i, "grid_compute_share"] = row[cost] / reference[cost]
     return summary
+
+
+def reproducibility(max_concurrent) -> str:
+    """What of a run's table comes out the same when the same command runs again."""
+    same = ("grid and random search under FIFO: the same configurations and epochs (and, on the CPU, the same "
+            "numbers) whatever the concurrency")
+    if max_concurrent == 1:
+        return (f"Reproducible: {same}; at concurrency 1, every method's trials, epochs and picks. "
+                "Not: seconds and resource figures, which move with the machine's load.")
+    return (f"Reproducible: {same}. Not, at concurrency {max_concurrent or '> 1'}: which trials ASHA stops and "
+            "what a model-based searcher suggests depend on the order in which parallel trials report, so their "
+            "epochs_trained, grid_epochs_share and picks can differ between two runs of the same command (measured: "
+            "random:asha 9 vs 6 epochs, bayesopt:asha 14, 13, 11); nor seconds and resource figures. Run with "
+            "--max-concurrent 1 for a run that repeats exactly.")
 
 
 def _fmt(column: str, value) -> str:
@@ -116,14 +136,19 @@ def comparisons_markdown(summary: pd.DataFrame) -> str:
 def summary_markdown(run: Run) -> str:
     summary = with_grid_comparison(run.summary)
     cost = "GPU-seconds" if uses_gpu(run) else "trial-seconds"
+    references = sorted(set(summary["grid_reference"].dropna())) if len(summary) else []
+    reference = ", ".join(references) if references else "no grid in this run"
+    if any(r.startswith("grid:asha") for r in references):
+        reference += " (early-stopped: no full grid ran, so this is not the grid's best)"
     plots = "".join(f"![{name}](plots/{name})\n" for name in PLOTS if (run.path / "plots" / name).exists())
     return (
         f"# {run.info.get('spec', {}).get('task', '')}: methods compared\n\n{format_table(summary)}\n\n"
         "- best_val_accuracy: the selected configuration's best validation accuracy; test_*: its "
         "best-validation weights scored on the test split (never seen by a searcher or scheduler).\n"
-        f"- val_regret_pts: the grid's best validation accuracy minus the method's, in accuracy points; "
-        "grid_epochs_share: epochs the method trained over the grid's (deterministic); "
-        f"grid_compute_share: the method's {cost} over the grid's (same seed; moves with the machine's load).\n"
+        f"- val_regret_pts: the reference grid's best validation accuracy minus the method's, in accuracy points "
+        f"(grid_reference names it: {reference}); grid_epochs_share: epochs the method trained over the grid's; "
+        f"grid_compute_share: the method's {cost} over the grid's (moves with the machine's load).\n"
+        f"- {reproducibility(run.info.get('resolved', {}).get('max_concurrent'))}\n"
         "- wall_seconds: the method's wall clock; trial_seconds: summed trial time; gpu_seconds: trial time "
         "x GPU fraction (empty without a GPU); mean_gpu_util (%) and peak_card_gpu_mem_mb (the whole card, NVML), "
         "peak_trial_gpu_mem_mb (PyTorch's peak of the largest trial) and peak_rss_mb "

@@ -1,5 +1,5 @@
 """A resource sampler in the driver: GPU utilization and memory of the pinned GPU (NVML),
-CPU percent and resident memory of the driver plus every Ray worker process (psutil), every
+CPU percent and resident memory of the driver plus its own Ray instance's workers (psutil), every
 ``interval_s`` seconds, tagged with the method running. With no GPU the GPU fields are None
 (empty in resources.csv), never zero-filled guesses.
 
@@ -135,21 +135,27 @@ class ResourceMonitor:
                 continue
 
     def _members(self) -> list:
-        """The driver and every Ray worker on this machine (new processes looked at once)."""
-        pids = set(self._psutil.pids())
-        for pid in pids - self._seen:
-            self._seen.add(pid)
-            try:
-                process = self._psutil.Process(pid)
-            except self._psutil.Error:
-                continue
-            if is_ray_worker(process):
-                self._workers[pid] = process
+        """The driver and the Ray processes of this run's own Ray instance: the driver's descendants
+        (the raylet a run starts is the driver's child, its workers the raylet's). A second run on
+        the same machine has its own Ray, whose workers are not ours (matching "ray::" names
+        machine-wide counted them: 12-13 processes instead of 8). New processes are looked at once."""
+        workers, descendants = [], self._driver.children(recursive=True)
+        self._seen &= {p.pid for p in descendants}  # a pid that ended may come back as a worker
+        for process in descendants:
+            known = self._workers.get(process.pid)
+            if known is None:
+                if process.pid in self._seen:  # looked at before: not a Ray worker
+                    continue
+                self._seen.add(process.pid)
+                if not is_ray_worker(process):
+                    continue
+                known = self._workers[process.pid] = process
+            workers.append(known)
+        alive = {p.pid for p in workers}
         for pid in list(self._workers):
-            if pid not in pids:
+            if pid not in alive:
                 del self._workers[pid]
-        self._seen &= pids
-        return [self._driver, *self._workers.values()]
+        return [self._driver, *workers]
 
     def _gpu(self) -> tuple[float | None, float | None]:
         """Whole-card utilization (%) and used memory (MiB, every process on the card)."""

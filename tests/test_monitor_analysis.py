@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis import NotARunFolder, load_run
-from analysis.report import PLOTS, with_grid_comparison
+from analysis.report import PLOTS, reproducibility, with_grid_comparison
 from core.records import RESOURCE_COLUMNS
 from experiments.gpus import visible_gpus
 from experiments.monitor import ResourceMonitor
@@ -168,3 +168,53 @@ def test_a_run_whose_trials_all_failed_still_gets_its_report(smoke_run, tmp_path
     summary.to_csv(copy / "summary.csv", index=False)
     build(copy)  # the cost/quality plot used a log axis and raised on zero costs
     assert (copy / "plots" / "cost_quality.png").is_file()
+
+
+def test_the_monitor_counts_its_own_ray_workers_not_another_runs(ray_session, tmp_path):
+    """Two runs on one machine each start their own Ray: a "ray::" process that is not a
+    descendant of this driver (here an orphan named like a Ray worker) is another run's."""
+    import os
+    import signal
+
+    @ray_session.remote
+    def pid():
+        return os.getpid()
+
+    ours = ray_session.get(pid.remote())  # a worker of this process's Ray instance
+    marker = tmp_path / "foreign.pid"
+    # double fork: the "worker" is re-parented away from this process, as another run's would be
+    subprocess.run(["sh", "-c", f"{sys.executable} -c \"import ctypes, os, time; "
+                    "ctypes.CDLL(None).prctl(15, b'ray::Foreign', 0, 0, 0); "
+                    f"open('{marker}', 'w').write(str(os.getpid())); time.sleep(60)\" &"], check=True)
+    deadline = time.time() + 10
+    while not (marker.exists() and marker.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    foreign = int(marker.read_text())
+    try:
+        import psutil
+
+        assert psutil.Process(foreign).name() == "ray::Foreign"
+        members = {p.pid for p in ResourceMonitor("t")._members()}
+        assert ours in members and os.getpid() in members
+        assert foreign not in members
+    finally:
+        os.kill(foreign, signal.SIGKILL)
+
+
+def test_the_reference_grid_is_grid_fifo_and_is_named():
+    summary = pd.DataFrame({
+        "searcher": ["grid", "grid", "bayesopt"], "scheduler": ["asha", "fifo", "asha"], "seed": [0, 0, 0],
+        "best_val_accuracy": [0.99, 0.97, 0.965], "trial_seconds": [50.0, 200.0, 20.0],
+        "epochs_trained": [300, 1000, 120], "gpu_seconds": [np.nan] * 3})
+    out = with_grid_comparison(summary)
+    # against grid:fifo (the full grid), not the early-stopped grid:asha listed first
+    assert out["val_regret_pts"].round(6).tolist() == [-2.0, 0.0, 0.5]
+    assert set(out["grid_reference"]) == {"grid:fifo seed 0"} and out["grid_epochs_share"].tolist() == [0.3, 1.0, 0.12]
+    only_asha = with_grid_comparison(summary[summary["scheduler"] == "asha"])
+    assert set(only_asha["grid_reference"]) == {"grid:asha seed 0"}  # named, not passed off as the grid
+
+
+def test_what_is_reproducible_is_said_with_the_concurrency():
+    assert "every method's trials, epochs and picks" in reproducibility(1)
+    many = reproducibility(4)
+    assert "Not, at concurrency 4" in many and "grid_epochs_share" in many and "--max-concurrent 1" in many
