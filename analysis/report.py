@@ -13,7 +13,8 @@ from analysis.load import Run, load_run
 from analysis.stats import paired
 from core import records
 
-DISPLAY_COLUMNS = ("searcher", "scheduler", "seed", "n_trials", "n_failed", "epochs_trained", "best_val_accuracy",
+DISPLAY_COLUMNS = ("searcher", "scheduler", "seed", "n_trials", "n_failed", "n_repeats", "epochs_trained",
+                   "best_val_accuracy",
                    "test_accuracy", "test_f1", "test_auc", "val_regret_pts", "grid_epochs_share", "grid_compute_share",
                    "wall_seconds",
                    "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb", "peak_card_gpu_mem_mb",
@@ -240,10 +241,22 @@ def plot_cost_quality(run: Run, path: Path) -> None:
     # must still get its report, not a matplotlib error)
     log = bool((pd.to_numeric(run.summary[cost], errors="coerce") > 0).all())
     ax.set_xscale("log" if log else "linear")
+    if log:
+        plain_log_ticks(ax.xaxis)
     ax.set_xlabel(f"total cost ({cost.replace('_', '-')}{', log scale' if log else ''})")
     ax.set_ylabel("test accuracy of the selected configuration")
     ax.set_title("quality against cost, one point per method and seed")
     _finish(fig, ax, path)
+
+
+def plain_log_ticks(axis) -> None:
+    """Ticks at 1, 2 and 5 per decade, written plainly, and no minor labels: a log axis spanning
+    less than a decade otherwise labels every minor tick (2x10^2, 3x10^2, ...) and they overlap."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def plot_resources(run: Run, path: Path) -> None:

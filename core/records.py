@@ -35,7 +35,7 @@ CURVE_COLUMNS = METHOD_COLUMNS + ("trial_id", "epoch", "val_accuracy", "val_f1",
 # peak_card_gpu_mem_mb and resources.csv's gpu_mem_mb are the whole card's used memory (NVML:
 # every process on it, CUDA contexts and caches included).
 SUMMARY_COLUMNS = METHOD_COLUMNS + (
-    "n_trials", "n_failed", "epochs_trained", "best_val_accuracy", "test_accuracy", "test_f1", "test_auc",
+    "n_trials", "n_failed", "n_repeats", "epochs_trained", "best_val_accuracy", "test_accuracy", "test_f1", "test_auc",
     "wall_seconds", "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb", "peak_card_gpu_mem_mb",
     "peak_rss_mb",
     "best_trial_id", "best_config")

@@ -99,10 +99,26 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
         "tune_storage": storage,  # where Ray Tune keeps the method folders (tune/ links there with --storage)
     }
     records.write_json(run_dir / "run.json", info)
-    echo(f"run folder: {run_dir}")
+    print(f"run folder: {run_dir}")  # also with --quiet: the one line that says where the results go
+    note = samples_note(spec, task, num_samples)
+    if note:
+        echo(note)
     if not resources["gpu"]:
         echo("no GPU requested or available: trials run on the CPU; GPU figures are left empty")
     return run_methods(spec, plan, run_dir, info, [], echo)
+
+
+def samples_note(spec: ExperimentSpec, task, num_samples: int) -> str | None:
+    """One line where --num-samples is above the space's size: what each sampling searcher does then."""
+    sampling = sorted({s for s, _ in spec.methods if s != "grid"})
+    if num_samples <= task.grid_size or not sampling:
+        return None
+    repeat = [s for s in sampling if s != "bayesopt"]
+    return (f"--num-samples {num_samples} is above the {task.grid_size} configurations of the space: "
+            + ("bayesopt tries each configuration once (at most that many trials)" if "bayesopt" in sampling else "")
+            + ("; " if "bayesopt" in sampling and repeat else "")
+            + (f"{', '.join(repeat)} draw with replacement and repeat configurations (n_repeats in summary.csv)"
+               if repeat else ""))
 
 
 def run_method(plan: RunPlan, method: Method, storage: str, monitor=None,

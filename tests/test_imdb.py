@@ -134,7 +134,8 @@ def test_smoke_run_end_to_end(ray_session, fixture_dirs, tmp_path):
     ("bad_labels", "has labels outside 0..1"),
     # offline: "... no network: pass --model with a local folder"; online: "... cannot be loaded ..."
     ("unloadable_model", "--model 'no-such-org/no-such-model'"),
-    ("short_model", "max_seq_length 32 is above the limit"),
+    # names a flag that exists (--model), not one that does not (before: "... or a shorter max_seq_length")
+    ("short_model", "max_seq_length 32 is above the limit of model"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(fixture_dirs, tmp_path, capsys, problem, expected):
     data_dir, model = tmp_path / "data", fixture_dirs["model"]
@@ -157,6 +158,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(fixture_dirs, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and expected in err[0], err
     assert not results.exists()
+    if problem == "short_model":
+        assert "pass a --model with at least 32 positions" in err[0] and "shorter max_seq_length" not in err[0]
 
 
 def test_training_batches_are_length_grouped_and_padded_less_than_fixed(fixture_dirs, monkeypatch):

@@ -218,3 +218,36 @@ def test_what_is_reproducible_is_said_with_the_concurrency():
     assert "every method's trials, epochs and picks" in reproducibility(1)
     many = reproducibility(4)
     assert "Not, at concurrency 4" in many and "grid_epochs_share" in many and "--max-concurrent 1" in many
+
+
+def test_the_cost_axis_labels_do_not_overlap_when_costs_span_less_than_a_decade(tmp_path, monkeypatch):
+    """Costs of 160..240 trial-seconds: matplotlib's log axis labels every minor tick in mathtext
+    (1.6x10^2, 1.7x10^2, ...) and three pairs overlapped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis import report
+    from analysis.load import Run
+
+    summary = pd.DataFrame({"searcher": ["grid", "random", "bayesopt"], "scheduler": ["fifo", "fifo", "asha"],
+                            "seed": [0, 0, 0], "trial_seconds": [240.0, 200.0, 160.0], "gpu_seconds": [np.nan] * 3,
+                            "test_accuracy": [0.95, 0.94, 0.96]})
+    run = Run(path=tmp_path, info={}, trials=pd.DataFrame(), curves=pd.DataFrame(), summary=summary,
+              resources=pd.DataFrame())
+    drawn = {}
+
+    def keep(fig, ax, path):
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.canvas.draw()
+        drawn["ax"] = ax
+
+    monkeypatch.setattr(report, "_finish", keep)
+    report.plot_cost_quality(run, tmp_path / "cost_quality.png")
+    ax = drawn["ax"]
+    low, high = ax.get_xlim()
+    ticks = [t for t in ax.xaxis.get_major_ticks() + ax.xaxis.get_minor_ticks()
+             if t.label1.get_visible() and t.label1.get_text() and low <= t.get_loc() <= high]
+    boxes = sorted((t.label1.get_window_extent() for t in ticks), key=lambda b: b.x0)
+    assert len(boxes) >= 3  # still labelled
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [t.label1.get_text() for t in ticks]

@@ -216,6 +216,22 @@ def test_the_builtin_table_replays_on_a_fresh_install(tmp_path):
     assert replay.main(["--builtin", "breast_cancer", "--seeds", "2", "--methods", "hyperopt:asha", "--out", str(out),
                         "--workers", "1"]) == 0
     assert len(pd.read_csv(out / "seeds.csv")) == 2
+    text = (out / "summary.md").read_text()  # every replayed table's fidelity is checked and reported
+    assert "Fidelity sanity" in text and "| 10 | 162 | 0.69 |" in text and "WARNING" not in text
+    assert list(pd.read_csv(out / "fidelity.csv")["rung"]) == [10, 30, 90]
+
+
+def test_a_second_replay_into_the_same_folder_is_refused_and_the_first_kept(tmp_path, capsys):
+    out = tmp_path / "replay"
+    argv = ["--builtin", "breast_cancer", "--seeds", "1", "--methods", "random:fifo", "--out", str(out), "--workers", "1"]
+    assert replay.main(argv) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    other = ["--builtin", "breast_cancer", "--seeds", "2", "--methods", "rungbo:asha", "--out", str(out), "--workers", "1"]
+    assert replay.main(other) == 2  # before: seeds.csv went from the first replay's rows to the second's
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds an earlier replay" in err[0] and "--out" in err[0]
+    assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
 
 def _copy_run(smoke_run, tmp_path, drop_trials=0, drop_curve_rows=0):

@@ -189,4 +189,27 @@ def test_quiet_prints_only_the_table(tmp_path):
                    cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
-    assert lines[0].startswith("| searcher | scheduler |") and len(lines) == 3  # header, rule, grid's row
+    (run_dir,) = (tmp_path / "r" / "breast_cancer").iterdir()
+    assert lines[0] == f"run folder: {run_dir}"  # quiet, but it says where the results are
+    assert lines[1].startswith("| searcher | scheduler |") and len(lines) == 4  # header, rule, grid's row
+
+
+def test_more_samples_than_configurations_is_said_and_repeats_are_counted():
+    from experiments.plan import Method
+    from experiments.runner import samples_note
+    from experiments.scoring import summarize_method
+    from experiments.spec import ExperimentSpec
+    from trainables import get_task
+
+    task = get_task("breast_cancer").for_budget("smoke")
+    spec = ExperimentSpec(methods=(("grid", "fifo"), ("random", "fifo"), ("bayesopt", "asha")), budget="smoke")
+    note = samples_note(spec, task, task.grid_size + 42)
+    assert note.startswith(f"--num-samples {task.grid_size + 42} is above the {task.grid_size} configurations")
+    assert "bayesopt tries each configuration once" in note and "random draw with replacement" in note
+    assert samples_note(spec, task, task.grid_size) is None
+    assert samples_note(ExperimentSpec(methods=(("grid", "fifo"),)), task, 10**6) is None  # the grid samples nothing
+    config = {f"config/{k}": v[0] for k, v in task.space.items()}
+    trials = [{**config, "status": "completed", "epochs": 1, "train_seconds": 1.0, "peak_rss_mb": None,
+               "peak_trial_gpu_mem_mb": None} for _ in range(3)]
+    summary = summarize_method(task, Method("random", "fifo", 0), trials, 1.0, {}, None, 0.0)
+    assert summary["n_repeats"] == 2  # three trials of one configuration

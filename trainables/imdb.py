@@ -105,7 +105,8 @@ def check_options(options: dict, task: TaskSpec) -> None:
     longest = max(task.space["max_seq_length"])
     if limit is not None and longest > limit:
         raise ValueError(f"max_seq_length {longest} is above the limit of model {options['model']!r} ({limit} "
-                         "positions); choose a model with longer positions or a shorter max_seq_length")
+                         f"positions); pass a --model with at least {longest} positions (max_seq_length is a "
+                         "searched hyperparameter of this task's space, not a command-line option)")
 
 
 def _tokenizer_fingerprint(tokenizer) -> str:

@@ -112,6 +112,9 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else source / "replay"
     try:
         table = load_table(source)
+        if (out / "replay.json").exists():  # a replay's results are never replaced without a word
+            raise ReplayError(f"{out} holds an earlier replay (replay.json); pass --out with another folder, "
+                              "or remove that one to replace it")
         out.mkdir(parents=True, exist_ok=True)
     except (ReplayError, OSError) as exc:
         print(f"python -m experiments.replay: error: {exc}", file=sys.stderr)
