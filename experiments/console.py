@@ -26,6 +26,7 @@ RAY_NOISE = (
     # error.txt; Ray's prints a screen of traceback per attempt, and its summary a list of Trial objects
     "Trial task failed for trial",
     "Trials did not complete",
+    "Restoring the run from the latest experiment state file",  # --resume says "resuming <method>" itself
 )
 
 

@@ -170,6 +170,7 @@ def test_a_run_killed_mid_method_resumes_without_rerunning_finished_trials(smoke
                              env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert "resuming random-fifo-s0" in resumed.stdout
+    assert "Restoring the run" not in resumed.stdout + resumed.stderr  # Tune's INFO line: ours says it (issue 25)
 
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "finished" and len(info["resumed_at"]) == 1

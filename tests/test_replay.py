@@ -218,6 +218,9 @@ def test_the_builtin_table_replays_on_a_fresh_install(tmp_path):
     assert len(pd.read_csv(out / "seeds.csv")) == 2
     text = (out / "summary.md").read_text()  # every replayed table's fidelity is checked and reported
     assert "Fidelity sanity" in text and "| 10 | 162 | 0.69 |" in text and "WARNING" not in text
+    # what looks contradictory is explained where it is shown (issue 25, item 8)
+    assert "Regret can rise over compute" in text and "100% reaching can stand next to" in text
+    assert "r is -1 or 1 while p stays near 1" in text
     assert list(pd.read_csv(out / "fidelity.csv")["rung"]) == [10, 30, 90]
 
 

@@ -11,8 +11,8 @@ import pandas as pd
 
 from core import records
 from experiments.replay import fidelity
-from experiments.replay.stats import (CONTROLS, REACH_POINTS, REGRET_FRACTIONS, SUMMARY_COLUMNS, anytime_curves,
-                                      summarize)
+from experiments.replay.stats import (CONTROLS, READING_NOTES, REACH_POINTS, REGRET_FRACTIONS, SUMMARY_COLUMNS,
+                                      anytime_curves, summarize)
 from experiments.replay.table import Table
 
 
@@ -89,7 +89,7 @@ def summary_markdown(summary: pd.DataFrame, table: Table, settings: dict, sanity
               f"Grid's own selection test accuracy: {_fmt(grid_test, 4)}." if grid_test is not None else
               "The table has no test curves (record the grid with run_all.py --record-test-curves): test columns "
               "are empty.",
-              ""]
+              "", *READING_NOTES, ""]
     if sanity is not None and len(sanity):
         lines += [*fidelity.markdown(sanity), ""]
     lines += ["![anytime regret](plots/anytime_regret.png)", ""]

@@ -19,6 +19,20 @@ REACH_POINTS = 0.5  # accuracy points: "within 0.5 points of the grid's best"
 CONTROLS = {("random", "fifo"): "vs_random", ("random", "asha"): "vs_random_asha"}
 ANYTIME_POINTS = np.geomspace(0.005, 1.0, 120)  # compute fractions of the anytime curves
 
+# What looks self-contradictory in a replay's tables, and why it is not; summary.md says it.
+READING_NOTES = (
+    "Reading the numbers:",
+    "- Regret can rise over compute: a pick is made on the one training seed its trial followed, but its regret is "
+    "that configuration's value averaged over the grid's training seeds; a new pick that is better on its own seed "
+    "can be worse on the average.",
+    "- 'Seeds reaching' counts replays whose pick came within the threshold at any point; the regret percentiles "
+    "are at one compute share. A replay that reached it and then moved to a pick worse on the average (above) "
+    "counts in both, so 100% reaching can stand next to a 75th percentile above the threshold.",
+    "- Wilcoxon's test drops tied pairs, and r (rank-biserial) is computed on the untied ones: with one or two "
+    "untied pairs, all in one direction, r is -1 or 1 while p stays near 1 (too few pairs to say anything). Read "
+    "r with its n and its wins.",
+)
+
 
 def regret_at(run, table: Table, fractions) -> np.ndarray:
     """Regret (accuracy points) of the run's pick once it has used each fraction of the grid's

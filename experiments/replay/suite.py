@@ -43,7 +43,7 @@ import pandas as pd
 from analysis.stats import wilcoxon
 from core import records
 from experiments.replay.report import _fmt  # one cell format for every replay table
-from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, regret_at, seed_row, summarize
+from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, READING_NOTES, regret_at, seed_row, summarize
 from experiments.replay.table import Table, load_table
 
 SUITE_FRACTIONS = (0.01, 0.02, 0.05, 0.10, 0.25)  # shares of the grid's compute the suite reports
@@ -423,7 +423,7 @@ def markdown(cross: pd.DataFrame, settings: dict, pairs: pd.DataFrame | None = N
             lines.append(f"| {row['method']} | {row['against']} | " + " | ".join(cells) + " |")
     lines += ["", "Methods that could not spend the whole budget:" if early else
               f"Every method spent {100 * settings['budget']:.0f}% of the grid's compute in every replay.", *early]
-    lines += ["", *fidelity]
+    lines += ["", *fidelity, "", *READING_NOTES]
     lines += ["", "![average rank and normalized regret over compute](plots/lcbench_suite.png)", ""]
     return "\n".join(lines)
 
