@@ -117,27 +117,32 @@ def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
     )
 
 
-def parse_resume(argv: list[str] | None) -> str | None:
-    """The run folder of ``--resume``, or None; SpecError where other settings come with it."""
+def parse_resume(argv: list[str] | None) -> tuple[str, bool] | None:
+    """(the run folder of ``--resume``, --quiet), or None; SpecError where settings that change
+    results come with it."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.resume is None:
         return None
     changed = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
-               if name != "resume" and value != parser.get_default(name)]
+               if name not in ("resume", *DISPLAY_FLAGS) and value != parser.get_default(name)]
     if changed:
-        raise SpecError(f"--resume takes no other settings (got {', '.join(changed)}): "
-                        "the run continues with those in its run.json")
-    return _absolute(args.resume)
+        raise SpecError(f"--resume takes no settings that change results (got {', '.join(changed)}): "
+                        "the run continues with those in its run.json; display flags (--quiet) may be given")
+    return _absolute(args.resume), args.quiet
+
+
+# Flags that change what is printed, never what is computed: --resume takes them.
+DISPLAY_FLAGS = ("quiet",)
 
 
 def _main(argv: list[str] | None = None) -> int:
     try:
-        resume_dir = parse_resume(argv)
-        if resume_dir is not None:
+        resuming = parse_resume(argv)
+        if resuming is not None:
             from experiments.resume import resume
 
-            resume(resume_dir)
+            resume(resuming[0], quiet=resuming[1])
             return 0
         spec = parse_spec(argv)
         from experiments.runner import run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from dataclasses import fields
 from pathlib import Path
@@ -52,9 +53,10 @@ def earlier_samples(rows: list[dict]) -> list[dict]:
     return [{k: cell(v) for k, v in row.items()} for row in rows]
 
 
-def resume(run_dir: Path, echo=None) -> Path:
+def resume(run_dir: Path, echo=None, quiet: bool = False) -> Path:
     """Continue an interrupted run: methods with a summary row are kept as they are; the
-    interrupted one continues through ``Tuner.restore``; the rest run."""
+    interrupted one continues through ``Tuner.restore``; the rest run. ``quiet``: print as
+    --quiet does, whatever the run was started with (display only: nothing computed changes)."""
     run_dir = Path(run_dir).absolute()
     if not (run_dir / "run.json").is_file():
         raise NotResumable(f"--resume {str(run_dir)!r} is not a run folder (no run.json)")
@@ -65,6 +67,8 @@ def resume(run_dir: Path, echo=None) -> Path:
         raise NotResumable(f"--resume {str(run_dir)!r}: run.json cannot be read back ({exc})") from None
     if info.get("status") == "finished":
         raise NotResumable(f"--resume {str(run_dir)!r}: the run has finished; there is nothing to resume")
+    if quiet:
+        spec = dataclasses.replace(spec, quiet=True)
     echo = echo or (quiet_echo if spec.quiet else print)
     task = get_task(spec.task).for_budget(spec.budget)
     try:

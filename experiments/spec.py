@@ -60,17 +60,31 @@ def format_methods(methods) -> str:
     return ",".join(f"{searcher}:{scheduler}" for searcher, scheduler in methods)
 
 
+# The largest seed every searcher takes: numpy's RandomState (Ray's random search, HyperOpt's
+# constructor) accepts 0..2**32-1; a larger one was accepted and failed minutes later, in HyperOpt.
+MAX_SEED = 2**32 - 1
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"0"`` or ``"0,1,2"`` -> (0, 1, 2): the seeds, each a non-negative integer."""
+    """``"0"`` or ``"0,1,2"`` -> (0, 1, 2): the seeds, each an integer in 0..MAX_SEED."""
     try:
         seeds = tuple(int(s) for s in text.split(","))
     except ValueError:
         raise SpecError(f"--seeds {text!r} does not parse; expected non-negative integers like '0' or '0,1,2'") from None
-    if any(s < 0 for s in seeds):
-        raise SpecError(f"--seeds {text!r} has a negative seed; expected non-negative integers like '0,1,2'")
-    if len(set(seeds)) != len(seeds):
-        raise SpecError(f"--seeds {text!r} names a seed twice")
+    check_seeds(seeds, text)
     return seeds
+
+
+def check_seeds(seeds, text=None) -> None:
+    shown = text if text is not None else ",".join(map(str, seeds))
+    if any(not isinstance(s, int) or isinstance(s, bool) for s in seeds):
+        raise SpecError(f"--seeds {shown!r}: every seed must be an integer")
+    if any(s < 0 for s in seeds):
+        raise SpecError(f"--seeds {shown!r} has a negative seed; expected non-negative integers like '0,1,2'")
+    if any(s > MAX_SEED for s in seeds):
+        raise SpecError(f"--seeds {shown!r} has a seed above {MAX_SEED} (2**32 - 1), the largest every searcher takes")
+    if len(set(seeds)) != len(seeds):
+        raise SpecError(f"--seeds {shown!r} names a seed twice")
 
 
 def is_uri(location: str) -> bool:
@@ -142,6 +156,7 @@ class ExperimentSpec:
             raise SpecError(f"--num-samples must be at least 1, got {self.num_samples}")
         if not self.seeds:
             raise SpecError("no seeds given; pass --seeds like '0' or '0,1,2'")
+        check_seeds(self.seeds)
         if self.budget not in BUDGETS:
             raise SpecError(f"unknown budget {self.budget!r}; allowed: {', '.join(BUDGETS)}")
         if self.max_concurrent is not None and self.max_concurrent < 1:

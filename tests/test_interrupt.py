@@ -57,10 +57,12 @@ def test_ctrl_c_stops_the_whole_run_resumably_and_resume_finishes_it(tmp_path):
     assert list(pd.read_csv(run_dir / "summary.csv")["searcher"]) == ["grid"]  # the interrupted method is not recorded
     assert not (run_dir / "tune" / "bayesopt-asha-s0").exists()  # ... and no later method started
 
-    resumed = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--resume", str(run_dir)], check=False,
+    resumed = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--resume", str(run_dir), "--quiet"], check=False,
                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    # --quiet is display only, so --resume takes it: the table alone (header, rule, a row per method)
+    assert len(resumed.stdout.strip().splitlines()) == 2 + len(methods), resumed.stdout
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
     summary = pd.read_csv(run_dir / "summary.csv")
     assert list(zip(summary["searcher"], summary["scheduler"])) == methods

@@ -10,7 +10,9 @@ import sys
 import pandas as pd
 import pytest
 
+import run_all
 from core import records
+from experiments.spec import SpecError
 from tests.conftest import ROOT
 from trainables import get_task
 
@@ -213,3 +215,18 @@ def test_more_samples_than_configurations_is_said_and_repeats_are_counted():
                "peak_trial_gpu_mem_mb": None} for _ in range(3)]
     summary = summarize_method(task, Method("random", "fifo", 0), trials, 1.0, {}, None, 0.0)
     assert summary["n_repeats"] == 2  # three trials of one configuration
+
+
+def test_a_seed_no_searcher_takes_is_refused_before_anything_is_written(tmp_path, capsys):
+    results = tmp_path / "results"
+    assert run_all.main(["--seeds", "0,99999999999999999999", "--results-dir", str(results)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has a seed above 4294967295 (2**32 - 1)" in err[0]
+    assert not results.exists()
+    assert run_all.parse_spec(["--seeds", "4294967295"]).seeds == (4294967295,)  # the largest is fine
+
+
+def test_resume_takes_display_flags_and_refuses_settings_that_change_results(tmp_path):
+    assert run_all.parse_resume(["--resume", str(tmp_path), "--quiet"]) == (str(tmp_path), True)
+    with pytest.raises(SpecError, match=r"--resume takes no settings that change results \(got --max-concurrent\)"):
+        run_all.parse_resume(["--resume", str(tmp_path), "--quiet", "--max-concurrent", "3"])
