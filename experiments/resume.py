@@ -11,6 +11,7 @@ from pathlib import Path
 from core import records
 from experiments import machine
 from experiments.gpus import GpuProbeError, visible_gpus
+from experiments.orphans import end_orphans_of_runs, own_session_dir
 from experiments.plan import Method, MethodOutcome, RunPlan
 from experiments.runner import now, quiet_echo, run_methods
 from experiments.spec import ExperimentSpec, SpecError
@@ -93,7 +94,10 @@ def resume(run_dir: Path, echo=None, quiet: bool = False) -> Path:
         first = next((s for s in samples if s["time"] is not None and s["wall_seconds"] is not None), None)
         info["started_time"] = first["time"] - first["wall_seconds"] if first else min(
             info.get("methods_started", {}).values(), default=None)
+    end_orphans_of_runs([run_dir], echo)  # what a kill -9 of this run left running, by its Ray session
     machine.start_ray(spec.ray_address, plan.gpu)
+    if not spec.ray_address:
+        info["ray_session_dir"] = own_session_dir()
     info.setdefault("resumed_at", []).append(now())
     info.setdefault("methods_started", {})
     records.write_json(run_dir / "run.json", info)

@@ -27,6 +27,7 @@ from experiments.console import next_steps
 from experiments.gpus import GpuProbeError, visible_gpus
 from experiments.interrupt import Interrupted, InterruptGuard
 from experiments.monitor import ClusterMonitor, ResourceMonitor
+from experiments.orphans import earlier_runs, end_orphans_of_runs, own_session_dir
 from experiments.plan import Method, MethodOutcome, RunPlan, fixed_config
 from experiments.progress import FailureLines, Progress
 from experiments.scoring import evaluate_selected, summarize_method
@@ -78,6 +79,8 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
         raise SpecError(str(exc)) from None
     gpu = machine.choose_gpu(spec, gpus)
     num_samples = spec.resolved_num_samples(task)
+    if not spec.ray_address:  # Ray processes an earlier killed run of this folder left running
+        end_orphans_of_runs(earlier_runs(spec.results_dir, task.name), echo)
     run_dir = create_run_dir(spec.results_dir, task.name)
     storage = tune_storage(spec, run_dir)
     machine.start_ray(spec.ray_address, gpu)
@@ -97,6 +100,9 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
         "status": "running",
         "methods_started": {},  # Tune folder name -> time.time() when the method started
         "tune_storage": storage,  # where Ray Tune keeps the method folders (tune/ links there with --storage)
+        # the session folder of the Ray this run started (None on a cluster): how a later run finds
+        # what a kill -9 of this one left running (experiments.orphans)
+        "ray_session_dir": None if spec.ray_address else own_session_dir(),
     }
     records.write_json(run_dir / "run.json", info)
     print(f"run folder: {run_dir}")  # also with --quiet: the one line that says where the results go
