@@ -11,11 +11,15 @@ import os
 import sys
 from pathlib import Path
 
-from core.cli import OneLineErrorParser
-from experiments.spec import (BUDGETS, ExperimentSpec, RunFailed, SpecError, format_methods, parse_methods,
-                              parse_seeds)
-from searchers import DEFAULT_METHODS, SCHEDULERS, SEARCHERS
-from trainables import task_names
+from core import check_not_shadowed
+
+check_not_shadowed("experiments", "analysis", "searchers", "trainables")  # before importing them: one clear error
+
+from core.cli import OneLineErrorParser  # noqa: E402
+from experiments.spec import (BUDGETS, ExperimentSpec, RunFailed, SpecError, format_methods,  # noqa: E402
+                              parse_methods, parse_seeds)
+from searchers import DEFAULT_METHODS, SCHEDULERS, SEARCHERS  # noqa: E402
+from trainables import task_names  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

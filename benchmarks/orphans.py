@@ -42,8 +42,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "results"
         driver = subprocess.Popen([sys.executable, str(ROOT / "run_all.py"), "--task", "breast_cancer", "--budget",
-                                   "smoke", "--results-dir", str(results)], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   "smoke", "--methods", "grid:fifo,random:fifo", "--results-dir", str(results)],
+                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 300
         session = None
         while time.time() < deadline and driver.poll() is None:
@@ -63,7 +63,7 @@ def main() -> int:
         print(f"left running after kill -9: {len(left)}: {_describe(left)}")
         run_dir = runs[0].parent
         resumed = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--resume", str(run_dir)],
-                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
         after = session_processes(session)
         print(f"--resume exit {resumed.returncode}; "
               + " ".join(line for line in resumed.stdout.splitlines() if line.startswith("ended ")))

@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--searcher", default="hyperopt",
+                        help="hyperopt (default: a larger state to write, a wider window) or random")
     args = parser.parse_args(argv)
 
     import ray
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
     task = dataclasses.replace(TASK, space={**TASK.space, "epochs": (1,)})
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            tune(task, "random", "fifo", repeat, tmp, num_samples=args.trials, max_concurrent=2)
+            tune(task, args.searcher, "fifo", repeat, tmp, num_samples=args.trials, max_concurrent=2)
     missing = [re.search(r"'([^']+)'", str(r.exc_info[1])) for r in counter.records]
     names = [Path(m.group(1)).name if m else str(r.exc_info[1])[:80] for m, r in zip(missing, counter.records)]
     kinds = sorted({type(r.exc_info[1]).__name__ for r in counter.records})

@@ -184,3 +184,9 @@ def test_the_summary_names_the_half_the_methods_that_ended_early_and_the_fidelit
     datasets = pd.read_csv(out / "datasets.csv")
     assert datasets["first_rung_spearman"].iloc[0] >= 0.5 and bool(datasets["grid_best_survives_first_cut"].iloc[0])
     assert set(pd.read_csv(out / "fidelity.csv")["rung"]) == {1, 3, 9, 27}
+
+
+def test_the_suites_progress_is_plain_lines_when_piped(table_dir, capsys):
+    suite.run_suite(table_dir, [("random", "fifo")], range(2), budget=0.01, max_trials=10, progress=True)
+    err = capsys.readouterr().err  # not a terminal
+    assert "\r" not in err and err.strip().splitlines()[-1].startswith("replays: 2/2 done, elapsed ")

@@ -225,11 +225,13 @@ def run_suite(folder: Path, methods, seeds, budget: float = BUDGET, max_trials: 
     jobs = [(str(Path(folder) / t), s, c, seed, budget, max_trials) for t, s, c, seed in wanted
             if (t, s, c, seed) not in done]
     results = map_jobs(_job, jobs, workers, ordered=False)
-    if progress:
+    desc = f"replays ({len(wanted) - len(jobs)} done before)" if done else "replays"
+    if progress and sys.stderr.isatty():
         from tqdm import tqdm
 
-        results = tqdm(results, total=len(jobs), unit="replay", file=sys.stderr, dynamic_ncols=True,
-                       desc=f"replays ({len(wanted) - len(jobs)} done before)" if done else "replays")
+        results = tqdm(results, total=len(jobs), unit="replay", file=sys.stderr, dynamic_ncols=True, desc=desc)
+    elif progress:  # piped or in a log: plain lines, not a bar's carriage-return stream
+        results = _plain_progress(results, len(jobs), desc)
     if journal:
         journal.parent.mkdir(parents=True, exist_ok=True)
     with open(journal, "a") if journal else contextlib.nullcontext() as sink:
@@ -241,6 +243,23 @@ def run_suite(folder: Path, methods, seeds, budget: float = BUDGET, max_trials: 
                 sink.write(json.dumps(row, default=_plain) + "\n")  # one write per row, flushed: a kill cuts one line at most
                 sink.flush()
     return pd.DataFrame([done[key] for key in wanted])
+
+
+PLAIN_PROGRESS_S = 30.0  # seconds between plain progress lines
+
+
+def _plain_progress(results, total: int, desc: str, clock=time.monotonic):
+    """Yield ``results``, printing "<desc>: k/total, elapsed, left" to stderr at most every
+    PLAIN_PROGRESS_S seconds and at the end."""
+    started = last = clock()
+    for k, row in enumerate(results, start=1):
+        yield row
+        now = clock()
+        if now - last >= PLAIN_PROGRESS_S or k == total:
+            left = (now - started) / k * (total - k)
+            print(f"{desc}: {k}/{total} done, elapsed {now - started:.0f} s, left ~{left:.0f} s", file=sys.stderr,
+                  flush=True)
+            last = now
 
 
 def _plain(value):
