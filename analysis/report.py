@@ -12,6 +12,7 @@ import pandas as pd
 from analysis.load import Run, load_run
 from analysis.stats import paired
 from core import records
+from core.rules import CONTROLS
 
 DISPLAY_COLUMNS = ("searcher", "scheduler", "seed", "n_trials", "n_failed", "n_repeats", "epochs_trained",
                    "best_val_accuracy",
@@ -26,9 +27,6 @@ def uses_gpu(run: Run) -> bool:
     return bool(run.summary["gpu_seconds"].notna().any()) if len(run.summary) else False
 
 
-# The controls every ASHA method is compared with: random search run to completion, and random
-# search under the same scheduler (which tells the searcher's gain from the scheduler's).
-CONTROLS = (("random", "fifo"), ("random", "asha"))
 
 
 def with_grid_comparison(summary: pd.DataFrame) -> pd.DataFrame:

@@ -15,6 +15,12 @@ def method_name(searcher: str, scheduler: str, seed: int) -> str:
     return f"{searcher}-{scheduler}-s{seed}"
 
 
+# --- the controls ------------------------------------------------------------------------------
+# What every method is compared with, in real runs' summaries and in the replays: random search run
+# to completion, and random search under ASHA (which tells the searcher's gain from the scheduler's).
+CONTROLS = (("random", "fifo"), ("random", "asha"))
+
+
 # --- a trial's best epoch -------------------------------------------------------------------
 def is_new_best(value: float, best_so_far: float) -> bool:
     """Whether an epoch's validation accuracy replaces the kept weights: strictly higher only,

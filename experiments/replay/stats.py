@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 
 from analysis.stats import wilcoxon
+from core import rules
 from experiments.replay.table import Table
 
 REGRET_FRACTIONS = (0.05, 0.10, 0.25, 0.50)  # shares of the grid's compute
 REACH_POINTS = 0.5  # accuracy points: "within 0.5 points of the grid's best"
-# The paired tests' controls -> their column prefix. random:fifo keeps the prefix it always had.
-CONTROLS = {("random", "fifo"): "vs_random", ("random", "asha"): "vs_random_asha"}
+# The paired tests' controls (core.rules.CONTROLS) -> their column prefix; random:fifo keeps the
+# prefix it always had.
+CONTROLS = dict(zip(rules.CONTROLS, ("vs_random", "vs_random_asha")))
 ANYTIME_POINTS = np.geomspace(0.005, 1.0, 120)  # compute fractions of the anytime curves
 
 # What looks self-contradictory in a replay's tables, and why it is not; summary.md says it.

@@ -421,7 +421,7 @@ def markdown(cross: pd.DataFrame, settings: dict, pairs: pd.DataFrame | None = N
               "normalized regret is lower."), "",
              "| method | " + " | ".join(f"norm. regret @{round(f * 100)}%" for f in SUITE_FRACTIONS)
              + " | " + " | ".join(f"avg rank @{t}%" for t in tested) + " | "
-             + " | ".join(f"vs {c} @{t}%: p, r, wins" for c in ("random:fifo", "random:asha") for t in tested) + " |",
+             + " | ".join(f"vs {s}:{c} @{t}%: p, r, wins" for s, c in CONTROLS for t in tested) + " |",
              "|---" * (1 + len(SUITE_FRACTIONS) + len(tested) + 2 * len(tested)) + "|"]
     for row in cross.to_dict("records"):
         cells = [f"{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_mean'], 3)} "
