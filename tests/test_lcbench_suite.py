@@ -134,7 +134,7 @@ def test_the_fidelity_check_flags_a_table_built_on_the_untrained_epoch(tmp_path)
     assert fidelity.first_rung_flagged(old) and not fidelity.first_rung_flagged(new)
     assert old["spearman"].iloc[0] < fidelity.FIRST_RUNG_MIN_SPEARMAN <= new["spearman"].iloc[0]
     assert not old["best_survives"].iloc[0] and new["best_survives"].iloc[0]
-    lines = suite.fidelity_lines(pd.concat([old.assign(task="old"), new.assign(task="new")]))
+    lines = fidelity.fidelity_lines(pd.concat([old.assign(task="old"), new.assign(task="new")]))
     assert any(line.startswith("**WARNING: on 1 of 2 table(s)") and "old" in line for line in lines)
 
 

@@ -154,7 +154,7 @@ def build_lcbench(argv) -> int:
 
 
 def suite_main(args) -> int:
-    from experiments.replay import suite
+    from experiments.replay import suite, suite_report
 
     if args.tables:  # the tables given are the suite: none is built into a folder of the user's
         folder = Path(args.tables)
@@ -184,7 +184,7 @@ def suite_main(args) -> int:
                            workers=args.workers, out=out, progress=True, half=args.half)
     settings["replay_seconds"] = time.perf_counter() - started  # this invocation's wall clock
     settings["replay_worker_seconds"] = float(rows["replay_seconds"].sum())  # every row's, resumed ones too
-    suite.write(out, rows, settings)
+    suite_report.write(out, rows, settings)
     print((out / "summary.md").read_text())
     print(f"replayed in {settings['replay_seconds']:.0f} s ({settings['replay_worker_seconds']:.0f} worker-seconds in "
           f"all {len(rows)} replays); results in {args.out}")

@@ -95,3 +95,24 @@ def markdown(frame: pd.DataFrame, label: str = "") -> list[str]:
     if first_rung_flagged(frame):
         lines += ["", warning(["this table"], 1)]
     return lines
+
+
+def fidelity_lines(frame: pd.DataFrame) -> list[str]:
+    """Per rung over the tables: mean [min, max] Spearman and how often the grid's best survives
+    the cut; then the tables whose first rung is flagged (experiments.replay.fidelity)."""
+    tasks = list(dict.fromkeys(frame["task"]))
+    lines = [f"Fidelity sanity over {len(tasks)} table(s) (Spearman of the rung's value with the curve's best; "
+             "the grid's best in the top 1/eta at the rung):", "",
+             "| rung (epochs) | Spearman mean [min, max] | tables below the threshold | grid best survives |",
+             "|---|---|---|---|"]
+    for rung, rows in frame.groupby("rung", sort=True):
+        rho = rows["spearman"]
+        survives = rows["best_survives"].astype("boolean")
+        lines.append(f"| {rung} | {rho.mean():.2f} [{rho.min():.2f}, {rho.max():.2f}] | "
+                     f"{int((rho < FIRST_RUNG_MIN_SPEARMAN).sum())} of {len(rows)} | "
+                     f"{int(survives.sum())} of {int(survives.notna().sum())} |")
+    flagged = [t for t, rows in frame.groupby("task", sort=False) if first_rung_flagged(rows.sort_values("rung"))]
+    lines += ["", warning(flagged, len(tasks)) or
+              f"The first rung's correlation is at least {FIRST_RUNG_MIN_SPEARMAN} (declared in advance) "
+              "on every table."]
+    return lines

@@ -2,7 +2,8 @@
 
 ``python -m experiments.replay build-lcbench`` writes the tables (one per data set, from the
 surrogate, cached and deterministic); ``python -m experiments.replay --suite lcbench --seeds 10``
-replays every method on every table and writes, next to each data set's own statistics:
+replays every method on every table and writes (experiments.replay.suite_report), next to each data
+set's own statistics:
 
 - normalized regret: the regret of a method's pick divided by the regret of the grid's median
   configuration (0 = the grid's best, 1 = the grid's median; above 1, worse than half the grid);
@@ -32,7 +33,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -42,8 +42,8 @@ import pandas as pd
 
 from analysis.stats import wilcoxon
 from core import records
-from experiments.replay.report import _fmt  # one cell format for every replay table
-from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, READING_NOTES, regret_at, seed_row, summarize
+from experiments.replay.fidelity import fidelity_lines
+from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, regret_at, seed_row
 from experiments.replay.table import Table, load_table
 
 SUITE_FRACTIONS = (0.01, 0.02, 0.05, 0.10, 0.25)  # shares of the grid's compute the suite reports
@@ -126,28 +126,6 @@ def write_fidelity(folder: Path, tasks) -> pd.DataFrame:
     records.write_csv(Path(folder) / FIDELITY_FILE, list(frame.columns), frame.to_dict("records"))
     return frame
 
-
-def fidelity_lines(frame: pd.DataFrame) -> list[str]:
-    """Per rung over the tables: mean [min, max] Spearman and how often the grid's best survives
-    the cut; then the tables whose first rung is flagged (experiments.replay.fidelity)."""
-    from experiments.replay import fidelity
-
-    tasks = list(dict.fromkeys(frame["task"]))
-    lines = [f"Fidelity sanity over {len(tasks)} table(s) (Spearman of the rung's value with the curve's best; "
-             "the grid's best in the top 1/eta at the rung):", "",
-             "| rung (epochs) | Spearman mean [min, max] | tables below the threshold | grid best survives |",
-             "|---|---|---|---|"]
-    for rung, rows in frame.groupby("rung", sort=True):
-        rho = rows["spearman"]
-        survives = rows["best_survives"].astype("boolean")
-        lines.append(f"| {rung} | {rho.mean():.2f} [{rho.min():.2f}, {rho.max():.2f}] | "
-                     f"{int((rho < fidelity.FIRST_RUNG_MIN_SPEARMAN).sum())} of {len(rows)} | "
-                     f"{int(survives.sum())} of {int(survives.notna().sum())} |")
-    flagged = [t for t, rows in frame.groupby("task", sort=False) if fidelity.first_rung_flagged(rows.sort_values("rung"))]
-    lines += ["", fidelity.warning(flagged, len(tasks)) or
-              f"The first rung's correlation is at least {fidelity.FIRST_RUNG_MIN_SPEARMAN} (declared in advance) "
-              "on every table."]
-    return lines
 
 @functools.lru_cache(maxsize=2)
 def _table(path: str) -> Table:
@@ -320,39 +298,6 @@ def cross_dataset(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def plot(rows: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = rows.assign(method=rows["searcher"] + ":" + rows["scheduler"])
-    ranks = average_rank(rows)
-    norm = normalized(rows)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
-    for i, method in enumerate(ranks.index):
-        color = f"C{i}"
-        left.step(ANYTIME_POINTS * 100, ranks.loc[method].to_numpy(), where="post", color=color, label=method)
-        mine = rows["method"] == method
-        per_task = pd.DataFrame(norm[mine.to_numpy()]).groupby(rows.loc[mine, "task"].to_numpy()).median()
-        q25, q50, q75 = (per_task.quantile(q).to_numpy() for q in (0.25, 0.5, 0.75))
-        right.step(ANYTIME_POINTS * 100, q50, where="post", color=color, label=method)
-        right.fill_between(ANYTIME_POINTS * 100, q25, q75, step="post", color=color, alpha=0.1)
-    for ax in (left, right):
-        ax.set_xscale("log")
-        ax.set_xlabel("compute used, % of the grid's")
-        ax.grid(alpha=0.3)
-    left.set_ylabel("average rank (1 = best)")
-    left.set_title("average rank over data sets and seeds")
-    right.set_yscale("symlog", linthresh=0.01)
-    right.set_ylabel("normalized regret (0 = grid best, 1 = grid median)")
-    right.set_title("median over data sets, band: interquartile range")
-    left.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def pairwise(rows: pd.DataFrame, pairs=PAIRS) -> pd.DataFrame:
     """Wilcoxon across data sets of each named pair (a against b) at TESTED_FRACTIONS, on the
     per-data-set median normalized regret over seeds; pairs with a method not run are left out."""
@@ -372,106 +317,3 @@ def pairwise(rows: pd.DataFrame, pairs=PAIRS) -> pd.DataFrame:
                         f"ties_at_{pct}pct": int((x == y).sum()), f"n_at_{pct}pct": int(len(x))})
         out.append(row)
     return pd.DataFrame(out)
-
-
-def _test_cell(p, r, wins, n) -> str:
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "-"
-    return f"p={p:.3g}, r={r:.2f}, {int(wins)}/{int(n)}"
-
-
-def ended_early(rows: pd.DataFrame, settings: dict) -> list[str]:
-    """One line per method that did not spend the whole budget on some replays: its searcher ran
-    out of configurations, or it hit the trial guard."""
-    lines = []
-    method = rows["searcher"] + ":" + rows["scheduler"]
-    for name, frame in rows.groupby(method, sort=False):
-        short = frame["compute_share"] < 0.999 * settings["budget"]
-        capped = frame["n_trials"] >= settings["max_trials"]
-        if short.any():
-            lines.append(f"- {name}: {int(short.sum())} of {len(frame)} replays ended before {100 * settings['budget']:.0f}% "
-                         f"(compute share median {100 * frame.loc[short, 'compute_share'].median():.1f}%, "
-                         f"{int(capped.sum())} at the {settings['max_trials']}-trial guard, the rest with the "
-                         "searcher out of configurations); its later columns repeat its last pick")
-    return lines
-
-
-def half_line(settings: dict) -> str:
-    half = settings.get("half")
-    if half is None:
-        return ("Tables: all of them. No setting reported here was chosen by looking at LCBench numbers (the grid, "
-                "ASHA's settings and the fidelity threshold were declared first).")
-    return (f"Tables: the {half} half ({settings['n_datasets']} tables, {half} index in the sorted task list); a setting "
-            "chosen on LCBench is chosen on the even half and reported on the odd half.")
-
-
-def markdown(cross: pd.DataFrame, settings: dict, pairs: pd.DataFrame | None = None, early: list[str] = (),
-             fidelity: list[str] = ()) -> str:
-    tested = [round(f * 100) for f in TESTED_FRACTIONS]
-    lines = [f"# LCBench suite: {settings['n_datasets']} data sets x {settings['n_seeds']} seeds per method", "",
-             half_line(settings), "",
-             (f"Each method ran until it had spent {100 * settings['budget']:.0f}% of the grid's compute (or its "
-              f"searcher ran out of configurations; trial guard {settings['max_trials']}); tables on LCBench epochs "
-              "2..51 (the untrained epoch 1 dropped, YAHPO Gym's FAQ); concurrency "
-              f"{settings['max_concurrent']}; ASHA grace period 1 epoch, reduction factor 3 (declared with the grid). "
-              "Normalized regret: 0 = the grid's best, 1 = the grid's median configuration; mean [25th, 75th "
-              "percentile] over data sets of the per-data-set median over seeds. Rank: 1 = best, averaged over "
-              "data sets and seeds. Wilcoxon: signed-rank test across data sets (two-sided), r = rank-biserial "
-              "effect size (negative: the method's regret is lower), wins = data sets where the method's median "
-              "normalized regret is lower."), "",
-             "| method | " + " | ".join(f"norm. regret @{round(f * 100)}%" for f in SUITE_FRACTIONS)
-             + " | " + " | ".join(f"avg rank @{t}%" for t in tested) + " | "
-             + " | ".join(f"vs {s}:{c} @{t}%: p, r, wins" for s, c in CONTROLS for t in tested) + " |",
-             "|---" * (1 + len(SUITE_FRACTIONS) + len(tested) + 2 * len(tested)) + "|"]
-    for row in cross.to_dict("records"):
-        cells = [f"{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_mean'], 3)} "
-                 f"[{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_q25'], 3)}, "
-                 f"{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_q75'], 3)}]" for f in SUITE_FRACTIONS]
-        ranks = [_fmt(row[f"avg_rank_at_{t}pct"]) for t in tested]
-        tests = [_test_cell(row.get(f"{prefix}_at_{t}pct_p"), row.get(f"{prefix}_at_{t}pct_r"),
-                            row.get(f"{prefix}_at_{t}pct_wins"), row.get(f"{prefix}_at_{t}pct_n"))
-                 for prefix in CONTROLS.values() for t in tested]
-        lines.append(f"| {row['method']} | " + " | ".join(cells + ranks + tests) + " |")
-    if pairs is not None and len(pairs):
-        lines += ["", "Named pairs (the same test, method against the other):", "",
-                  "| method | against | " + " | ".join(f"@{t}%: p, r, wins/n (ties)" for t in tested) + " |",
-                  "|---|---|" + "---|" * len(tested)]
-        for row in pairs.to_dict("records"):
-            cells = [_test_cell(row[f"p_at_{t}pct"], row[f"r_at_{t}pct"], row[f"wins_at_{t}pct"], row[f"n_at_{t}pct"])
-                     + f" ({row[f'ties_at_{t}pct']})" for t in tested]
-            lines.append(f"| {row['method']} | {row['against']} | " + " | ".join(cells) + " |")
-    lines += ["", "Methods that could not spend the whole budget:" if early else
-              f"Every method spent {100 * settings['budget']:.0f}% of the grid's compute in every replay.", *early]
-    lines += ["", *fidelity, "", *READING_NOTES]
-    lines += ["", "![average rank and normalized regret over compute](plots/lcbench_suite.png)", ""]
-    return "\n".join(lines)
-
-
-def write(out: Path, rows: pd.DataFrame, settings: dict) -> pd.DataFrame:
-    out = Path(out)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
-    flat = rows.drop(columns=["anytime_regret_pts"])
-    records.write_csv(out / "seeds.csv", list(flat.columns), flat.to_dict("records"))
-    per_dataset = []
-    for task, frame in rows.groupby("task"):
-        summary = summarize(frame.drop(columns=["task", "anytime_regret_pts", "grid_median_regret_pts"]),
-                            _table(settings["tables"] + "/" + task))
-        per_dataset.append(summary.assign(task=task))
-    per_dataset = pd.concat(per_dataset, ignore_index=True)
-    tasks = list(dict.fromkeys(rows["task"]))
-    sanity = _fidelity_of(Path(settings["tables"]), tasks)
-    records.write_csv(out / FIDELITY_FILE, list(sanity.columns), sanity.to_dict("records"))
-    first = sanity.sort_values("rung", kind="stable").drop_duplicates("task").set_index("task")
-    per_dataset["first_rung_spearman"] = per_dataset["task"].map(first["spearman"])
-    per_dataset["grid_best_survives_first_cut"] = per_dataset["task"].map(first["best_survives"])
-    records.write_csv(out / "datasets.csv", list(per_dataset.columns), per_dataset.to_dict("records"))
-    cross = cross_dataset(rows)
-    records.write_csv(out / "summary.csv", list(cross.columns), cross.to_dict("records"))
-    pairs = pairwise(rows)
-    if len(pairs):
-        records.write_csv(out / "pairs.csv", list(pairs.columns), pairs.to_dict("records"))
-    plot(rows, out / "plots" / "lcbench_suite.png")
-    records.write_text(out / "summary.md", markdown(cross, settings, pairs, ended_early(rows, settings),
-                                                    fidelity_lines(sanity)))
-    records.write_json(out / "suite.json", settings)
-    return cross
