@@ -162,6 +162,7 @@ class BayesOptSearcher(Searcher):
             raise RuntimeError("BayesOptSearcher has no search space: pass `space` or use it through tune.Tuner")
         if self._metric is None or self._mode is None:
             raise RuntimeError("BayesOptSearcher needs `metric` and `mode` (pass them or set them in TuneConfig)")
+        point = None
         if self._points_to_evaluate:
             point = self._points_to_evaluate.pop(0)  # one starting point per suggestion
             params = {p.name: p.encode(point[p.name]) for p in self._params}
@@ -175,7 +176,10 @@ class BayesOptSearcher(Searcher):
             return Searcher.FINISHED
         self._live[trial_id] = params
         self._tried.add(self._key(params))
-        return self._to_config(params)
+        config = self._to_config(params)
+        if point is not None:  # as given: the encode/decode round trip (a log scale) can change the last digit
+            config.update({p.name: point[p.name] for p in self._params})
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._observe(trial_id, result)

@@ -151,6 +151,14 @@ def test_points_to_evaluate_are_suggested_whole_and_in_order():
     assert [s.suggest("a"), s.suggest("b")] == points
 
 
+def test_points_to_evaluate_come_back_exactly_as_given():
+    """Ray's testPointsToEvaluateBayesOpt compares them with assertDictEqual; a log-scaled value went
+    through log and exp and came back as 0.00030000000000000014."""
+    points = [{"lr": 3e-4, "u": 0.1 + 0.2}, {"lr": 7.7e-3, "u": 0.7}]
+    s = searcher(space={"lr": tune.loguniform(1e-5, 1e-1), "u": tune.uniform(0, 1)}, points_to_evaluate=points)
+    assert [s.suggest("a"), s.suggest("b")] == points
+
+
 def test_a_nearly_exhausted_space_still_gets_an_untried_configuration():
     s = searcher(space={"a": tune.choice(list(range(100))), "b": tune.choice(list(range(100)))},
                  n_initial_points=10**6)
