@@ -9,7 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from core import records
-from experiments import machine
+from experiments import machine, runlock
 from experiments.gpus import GpuProbeError, visible_gpus
 from experiments.orphans import end_orphans_of_runs, own_session_dir
 from experiments.plan import Method, MethodOutcome, RunPlan
@@ -68,6 +68,10 @@ def resume(run_dir: Path, echo=None, quiet: bool = False) -> Path:
         raise NotResumable(f"--resume {str(run_dir)!r}: run.json cannot be read back ({exc})") from None
     if info.get("status") == "finished":
         raise NotResumable(f"--resume {str(run_dir)!r}: the run has finished; there is nothing to resume")
+    try:
+        runlock.acquire(run_dir)  # before anything is written: a second --resume of this folder stops here
+    except runlock.RunLocked as exc:
+        raise NotResumable(f"--resume: {exc}") from None
     if quiet:
         spec = dataclasses.replace(spec, quiet=True)
     echo = echo or (quiet_echo if spec.quiet else print)
@@ -102,4 +106,7 @@ def resume(run_dir: Path, echo=None, quiet: bool = False) -> Path:
     info.setdefault("methods_started", {})
     records.write_json(run_dir / "run.json", info)
     echo(f"resuming {run_dir}: {len(outcomes)} of {len(spec.seeds) * len(spec.methods)} methods finished")
-    return run_methods(spec, plan, run_dir, info, outcomes, echo, earlier_samples=samples)
+    try:
+        return run_methods(spec, plan, run_dir, info, outcomes, echo, earlier_samples=samples)
+    finally:
+        runlock.release(run_dir)

@@ -20,7 +20,7 @@ from tensorboardX import SummaryWriter
 from analysis.report import build, format_table, write_summary
 from core import records
 from core.rules import method_name, select_trial
-from experiments import machine
+from experiments import machine, runlock
 from experiments.checkpoints import keep_best_pick
 from experiments.collect import collect_trials
 from experiments.console import next_steps
@@ -82,6 +82,7 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
     if not spec.ray_address:  # Ray processes an earlier killed run of this folder left running
         end_orphans_of_runs(earlier_runs(spec.results_dir, task.name), echo)
     run_dir = create_run_dir(spec.results_dir, task.name)
+    runlock.acquire(run_dir)  # new and ours: a --resume of it while it runs is refused
     storage = tune_storage(spec, run_dir)
     machine.start_ray(spec.ray_address, gpu)
     resources = machine.trial_resources(task, spec.cpus_per_trial, spec.gpus_per_trial)
@@ -111,7 +112,10 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
         echo(note)
     if not resources["gpu"]:
         echo("no GPU requested or available: trials run on the CPU; GPU figures are left empty")
-    return run_methods(spec, plan, run_dir, info, [], echo)
+    try:
+        return run_methods(spec, plan, run_dir, info, [], echo)
+    finally:
+        runlock.release(run_dir)
 
 
 def samples_note(spec: ExperimentSpec, task, num_samples: int) -> str | None:

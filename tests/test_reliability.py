@@ -282,3 +282,27 @@ def test_a_run_leaves_one_checkpoint_the_runs_best_pick_in_safe_formats(smoke_ru
     best = summary.iloc[summary["best_val_accuracy"].to_numpy().argmax()]  # ties: the earlier method
     assert left[0].parent.name == f"trial_{best['best_trial_id']}"
     assert sorted(p.name for p in left[0].iterdir()) == sorted([base.WEIGHTS_FILE, base.RNG_FILE, base.META_FILE])
+
+
+def test_a_second_resume_of_a_run_in_use_is_refused_and_writes_nothing(smoke_run, tmp_path, capsys):
+    import shutil
+
+    import run_all
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir, symlinks=True)
+    info = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from experiments import runlock; "
+                               f"runlock.acquire({str(run_dir)!r}); print('held', flush=True); time.sleep(60)"],
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # the first resume (or the run itself) holds the folder
+        before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+        assert run_all.main(["--resume", str(run_dir)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"is in use by another process (pid {holder.pid})" in err[0]
+        assert before == {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+    finally:
+        holder.kill()
+        holder.wait()
