@@ -19,6 +19,14 @@ from ray import tune
 from core.rules import selection_key
 
 PLAIN_INTERVAL_S = 10.0  # seconds between plain progress lines of one method
+# --quiet for this process: Tuner.restore brings back the Progress callback of the run it resumes
+# (Tune pickles its callbacks), so a quiet --resume of a run started without --quiet mutes it here.
+_muted = False
+
+
+def mute(quiet: bool) -> None:
+    global _muted
+    _muted = bool(quiet)
 
 
 def _duration(seconds: float) -> str:
@@ -110,6 +118,8 @@ class Progress(tune.Callback):
                 f"{self.epochs} epochs, {self.errors} errors, {best}, elapsed {_duration(elapsed)}, left {left}")
 
     def render(self, final: bool = False) -> None:
+        if _muted:
+            return
         now = self._clock()
         if self._started is None:
             self._started = now

@@ -21,6 +21,7 @@ from analysis.report import build, format_table, write_summary
 from core import records
 from core.rules import method_name, select_trial
 from experiments import machine, runlock
+from experiments import progress as progress_lines
 from experiments.checkpoints import keep_best_pick
 from experiments.collect import collect_trials
 from experiments.console import next_steps
@@ -175,6 +176,7 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
     ``echo`` prints progress and pointers (a no-op with --quiet); ``table`` the final table."""
     done = {o.method for o in outcomes}
     storage = info.get("tune_storage") or str(run_dir / "tune")
+    progress_lines.mute(spec.quiet)  # also the live lines of a resumed method's restored callbacks
     if plan.task.prepare is not None and len(done) < len(spec.seeds) * len(spec.methods):
         echo("preparing the data (once, before any trial) ...")
         plan.task.prepare(plan.fixed_config, plan.task.space)

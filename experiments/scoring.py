@@ -54,7 +54,7 @@ def summarize_method(task: TaskSpec, method: Method, trials, wall_seconds: float
         "n_failed": sum(t["status"] == FAILED for t in trials),
         # trials whose configuration an earlier trial of the method had: random search and TPE draw
         # with replacement from the grid's values (more trials than configurations makes many)
-        "n_repeats": len(trials) - len({tuple(str(t[f"config/{k}"]) for k in task.space) for t in trials}),
+        "n_repeats": len(trials) - len({tuple(str(t.get(f"config/{k}")) for k in task.space) for t in trials}),
         "epochs_trained": sum(t["epochs"] for t in trials),
         "best_val_accuracy": selected["best_val_accuracy"] if selected else None,
         "test_accuracy": test_metrics.get("accuracy"),

@@ -218,7 +218,7 @@ def test_resume_takes_no_other_settings(smoke_run):
     out = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--resume", str(smoke_run), "--seeds", "3"], check=False,
                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                          timeout=120)
-    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--resume takes no other settings" in out.stderr
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--resume takes no settings that change results" in out.stderr
 
 
 # --- results are never half-written -------------------------------------------------------------
