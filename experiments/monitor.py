@@ -79,6 +79,7 @@ class ResourceMonitor:
         self._driver = psutil.Process(os.getpid())
         self._workers: dict[int, Any] = {}  # pid -> psutil.Process of a Ray worker
         self._seen: set[int] = set()
+        self._last_pids: set[int] = set()  # the machine's pids at the last walk of the driver's descendants
         self._group = ProcessGroup(self._members)
         self.node = _local_node()
         self.method: dict | None = None  # {"searcher", "scheduler", "seed"} while a method runs
@@ -139,6 +140,10 @@ class ResourceMonitor:
         (the raylet a run starts is the driver's child, its workers the raylet's). A second run on
         the same machine has its own Ray, whose workers are not ours (matching "ray::" names
         machine-wide counted them: 12-13 processes instead of 8). New processes are looked at once."""
+        pids = set(self._psutil.pids())  # cheap (a folder listing); walking the process tree is not
+        if pids == self._last_pids:
+            return [self._driver, *(p for pid, p in self._workers.items() if pid in pids)]
+        self._last_pids = pids
         workers, descendants = [], self._driver.children(recursive=True)
         self._seen &= {p.pid for p in descendants}  # a pid that ended may come back as a worker
         for process in descendants:
