@@ -1,18 +1,19 @@
-"""Reproduce the intermittent "Saving experiment state to storage ... failed" ERROR of a normal run,
-and show its cause.
+"""Try to reproduce the intermittent "Saving experiment state to storage ... failed" ERROR of a normal
+run, and show which file its exception names (not reproduced so far: 0 failed uploads in 2 x 200
+trials with random search and 2 x 150 with HyperOpt, 2026-11-30).
 
     python benchmarks/tune_state_race.py [--trials 300] [--repeats 3]
 
 Tunes the tests' instant analytic task the way the runner does (a forced snapshot of Tune's state
 as each trial ends: CheckpointConfig(num_to_keep=1)) and counts the records Ray's experiment-state
-logger emits with an exception, printing the file each exception names. Tune writes the next
-snapshot into the driver's staging folder before it waits for the previous upload of that folder
-(``ExperimentState.sync_up_experiment_state``: ``save_fn()`` first, ``wait_for_sync()`` after);
-the searcher's state is written as ``tmp-<name>`` and renamed (``_atomic_save``), so an upload
-that listed the ``tmp-`` file finds it gone: pyarrow's FileNotFoundError. Nothing is lost (the
-next upload, and the final one that Tune waits for, copy the renamed file); the line is noise,
-and experiments/console.py drops exactly this case (a FileNotFoundError naming a ``tmp-`` file
-of the staging folder) and keeps every other failure of the upload.
+logger emits with an exception, printing the file each exception names. The suspected cause, from
+Ray's code: Tune writes the next snapshot into the driver's staging folder before it waits for the
+previous upload of that folder (``ExperimentState.sync_up_experiment_state``: ``save_fn()`` first,
+``wait_for_sync()`` after); the searcher's state is written as ``tmp-<name>`` and renamed
+(``_atomic_save``), so an upload that listed the ``tmp-`` file would find it gone: pyarrow's
+FileNotFoundError. experiments/console.py drops exactly that case (a FileNotFoundError naming a
+``tmp-`` file) and keeps every other failure of the upload; whether it is the cause is open until
+this script, or a run's log, shows such a record.
 """
 
 from __future__ import annotations
