@@ -97,9 +97,10 @@ def build_tables(folder: Path | None = None, tasks=None, echo=print) -> Path:
                          "gap_pts": 100.0 * (sampled - table.optimum)})
             echo(f"lcbench {task}: grid best {table.optimum:.4f}, best of 10,000 random {sampled:.4f}")
         records.write_csv(folder / "grid_gap.csv", ["task", "grid_best", "random_10000_best", "gap_pts"], gaps)
+    sanity = _fidelity_of(folder, tasks)  # read back where written before, computed otherwise
     if not (folder / FIDELITY_FILE).is_file():
-        write_fidelity(folder, tasks)
-    for line in fidelity_lines(pd.read_csv(folder / FIDELITY_FILE, dtype={"task": str})):
+        records.write_csv(folder / FIDELITY_FILE, list(sanity.columns), sanity.to_dict("records"))
+    for line in fidelity_lines(sanity):
         echo(line)
     return folder
 
@@ -119,12 +120,6 @@ def _fidelity_of(folder: Path, tasks) -> pd.DataFrame:
 
     frames = [fidelity.fidelity(_table(str(Path(folder) / t))).assign(task=t) for t in tasks]
     return pd.concat(frames, ignore_index=True)[["task", *fidelity.COLUMNS]]
-
-
-def write_fidelity(folder: Path, tasks) -> pd.DataFrame:
-    frame = _fidelity_of(folder, tasks)
-    records.write_csv(Path(folder) / FIDELITY_FILE, list(frame.columns), frame.to_dict("records"))
-    return frame
 
 
 @functools.lru_cache(maxsize=2)
