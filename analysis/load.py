@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.records import CURVE_COLUMNS, METHOD_COLUMNS, RESOURCE_COLUMNS, SUMMARY_COLUMNS
+from core.records import CLASSIFICATION_METRICS, METHOD_COLUMNS, RESOURCE_COLUMNS, curve_columns, summary_columns
+from core.rules import Objective
 
 
 class NotARunFolder(ValueError):
@@ -27,9 +28,29 @@ class Run:
     resources: pd.DataFrame
 
     @property
+    def objective(self) -> Objective:
+        """The task's metric and direction, from run.json (runs written before tasks could name
+        theirs optimized val_accuracy, max)."""
+        return objective_of(self.info)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """What the task's evaluation returned: curves.csv has val_<name>, summary.csv test_<name>."""
+        return metrics_of(self.info)
+
+    @property
     def methods(self) -> list[tuple[str, str]]:
         """(searcher, scheduler) pairs in the order they ran."""
         return list(dict.fromkeys(zip(self.summary["searcher"], self.summary["scheduler"])))
+
+
+def objective_of(info: dict) -> Objective:
+    resolved = info.get("resolved", {})
+    return Objective(resolved.get("metric", "val_accuracy"), resolved.get("mode", "max"))
+
+
+def metrics_of(info: dict) -> tuple[str, ...]:
+    return tuple(info.get("resolved", {}).get("metrics", CLASSIFICATION_METRICS))
 
 
 def _read(path: Path, columns) -> pd.DataFrame:
@@ -53,8 +74,9 @@ def load_run(path) -> Run:
     except json.JSONDecodeError as exc:
         raise NotARunFolder(f"{path / 'run.json'} is not valid JSON ({exc.msg})") from None
     trials = pd.read_csv(path / "trials.csv")
-    return Run(path=path, info=info, trials=trials, curves=_read(path / "curves.csv", CURVE_COLUMNS),
-               summary=_read(path / "summary.csv", SUMMARY_COLUMNS),
+    metric, metrics = objective_of(info).metric, metrics_of(info)
+    return Run(path=path, info=info, trials=trials, curves=_read(path / "curves.csv", curve_columns(metrics)),
+               summary=_read(path / "summary.csv", summary_columns(metric, metrics)),
                resources=_read(path / "resources.csv", RESOURCE_COLUMNS))
 
 

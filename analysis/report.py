@@ -12,14 +12,22 @@ import pandas as pd
 from analysis.load import Run, load_run
 from analysis.stats import paired
 from core import records
-from core.rules import CONTROLS
+from core.rules import CONTROLS, Objective
 
-DISPLAY_COLUMNS = ("searcher", "scheduler", "seed", "n_trials", "n_failed", "n_repeats", "epochs_trained",
-                   "best_val_accuracy",
-                   "test_accuracy", "test_f1", "test_auc", "val_regret_pts", "grid_epochs_share", "grid_compute_share",
-                   "wall_seconds",
-                   "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb", "peak_card_gpu_mem_mb",
-                   "peak_rss_mb")
+
+
+def display_columns(run: Run) -> tuple[str, ...]:
+    """summary.md's columns: the task's own metric (best_val_accuracy, best_val_rmse, ...), its test
+    metrics, and the regret to the grid in the metric's unit (val_regret_pts for an accuracy)."""
+    objective = run.objective
+    return ("searcher", "scheduler", "seed", "n_trials", "n_failed", "n_repeats", "epochs_trained",
+            objective.best_column, *(f"test_{m}" for m in records.test_metrics(run.metrics)),
+            regret_column(objective), "grid_epochs_share", "grid_compute_share", "wall_seconds", "trial_seconds",
+            "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb", "peak_card_gpu_mem_mb", "peak_rss_mb")
+
+
+def regret_column(objective: Objective) -> str:
+    return f"val_regret_{objective.regret_unit}"
 PLOTS = ("anytime_wall.png", "anytime_compute.png", "cost_quality.png", "resources.png")
 
 
@@ -29,8 +37,9 @@ def uses_gpu(run: Run) -> bool:
 
 
 
-def with_grid_comparison(summary: pd.DataFrame) -> pd.DataFrame:
-    """Each method's regret to the grid's best validation accuracy (accuracy points) and the
+def with_grid_comparison(summary: pd.DataFrame, objective: Objective) -> pd.DataFrame:
+    """Each method's regret to the grid's best validation value (``regret_column``: accuracy points
+    for an accuracy, the metric's own units otherwise) and the
     share of the grid's compute it used, against the reference grid run named in
     ``grid_reference``: grid:fifo of the same seed (else grid:fifo's best seed); only where the run
     has no grid:fifo, grid:asha, which is early-stopped and so no full grid, named as such. NaN
@@ -41,7 +50,8 @@ def with_grid_comparison(summary: pd.DataFrame) -> pd.DataFrame:
     grids = summary[summary["searcher"] == "grid"]
     fifo = grids[grids["scheduler"] == "fifo"]
     grid = fifo if len(fifo) else grids
-    summary["val_regret_pts"] = np.nan
+    best, regret = objective.best_column, regret_column(objective)
+    summary[regret] = np.nan
     summary["grid_epochs_share"] = np.nan
     summary["grid_compute_share"] = np.nan
     summary["grid_reference"] = None
@@ -50,9 +60,10 @@ def with_grid_comparison(summary: pd.DataFrame) -> pd.DataFrame:
     cost = "gpu_seconds" if summary["gpu_seconds"].notna().any() else "trial_seconds"
     for i, row in summary.iterrows():
         same_seed = grid[grid["seed"] == row["seed"]]
-        reference = same_seed.iloc[0] if len(same_seed) else grid.loc[grid["best_val_accuracy"].idxmax()]
+        reference = same_seed.iloc[0] if len(same_seed) else grid.loc[
+            grid[best].idxmax() if objective.mode == "max" else grid[best].idxmin()]
         summary.loc[i, "grid_reference"] = f"grid:{reference['scheduler']} seed {reference['seed']}"
-        summary.loc[i, "val_regret_pts"] = 100.0 * (reference["best_val_accuracy"] - row["best_val_accuracy"])
+        summary.loc[i, regret] = objective.regret(reference[best], row[best])
         if reference["epochs_trained"] and reference["epochs_trained"] > 0:
             summary.loc[i, "grid_epochs_share"] = row["epochs_trained"] / reference["epochs_trained"]
         if reference[cost] and reference[cost] > 0:
@@ -86,16 +97,18 @@ def _fmt(column: str, value) -> str:
     return str(value)
 
 
-def format_table(rows: pd.DataFrame | list[dict], columns=DISPLAY_COLUMNS) -> str:
+def format_table(rows: pd.DataFrame | list[dict], columns) -> str:
     rows = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(_fmt(c, row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def control_comparisons(summary: pd.DataFrame) -> list[dict]:
-    """Each ASHA method against each control (CONTROLS), paired by seed: differences in
-    accuracy points of the pick's best validation and test accuracy, with n, IQR and Wilcoxon."""
+def control_comparisons(summary: pd.DataFrame, objective: Objective) -> list[dict]:
+    """Each ASHA method against each control (CONTROLS), paired by seed: differences (method minus
+    control, in ``objective.regret_unit``) of the pick's best validation value and its test value
+    of the same metric, with n, IQR and Wilcoxon."""
+    scale = 100.0 if objective.regret_unit == "pts" else 1.0
     by_method = {key: frame.set_index("seed") for key, frame in summary.groupby(["searcher", "scheduler"], sort=False)}
     rows = []
     for (searcher, scheduler), frame in by_method.items():
@@ -105,9 +118,9 @@ def control_comparisons(summary: pd.DataFrame) -> list[dict]:
             if control not in by_method:
                 continue
             row = {"method": f"{searcher}:{scheduler}", "control": f"{control[0]}:{control[1]}"}
-            for column in ("best_val_accuracy", "test_accuracy"):
+            for name, column in (("val", objective.best_column), ("test", objective.test_column)):
                 x, y = frame[column].align(by_method[control][column], join="inner")
-                row[column] = paired(100.0 * x.astype(float), 100.0 * y.astype(float))
+                row[name] = paired(scale * x.astype(float), scale * y.astype(float))
             rows.append(row)
     return rows
 
@@ -119,21 +132,26 @@ def _paired_cell(stats: dict) -> str:
     return text + (f", p={stats['p']:.3f}" if stats["p"] is not None else ", no test (1 seed)")
 
 
-def comparisons_markdown(summary: pd.DataFrame) -> str:
-    rows = control_comparisons(summary)
+def comparisons_markdown(summary: pd.DataFrame, objective: Objective) -> str:
+    rows = control_comparisons(summary, objective)
     if not rows:
         return ""
+    name, unit = objective.name, objective.regret_unit
     lines = ["## Each ASHA method against the controls (paired by seed)", "",
-             "| method | control | n seeds | val accuracy diff (pts) | test accuracy diff (pts) |", "|---|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['control']} | {r['best_val_accuracy']['n']} | {_paired_cell(r['best_val_accuracy'])} "
-              f"| {_paired_cell(r['test_accuracy'])} |" for r in rows]
+             f"| method | control | n seeds | val {name} diff ({unit}) | test {name} diff ({unit}) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['control']} | {r['val']['n']} | {_paired_cell(r['val'])} "
+              f"| {_paired_cell(r['test'])} |" for r in rows]
+    better = "higher" if objective.mode == "max" else "lower"
     lines += ["", "Cells: median difference (method minus control) [interquartile range] over seeds, and "
-              "Wilcoxon's signed-rank p (two-sided). random:asha separates the searcher's effect from ASHA's.", ""]
+              f"Wilcoxon's signed-rank p (two-sided); {better} {name} is better. random:asha separates the "
+              "searcher's effect from ASHA's.", ""]
     return "\n".join(lines)
 
 
 def summary_markdown(run: Run) -> str:
-    summary = with_grid_comparison(run.summary)
+    objective = run.objective
+    summary = with_grid_comparison(run.summary, objective)
     cost = "GPU-seconds" if uses_gpu(run) else "trial-seconds"
     references = sorted(set(summary["grid_reference"].dropna())) if len(summary) else []
     reference = ", ".join(references) if references else "no grid in this run"
@@ -141,10 +159,12 @@ def summary_markdown(run: Run) -> str:
         reference += " (early-stopped: no full grid ran, so this is not the grid's best)"
     plots = "".join(f"![{name}](plots/{name})\n" for name in PLOTS if (run.path / "plots" / name).exists())
     return (
-        f"# {run.info.get('spec', {}).get('task', '')}: methods compared\n\n{format_table(summary)}\n\n"
-        "- best_val_accuracy: the selected configuration's best validation accuracy; test_*: its "
-        "best-validation weights scored on the test split (never seen by a searcher or scheduler).\n"
-        f"- val_regret_pts: the reference grid's best validation accuracy minus the method's, in accuracy points "
+        f"# {run.info.get('spec', {}).get('task', '')}: methods compared\n\n"
+        f"{format_table(summary, display_columns(run))}\n\n"
+        f"- {objective.best_column}: the selected configuration's best {objective.metric} ({objective.mode}imized); "
+        "test_*: its best-validation weights scored on the test split (never seen by a searcher or scheduler).\n"
+        f"- {regret_column(objective)}: how much worse the method's {objective.best_column} is than the reference "
+        f"grid's, in {'accuracy points' if objective.regret_unit == 'pts' else objective.name + ' units'} "
         f"(grid_reference names it: {reference}); grid_epochs_share: epochs the method trained over the grid's; "
         f"grid_compute_share: the method's {cost} over the grid's (moves with the machine's load).\n"
         f"- {reproducibility(run.info.get('resolved', {}).get('max_concurrent'))}\n"
@@ -152,7 +172,7 @@ def summary_markdown(run: Run) -> str:
         "x GPU fraction (empty without a GPU); mean_gpu_util (%) and peak_card_gpu_mem_mb (the whole card, NVML), "
         "peak_trial_gpu_mem_mb (PyTorch's peak of the largest trial) and peak_rss_mb "
         "(driver plus Ray workers) from the resource monitor.\n"
-        + (f"\n{comparisons_markdown(run.summary)}" if len(run.summary) else "")
+        + (f"\n{comparisons_markdown(run.summary, objective)}" if len(run.summary) else "")
         + (f"\n{plots}" if plots else ""))
 
 
@@ -166,11 +186,12 @@ def _method_label(searcher, scheduler) -> str:
     return f"{searcher}+{scheduler}"
 
 
-def anytime(curves: pd.DataFrame, x: str) -> pd.DataFrame:
-    """Best validation accuracy so far against ``x`` (wall_seconds or cumulative compute),
-    one step curve per method and seed."""
+def anytime(curves: pd.DataFrame, objective: Objective) -> pd.DataFrame:
+    """The best validation value so far (in the objective's direction) in wall-clock order, one
+    step curve per method and seed."""
     frame = curves.sort_values("wall_seconds").copy()
-    frame["best_so_far"] = frame.groupby(list(records.METHOD_COLUMNS))["val_accuracy"].cummax()
+    groups = frame.groupby(list(records.METHOD_COLUMNS))[objective.metric]
+    frame["best_so_far"] = groups.cummax() if objective.mode == "max" else groups.cummin()
     return frame
 
 
@@ -203,14 +224,15 @@ def _finish(fig, ax, path: Path, legend: str = "lower right") -> None:
     plt.close(fig)
 
 
-REGRET_LINTHRESH_PTS = 0.1  # accuracy points: below this the anytime plot's y axis is linear (0 included)
+REGRET_LINTHRESH = 0.1  # in the regret's unit: below this the anytime plot's y axis is linear (0 included)
 
 
 def plot_anytime(run: Run, x: str, xlabel: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    frame = anytime(run.curves, "wall_seconds")
+    objective = run.objective
+    frame = anytime(run.curves, objective)
     if x == "compute":
         gpu_fraction = run.info.get("resolved", {}).get("resources", {}).get("gpu") or 0
         scale = gpu_fraction if uses_gpu(run) and gpu_fraction else 1.0
@@ -225,15 +247,17 @@ def plot_anytime(run: Run, x: str, xlabel: str, path: Path) -> None:
     # Regret to the best value any method reached, on a symmetric log scale (as the LCBench plot):
     # in accuracy the first picks (0.55 on Breast Cancer) stretched the axis and the methods, a
     # point or two apart near the top, overlapped in its top sliver.
-    best = max((np.nanmax(high) for *_, high in bands if np.isfinite(high).any()), default=np.nan)
+    ends = [v for *_, low, high in bands for v in (low, high) if np.isfinite(v).any()]
+    best = objective.best(np.nanmax(v) if objective.mode == "max" else np.nanmin(v) for v in ends) if ends else np.nan
     for label, n_seeds, grid, mean, low, high in bands:
-        line, = ax.plot(grid, 100 * (best - mean), drawstyle="steps-post", label=label)
+        line, = ax.plot(grid, objective.regret(best, mean), drawstyle="steps-post", label=label)
         if n_seeds > 1:
-            ax.fill_between(grid, 100 * (best - high), 100 * (best - low), step="post", alpha=0.2,
+            ax.fill_between(grid, objective.regret(best, high), objective.regret(best, low), step="post", alpha=0.2,
                             color=line.get_color())
-    ax.set_yscale("symlog", linthresh=REGRET_LINTHRESH_PTS)
+    ax.set_yscale("symlog", linthresh=REGRET_LINTHRESH)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("regret to the run's best val. accuracy\n(points; symlog, linear below 0.1)")
+    unit = "points" if objective.regret_unit == "pts" else f"{objective.name} units"
+    ax.set_ylabel(f"regret to the run's best {objective.metric}\n({unit}; symlog, linear below {REGRET_LINTHRESH})")
     ax.set_title(f"{run.info.get('spec', {}).get('task', '')}: anytime performance (mean, band: min-max over seeds)")
     _finish(fig, ax, path, legend="upper right")  # regret curves fall towards the lower right
 
@@ -244,7 +268,7 @@ def plot_cost_quality(run: Run, path: Path) -> None:
     cost = "gpu_seconds" if uses_gpu(run) else "trial_seconds"
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (searcher, scheduler), rows in run.summary.groupby(["searcher", "scheduler"], sort=False):
-        ax.scatter(rows[cost], rows["test_accuracy"], s=50, label=_method_label(searcher, scheduler))
+        ax.scatter(rows[cost], rows[run.objective.test_column], s=50, label=_method_label(searcher, scheduler))
     # log scale only where every cost is positive: a run whose trials all failed costs 0 (it
     # must still get its report, not a matplotlib error)
     log = bool((pd.to_numeric(run.summary[cost], errors="coerce") > 0).all())
@@ -252,7 +276,8 @@ def plot_cost_quality(run: Run, path: Path) -> None:
     if log:
         plain_log_ticks(ax.xaxis)
     ax.set_xlabel(f"total cost ({cost.replace('_', '-')}{', log scale' if log else ''})")
-    ax.set_ylabel("test accuracy of the selected configuration")
+    ax.set_ylabel(f"{run.objective.test_column} of the selected configuration"
+                  + (" (lower is better)" if run.objective.mode == "min" else ""))
     ax.set_title("quality against cost, one point per method and seed")
     _finish(fig, ax, path)
 

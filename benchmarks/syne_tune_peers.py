@@ -207,7 +207,7 @@ def regret_curve(table, frame: pd.DataFrame, fractions=FRACTIONS) -> np.ndarray:
             marks.pop(0)
         trial = row["trial_id"]
         best_acc[trial] = max(best_acc.get(trial, -np.inf), row["val_accuracy"])
-        candidate = (selection_key(best_acc[trial], row["epoch"], trial), key, row["epoch"])
+        candidate = (selection_key(best_acc[trial], row["epoch"], trial, table.objective), key, row["epoch"])
         if incumbent is None or candidate[0] > incumbent[0]:
             incumbent = candidate
     out += [incumbent] * len(marks)

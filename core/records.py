@@ -12,33 +12,52 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
-# What every trial reports once per epoch (EpochTrainable; the replay reports the same).
+# What every trial reports once per epoch (EpochTrainable; the replay reports the same): the epoch,
+# and val_<name> for each metric the task's evaluation returns (TaskSpec.metrics). A classification
+# task's are CLASSIFICATION_METRICS; its test split reports them all but the loss.
 EPOCH = "epoch"  # the resource ASHA allocates: epochs trained
-VAL_METRICS = ("val_accuracy", "val_f1", "val_auc", "val_loss")
+CLASSIFICATION_METRICS = ("accuracy", "f1", "auc", "loss")
+
+
+def test_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
+    """The metrics a task reports on the test split: all it evaluates but the loss."""
+    return tuple(m for m in metrics if m != "loss")
+
 
 # Every row of every table carries the method's identity, so analysis groups by columns,
 # never by parsing folder names.
 METHOD_COLUMNS = ("task", "searcher", "scheduler", "seed")
 
-TRIAL_COLUMNS_HEAD = METHOD_COLUMNS + ("trial_id", "status")
-TRIAL_COLUMNS_TAIL = ("epochs", "best_val_accuracy", "final_val_accuracy", "train_seconds",
-                      "samples_per_second", "peak_rss_mb", "peak_trial_gpu_mem_mb", "node", "error")
 
-# test_* are filled only in runs made with --record-test-curves (tables for the replay
-# benchmark); searchers and schedulers never see them.
-TEST_CURVE_METRICS = ("test_accuracy", "test_f1", "test_auc")
-CURVE_COLUMNS = METHOD_COLUMNS + ("trial_id", "epoch", "val_accuracy", "val_f1", "val_auc", "val_loss",
-                                  "epoch_seconds", "wall_seconds") + TEST_CURVE_METRICS
+def trial_columns(space_names: Iterable[str], metric: str) -> tuple[str, ...]:
+    """trials.csv: best_<metric> and final_<metric> are the trial's best and last value of the
+    task's metric (best in its direction)."""
+    return (METHOD_COLUMNS + ("trial_id", "status") + tuple(f"config/{name}" for name in space_names)
+            + ("epochs", f"best_{metric}", f"final_{metric}", "train_seconds", "samples_per_second", "peak_rss_mb",
+               "peak_trial_gpu_mem_mb", "node", "error"))
+
+
+def curve_columns(metrics: Iterable[str]) -> tuple[str, ...]:
+    """curves.csv: one row per epoch. test_* are filled only in runs made with --record-test-curves
+    (tables for the replay benchmark); searchers and schedulers never see them."""
+    metrics = tuple(metrics)
+    return (METHOD_COLUMNS + ("trial_id", "epoch") + tuple(f"val_{m}" for m in metrics)
+            + ("epoch_seconds", "wall_seconds") + tuple(f"test_{m}" for m in test_metrics(metrics)))
+
 
 # GPU memory, two clearly different things: peak_trial_gpu_mem_mb is PyTorch's peak allocation by
 # one trial (max_memory_allocated, reset as each trial starts; in a summary, the largest trial's);
 # peak_card_gpu_mem_mb and resources.csv's gpu_mem_mb are the whole card's used memory (NVML:
 # every process on it, CUDA contexts and caches included).
-SUMMARY_COLUMNS = METHOD_COLUMNS + (
-    "n_trials", "n_failed", "n_repeats", "epochs_trained", "best_val_accuracy", "test_accuracy", "test_f1", "test_auc",
-    "wall_seconds", "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb", "peak_card_gpu_mem_mb",
-    "peak_rss_mb",
-    "best_trial_id", "best_config")
+def summary_columns(metric: str, metrics: Iterable[str]) -> tuple[str, ...]:
+    """summary.csv: one row per method and seed; best_<metric> is its pick's best validation value,
+    test_* the pick's scores on the test split."""
+    return METHOD_COLUMNS + (
+        "n_trials", "n_failed", "n_repeats", "epochs_trained", f"best_{metric}",
+        *(f"test_{m}" for m in test_metrics(metrics)),
+        "wall_seconds", "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb",
+        "peak_card_gpu_mem_mb", "peak_rss_mb", "best_trial_id", "best_config")
+
 
 # resources.csv: the resource monitor's samples, tagged with the method running.
 # node: the Ray node the row measures; gpu: the card's index on it (a row per GPU on a cluster;
@@ -51,10 +70,6 @@ COMPLETED = "completed"  # trained all of its own epochs
 STOPPED = "stopped"  # stopped early by the scheduler (ASHA)
 DIVERGED = "diverged"  # its loss became NaN or inf; reported as the worst value
 FAILED = "error"  # raised; the error is in the `error` column
-
-
-def trial_columns(space_names: Iterable[str]) -> tuple[str, ...]:
-    return TRIAL_COLUMNS_HEAD + tuple(f"config/{name}" for name in space_names) + TRIAL_COLUMNS_TAIL
 
 
 _UMASK = os.umask(0)

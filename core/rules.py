@@ -1,10 +1,12 @@
 """The rules that real runs and the replay benchmark must apply identically, one definition
-each: which epoch's weights a trial keeps, which trial a method picks, which reports of a
-retried trial count, and what a method's folder is called."""
+each: what a task optimizes (its objective and direction), which epoch's weights a trial keeps,
+which trial a method picks, which reports of a retried trial count, and what a method's folder
+is called."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from core.records import FAILED
@@ -21,38 +23,99 @@ def method_name(searcher: str, scheduler: str, seed: int) -> str:
 CONTROLS = (("random", "fifo"), ("random", "asha"))
 
 
+# --- the task's objective -----------------------------------------------------------------------
+# Metrics whose values are fractions (0..1) that regret is quoted in points (x100) of; any other
+# metric's regret is in its own units (an RMSE's regret is in the target's units).
+POINT_METRICS = ("accuracy", "balanced_accuracy", "f1", "auc")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a task optimizes: a validation metric (``val_<name>``, as its trials report it) and
+    its direction. Every rule below ranks by it, so a loss or an RMSE (``min``) is handled by
+    the same code as an accuracy (``max``)."""
+
+    metric: str = "val_accuracy"
+    mode: str = "max"
+
+    def __post_init__(self):
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
+
+    def signed(self, value: float) -> float:
+        """``value`` turned so that larger is better (the metric itself for max, its negative for min)."""
+        return value if self.mode == "max" else -value
+
+    def is_better(self, value: float, than: float | None) -> bool:
+        """Strictly better than ``than`` (None: nothing yet, so any value is)."""
+        return than is None or self.signed(value) > self.signed(than)
+
+    def best(self, values: Iterable[float]) -> float:
+        return (max if self.mode == "max" else min)(values)
+
+    @property
+    def worst(self) -> float:
+        """The value every value is better than (the start of a running best)."""
+        return -math.inf if self.mode == "max" else math.inf
+
+    @property
+    def name(self) -> str:
+        """The metric without its split: ``accuracy`` for ``val_accuracy``."""
+        return self.metric.removeprefix("val_")
+
+    @property
+    def best_column(self) -> str:
+        """trials.csv's and summary.csv's column of a trial's best value: ``best_val_accuracy``."""
+        return f"best_{self.metric}"
+
+    @property
+    def final_column(self) -> str:
+        return f"final_{self.metric}"
+
+    @property
+    def test_column(self) -> str:
+        """The same metric on the test split: ``test_accuracy``."""
+        return f"test_{self.name}"
+
+    @property
+    def regret_unit(self) -> str:
+        """``pts`` (points: x100) for a fraction metric (POINT_METRICS), else the metric's name."""
+        return "pts" if self.name in POINT_METRICS else self.name
+
+    def regret(self, reference, value):
+        """How much worse ``value`` is than ``reference``, in ``regret_unit`` (0: as good; works on arrays)."""
+        scale = 100.0 if self.regret_unit == "pts" else 1.0
+        return scale * (self.signed(reference) - self.signed(value))
+
+
 # --- a trial's best epoch -------------------------------------------------------------------
-def is_new_best(value: float, best_so_far: float) -> bool:
-    """Whether an epoch's validation accuracy replaces the kept weights: strictly higher only,
-    so of equal epochs the first is kept (a trial keeps the earliest of its best epochs)."""
-    return value > best_so_far
-
-
-def best_epochs(val_accuracy: Sequence[float]) -> list[int]:
-    """best_epochs[e-1]: the epoch (1-based) whose weights a trial that trained e epochs keeps."""
-    kept, best, out = 0, -math.inf, []
-    for epoch, value in enumerate(val_accuracy, start=1):
-        if is_new_best(value, best):
+def best_epochs(values: Sequence[float], objective: Objective) -> list[int]:
+    """best_epochs[e-1]: the epoch (1-based) whose weights a trial that trained e epochs keeps:
+    the first of its best epochs (a later epoch replaces the kept weights only if strictly better)."""
+    kept, best, out = 0, None, []
+    for epoch, value in enumerate(values, start=1):
+        if objective.is_better(value, best):
             kept, best = epoch, value
         out.append(kept)
     return out
 
 
 # --- a method's pick --------------------------------------------------------------------------
-def selection_key(best_val_accuracy: float, epochs: int, order: int) -> tuple:
-    """How trials rank for a method's pick: highest best validation accuracy; ties go to the
-    trial trained longest, then to the one started first (``order``: 0 for the first)."""
-    return best_val_accuracy, epochs, -order
+def selection_key(best_value: float, epochs: int, order: int, objective: Objective) -> tuple:
+    """How trials rank for a method's pick: best validation value (in the objective's direction);
+    ties go to the trial trained longest, then to the one started first (``order``: 0 for the first)."""
+    return objective.signed(best_value), epochs, -order
 
 
-def select_trial(trials: Iterable[dict]) -> dict | None:
-    """The method's pick among trial rows (``status``, ``best_val_accuracy``, ``epochs``, in
-    start order); failed trials and trials that reported nothing are never picked."""
+def select_trial(trials: Iterable[dict], objective: Objective) -> dict | None:
+    """The method's pick among trial rows (``status``, the objective's ``best_*`` column,
+    ``epochs``, in start order); failed trials and trials that reported nothing are never picked."""
+    column = objective.best_column
     candidates = [(i, t) for i, t in enumerate(trials)
-                  if t["status"] != FAILED and t["best_val_accuracy"] is not None]
+                  if t["status"] != FAILED and t[column] is not None]
     if not candidates:
         return None
-    return max(candidates, key=lambda it: selection_key(it[1]["best_val_accuracy"], it[1]["epochs"], it[0]))[1]
+    return max(candidates, key=lambda it: selection_key(it[1][column], it[1]["epochs"], it[0], objective))[1]
 
 
 # --- the reports of a trial ---------------------------------------------------------------------

@@ -13,7 +13,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from core.records import EPOCH
+from core.records import CLASSIFICATION_METRICS, EPOCH
+from core.rules import Objective
+
+# a classification epoch that diverged: no better than chance, whatever the metric
+CLASSIFICATION_DIVERGED = {"accuracy": 0.0, "f1": 0.0, "auc": 0.5, "loss": math.inf}
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,16 @@ class TaskSpec:
     space: Mapping[str, tuple]
     # "module:Class" of the Ray Trainable; None for a declaration with nothing to run (a replay table)
     trainable: str | None = None
+    # What selection, the kept weights, ASHA, the searchers and the reports optimize: val_<name> of
+    # one of ``metrics``, in direction ``mode`` (max: an accuracy; min: a loss, an RMSE).
     metric: str = "val_accuracy"
     mode: str = "max"
+    # What the task's evaluation (TrainingRun.evaluate) returns for a split; each epoch reports them
+    # as val_<name>, and the method's pick is scored on test_<name> for each but the loss.
+    metrics: tuple[str, ...] = CLASSIFICATION_METRICS
+    # What an epoch whose loss turned NaN or inf reports instead (the trial ends there): a finite
+    # value of the metric that ranks it last, so searchers and ASHA can still use it.
+    diverged_values: Mapping[str, float] = field(default_factory=lambda: dict(CLASSIFICATION_DIVERGED))
     resource_attr: str = EPOCH  # what ASHA allocates: epochs trained
     epochs_param: str = "num_epochs"  # the hyperparameter holding a configuration's own epoch count
     # Epochs before ASHA's first cut. None: the rule fixed in advance, the smallest epoch budget
@@ -61,6 +73,14 @@ class TaskSpec:
     def __post_init__(self):
         if self.mode not in ("max", "min"):
             raise ValueError(f"task {self.name}: mode must be 'max' or 'min', got {self.mode!r}")
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        if self.metric not in [f"val_{m}" for m in self.metrics]:
+            raise ValueError(f"task {self.name}: metric {self.metric!r} is not val_<one of its metrics> "
+                             f"({', '.join(self.metrics)}); declare metrics=(...) with what its evaluation returns")
+        worst = self.diverged_values.get(self.objective.name)
+        if not (isinstance(worst, (int, float)) and math.isfinite(worst)):
+            raise ValueError(f"task {self.name}: diverged_values needs a finite {self.objective.name!r}: what a trial "
+                             "whose loss turns NaN reports, ranked last by the searchers")
         if self.epochs_param not in self.space:
             raise ValueError(f"task {self.name}: epochs_param {self.epochs_param!r} is not in the space")
         for name, values in self.space.items():
@@ -68,6 +88,10 @@ class TaskSpec:
                 raise ValueError(f"task {self.name}: hyperparameter {name!r} has no values")
         if self.grace_period is None:
             object.__setattr__(self, "grace_period", int(min(self.space[self.epochs_param])))
+
+    @property
+    def objective(self) -> Objective:
+        return Objective(self.metric, self.mode)
 
     @property
     def max_t(self) -> int:

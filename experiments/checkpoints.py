@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ray import tune
 
-from core.rules import method_name, selection_key
+from core.rules import Objective, method_name, selection_key
 from experiments.tune_adapter import best_reported
 
 
@@ -31,25 +31,27 @@ def delete(checkpoint) -> None:
         checkpoint.filesystem.delete_dir(checkpoint.path)
 
 
-def _key(trial, order: int) -> tuple | None:
+def _key(trial, order: int, objective: Objective) -> tuple | None:
     """The trial's selection key (core.rules) from what Tune holds of it: its own running best
-    where the trainable reports one (ours do), else the best validation accuracy Tune saw."""
+    where the trainable reports one (ours do), else the best value of the metric Tune saw."""
     result = trial.last_result or {}
-    best, epoch = result.get("best_val_accuracy", best_reported(trial, "val_accuracy")), result.get("epoch")
+    best = result.get(objective.best_column, best_reported(trial, objective))
+    epoch = result.get("epoch")
     if best is None or epoch is None:
         return None
-    return selection_key(float(best), int(epoch), order)
+    return selection_key(float(best), int(epoch), order, objective)
 
 
 class KeepSelectable(tune.Callback):
     """Deletes each finished trial's checkpoint unless it is the method's pick so far; the
     state (the incumbent) travels in Tune's snapshots, so a resumed method goes on the same."""
 
-    def __init__(self):
+    def __init__(self, objective: Objective):
+        self.objective = objective
         self.incumbent: tuple | None = None  # (selection key, trial id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        key = _key(trial, trials.index(trial))
+        key = _key(trial, trials.index(trial), self.objective)
         if key is None:
             delete(trial.checkpoint)
             return
@@ -71,14 +73,14 @@ class KeepSelectable(tune.Callback):
         self.incumbent = state["incumbent"]
 
 
-def keep_best_pick(run_dir: Path, summaries: list) -> None:
-    """Delete the checkpoints of every scored pick but the run's best (highest best validation
-    accuracy; a tie goes to the earlier method): called after each method is scored, from the
-    summary rows alone, so a resumed run prunes the same. Local run folders only."""
+def keep_best_pick(run_dir: Path, summaries: list, objective: Objective) -> None:
+    """Delete the checkpoints of every scored pick but the run's best (best validation value in
+    the objective's direction; a tie goes to the earlier method): called after each method is
+    scored, from the summary rows alone, so a resumed run prunes the same. Local run folders only."""
     picks = [s for s in summaries if s.get("best_trial_id") not in (None, "")]
     if len(picks) < 2:
         return
-    best = max(range(len(picks)), key=lambda i: (float(picks[i]["best_val_accuracy"]), -i))
+    best = max(range(len(picks)), key=lambda i: (objective.signed(float(picks[i][objective.best_column])), -i))
     for i, row in enumerate(picks):
         if i != best:
             trial = Path(run_dir) / "tune" / method_name(row["searcher"], row["scheduler"], int(row["seed"]))

@@ -47,20 +47,22 @@ def collect_trials(results, task: TaskSpec, method: Method, started: float) -> C
     """The rows of every trial of a ResultGrid. ``started``: when the method started
     (curves' ``wall_seconds`` count from it)."""
     identity = method.identity(task.name)
+    columns = [c for c in records.curve_columns(task.metrics) if c.startswith(("val_", "test_"))] + ["epoch_seconds"]
     trials, curves, by_trial = [], [], {}
     for trial, result in trials_with_results(results):
         trial_id, config = trial.trial_id, trial.config
         frame = result.metrics_dataframe
         reports = last_attempt(frame.to_dict("records") if frame is not None and len(frame) else [])
         epochs = max((epoch_of(r) for r in reports), default=0)
-        accuracies = [r["val_accuracy"] for r in reports if number(r.get("val_accuracy")) is not None]
+        objective = task.objective
+        values = [r[objective.metric] for r in reports if number(r.get(objective.metric)) is not None]
         trials.append({
             **identity, "trial_id": trial_id,
             "status": trial_status(reports, result.error, epochs, int(config[task.epochs_param])),
             **{f"config/{name}": config.get(name) for name in task.space},
             "epochs": epochs,
-            "best_val_accuracy": max(accuracies) if accuracies else None,
-            "final_val_accuracy": accuracies[-1] if accuracies else None,
+            objective.best_column: objective.best(values) if values else None,
+            objective.final_column: values[-1] if values else None,
             "train_seconds": number(result.metrics.get("time_total_s")) or 0.0,
             "samples_per_second": (sum(r["samples_per_second"] for r in reports) / len(reports)
                                    if reports and all(number(r.get("samples_per_second")) for r in reports) else None),
@@ -74,8 +76,7 @@ def collect_trials(results, task: TaskSpec, method: Method, started: float) -> C
         for r in reports:
             curves.append({
                 **identity, "trial_id": trial_id, "epoch": epoch_of(r),
-                **{name: r.get(name) for name in records.VAL_METRICS + ("epoch_seconds",)
-                   + records.TEST_CURVE_METRICS},
+                **{name: r.get(name) for name in columns},
                 # our trainables stamp each epoch's end; Ray's own timestamp is whole seconds
                 "wall_seconds": (number(r.get("end_time")) or r["timestamp"]) - started,
             })

@@ -56,7 +56,7 @@ class RunPlan:
                 "task_options": dict(options), "gpu_id": self.gpu.index if self.gpu else None,
                 "gpu_uuid": self.gpu.uuid if self.gpu else None, "num_samples": self.num_samples,
                 "max_concurrent": self.max_concurrent, "resources": dict(self.resources), "metric": task.metric,
-                "mode": task.mode, "max_t": task.max_t, "epochs_param": task.epochs_param,
+                "mode": task.mode, "metrics": list(task.metrics), "max_t": task.max_t, "epochs_param": task.epochs_param,
                 "resource_attr": task.resource_attr, "grace_period": task.grace_period,
                 "reduction_factor": task.reduction_factor}
 

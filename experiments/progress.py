@@ -9,14 +9,13 @@ stdout is not a terminal (CI, nohup, a pipe) it prints a plain line at most ever
 
 from __future__ import annotations
 
-import math
 import shutil
 import sys
 import time
 
 from ray import tune
 
-from core.rules import selection_key
+from core.rules import Objective, selection_key
 
 PLAIN_INTERVAL_S = 10.0  # seconds between plain progress lines of one method
 # --quiet for this process: Tuner.restore brings back the Progress callback of the run it resumes
@@ -36,11 +35,12 @@ def _duration(seconds: float) -> str:
 
 
 class Progress(tune.Callback):
-    def __init__(self, name: str, total: int, metric: str = "val_accuracy", plain: bool | None = None,
+    def __init__(self, name: str, total: int, objective: Objective, plain: bool | None = None,
                  clock=time.monotonic, out=None):
-        """``total``: the trials the method will run; ``plain``: force plain lines (None: plain
-        unless stdout is a terminal); ``clock`` and ``out`` stand in for the time and stdout (tests)."""
-        self.name, self.total, self.metric = name, total, metric
+        """``total``: the trials the method will run; ``objective``: the task's metric and direction;
+        ``plain``: force plain lines (None: plain unless stdout is a terminal); ``clock`` and ``out``
+        stand in for the time and stdout (tests)."""
+        self.name, self.total, self.objective, self.metric = name, total, objective, objective.metric
         self.plain, self._clock, self._out = plain, clock, out
         self.finished = self.running = self.errors = self.epochs = 0
         self.best: tuple[float, str] | None = None
@@ -67,11 +67,13 @@ class Progress(tune.Callback):
         value = result.get(self.metric)
         if not (isinstance(value, (int, float)) and value == value):
             return
-        best, _ = self._trials.get(trial.trial_id, (-math.inf, 0))
-        self._trials[trial.trial_id] = (max(best, float(value)), int(result.get("epoch") or 0))
+        best, _ = self._trials.get(trial.trial_id, (None, 0))
+        value = float(value) if self.objective.is_better(float(value), best) else best
+        self._trials[trial.trial_id] = (value, int(result.get("epoch") or 0))
         # the method's pick by the rule the summary and the kept checkpoint use (core.rules): on ties
         # the trial trained longest, then the one started first
-        leader = max(self._trials, key=lambda t: selection_key(*self._trials[t], self._order.get(t, len(self._order))))
+        leader = max(self._trials, key=lambda t: selection_key(*self._trials[t], self._order.get(t, len(self._order)),
+                                                               self.objective))
         self.best = (self._trials[leader][0], leader)
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -37,9 +37,11 @@ from experiments.tune_adapter import can_restore
 from experiments.tuning import expected_trials, tune_method
 from trainables import get_task
 
-# the columns printed at the end of a run (summary.md has them all)
-DISPLAY_COLUMNS = ("searcher", "scheduler", "seed", "n_trials", "epochs_trained", "best_val_accuracy",
-                   "test_accuracy", "test_f1", "test_auc", "wall_seconds", "trial_seconds", "gpu_seconds")
+
+def display_columns(task) -> tuple[str, ...]:
+    """The columns printed at the end of a run (summary.md has them all)."""
+    return ("searcher", "scheduler", "seed", "n_trials", "epochs_trained", task.objective.best_column,
+            *(f"test_{m}" for m in records.test_metrics(task.metrics)), "wall_seconds", "trial_seconds", "gpu_seconds")
 
 
 def quiet_echo(*args, **kwargs) -> None:
@@ -151,7 +153,7 @@ def run_method(plan: RunPlan, method: Method, storage: str, monitor=None,
         # (from its last report before the resume to the resume).
         before = [c["wall_seconds"] for c in collected.curves if c["wall_seconds"] + origin < tuned.started]
         wall += max(before, default=0.0)
-    selected = select_trial(collected.trials)
+    selected = select_trial(collected.trials, plan.task.objective)
     test_metrics = evaluate_selected(plan, collected.results[selected["trial_id"]]) if selected else {}
     samples = monitor.rows(method.searcher, method.scheduler, method.seed) if monitor is not None else None
     summary = summarize_method(plan.task, method, collected.trials, wall, test_metrics, selected,
@@ -160,10 +162,12 @@ def run_method(plan: RunPlan, method: Method, storage: str, monitor=None,
 
 
 def write_tables(run_dir: Path, task, outcomes: list[MethodOutcome], monitor=None) -> None:
-    records.write_csv(run_dir / "trials.csv", records.trial_columns(task.space),
+    records.write_csv(run_dir / "trials.csv", records.trial_columns(task.space, task.metric),
                       [row for o in outcomes for row in o.trials])
-    records.write_csv(run_dir / "curves.csv", records.CURVE_COLUMNS, [row for o in outcomes for row in o.curves])
-    records.write_csv(run_dir / "summary.csv", records.SUMMARY_COLUMNS, [o.summary for o in outcomes])
+    records.write_csv(run_dir / "curves.csv", records.curve_columns(task.metrics),
+                      [row for o in outcomes for row in o.curves])
+    records.write_csv(run_dir / "summary.csv", records.summary_columns(task.metric, task.metrics),
+                      [o.summary for o in outcomes])
     if monitor is not None:
         records.write_csv(run_dir / "resources.csv", records.RESOURCE_COLUMNS, monitor.rows())
     write_summary(run_dir)
@@ -193,14 +197,15 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
                         continue
                     guard.check()
                     first_started = _first_start(info, run_dir, storage, method, echo)
-                    progress = [] if spec.quiet else [Progress(method.name, expected_trials(plan, method))]
+                    total = expected_trials(plan, method)
+                    progress = [] if spec.quiet else [Progress(method.name, total, plan.task.objective)]
                     outcome = run_method(plan, method, storage, monitor=monitor, first_started=first_started,
                                          callbacks=[*progress, FailureLines(method.name, plan.max_failures)])
                     guard.check()  # a method Ctrl-C ended early is not recorded: --resume continues it
                     outcomes.append(outcome)
                     if plan.keep_checkpoints == "best" and not is_uri(storage):  # the pick is scored: only the
                         # run's best keeps its weights (on a URI Tune's callback prunes within methods only)
-                        keep_best_pick(run_dir, [o.summary for o in outcomes])
+                        keep_best_pick(run_dir, [o.summary for o in outcomes], plan.task.objective)
                     write_tables(run_dir, plan.task, outcomes, monitor)
     except (Interrupted, KeyboardInterrupt) as exc:
         info.update(status="interrupted", interrupted_at=now())
@@ -217,7 +222,7 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
     info.update(status="finished", finished_at=now(),
                 methods_without_result=[method_name(s["searcher"], s["scheduler"], int(s["seed"])) for s in failed])
     records.write_json(run_dir / "run.json", info)
-    table(format_table([o.summary for o in outcomes], DISPLAY_COLUMNS))
+    table(format_table([o.summary for o in outcomes], display_columns(plan.task)))
     for line in next_steps(run_dir):
         echo(line)
     if failed:

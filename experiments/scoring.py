@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from core import records
 from core.records import FAILED
 from core.task import TaskSpec
 from experiments.plan import Method, RunPlan
@@ -56,10 +57,8 @@ def summarize_method(task: TaskSpec, method: Method, trials, wall_seconds: float
         # with replacement from the grid's values (more trials than configurations makes many)
         "n_repeats": len(trials) - len({tuple(str(t.get(f"config/{k}")) for k in task.space) for t in trials}),
         "epochs_trained": sum(t["epochs"] for t in trials),
-        "best_val_accuracy": selected["best_val_accuracy"] if selected else None,
-        "test_accuracy": test_metrics.get("accuracy"),
-        "test_f1": test_metrics.get("f1"),
-        "test_auc": test_metrics.get("auc"),
+        task.objective.best_column: selected[task.objective.best_column] if selected else None,
+        **{f"test_{name}": test_metrics.get(name) for name in records.test_metrics(task.metrics)},
         "wall_seconds": wall_seconds,
         "trial_seconds": trial_seconds,
         # GPU-seconds are trial time x GPU fraction; absent (not zero) where no GPU was used.

@@ -51,8 +51,8 @@ def can_restore(method_dir: Path) -> bool:
     return newest_state(method_dir) is not None and tune.Tuner.can_restore(str(method_dir))
 
 
-def best_reported(trial, metric: str) -> float | None:
-    """The highest ``metric`` a running or finished Trial reported (Tune's own per-trial
-    statistics, ``Trial.metric_analysis``)."""
-    value = (getattr(trial, "metric_analysis", None) or {}).get(metric, {}).get("max")
+def best_reported(trial, objective) -> float | None:
+    """The best value of ``objective.metric`` (in its direction) a running or finished Trial
+    reported (Tune's own per-trial statistics, ``Trial.metric_analysis``)."""
+    value = (getattr(trial, "metric_analysis", None) or {}).get(objective.metric, {}).get(objective.mode)
     return None if value is None else float(value)

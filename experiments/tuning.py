@@ -91,7 +91,7 @@ def _new_tuner(plan: RunPlan, method: Method, trainable, storage: str, callbacks
             storage_path=storage,
             verbose=0,
             callbacks=[*(callbacks or []), SchedulerState(scheduler),
-                       *([KeepSelectable()] if plan.keep_checkpoints != "all" else [])],
+                       *([KeepSelectable(task.objective)] if plan.keep_checkpoints != "all" else [])],
             # The checkpoint holds the best-validation weights that the test split scores.
             # num_to_keep makes Tune snapshot the experiment state after every checkpoint, that
             # is as each trial ends: a run killed at any moment resumes without rerunning a

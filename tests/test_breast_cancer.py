@@ -91,8 +91,8 @@ def test_a_restored_checkpoint_holds_the_best_weights_and_the_counters(tmp_path)
     checkpoint = original.save()
     restored = make_trainable(tmp_path / "b", {**CONFIG, "num_epochs": 4})
     restored.restore(checkpoint)
-    assert restored._epoch == 3 and restored._best_val_accuracy == max(r["val_accuracy"] for r in results)
-    assert restored._run.evaluate("val")["accuracy"] == restored._best_val_accuracy  # the best weights are loaded
+    assert restored._epoch == 3 and restored._best == max(r["val_accuracy"] for r in results)
+    assert restored._run.evaluate("val")["accuracy"] == restored._best  # the best weights are loaded
 
 
 def test_test_split_is_scored_with_the_best_validation_weights(tmp_path):
@@ -105,7 +105,7 @@ def test_test_split_is_scored_with_the_best_validation_weights(tmp_path):
     assert set(metrics) >= {"accuracy", "f1", "auc", "loss"}
     # the same weights scored on validation give the trial's best validation accuracy
     val = evaluate_checkpoint(BreastCancerTrainable, trainable.config, checkpoint.path, "val")
-    assert val["accuracy"] == trainable._best_val_accuracy
+    assert val["accuracy"] == trainable._best
     assert best is not None
 
 

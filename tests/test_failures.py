@@ -16,6 +16,7 @@ TASK = dataclasses.replace(ANALYTIC, space={"x": (1, 2, 3, 4), "learning_rate": 
                                             "epochs": (2,)})
 
 import run_all
+from core.rules import Objective
 
 
 def test_a_trial_that_raises_is_recorded_and_the_run_goes_on(ray_session, tmp_path):
@@ -26,7 +27,7 @@ def test_a_trial_that_raises_is_recorded_and_the_run_goes_on(ray_session, tmp_pa
     assert len(failed) == 2  # every configuration with x=2
     assert all(t["config/x"] == 2 and "x=2 is set to fail" in t["error"] and t["epochs"] == 0 for t in failed)
     assert all(t["status"] == records.COMPLETED for t in trials if t["config/x"] != 2)
-    selected = select_trial(trials)
+    selected = select_trial(trials, Objective())
     assert selected["status"] != records.FAILED and selected["config/x"] == 3
     summary = summarize_method(TASK, Method("grid", "fifo", 0), trials, tuned.wall_seconds, {}, selected, 0.0)
     assert summary["n_failed"] == len(failed) and summary["n_trials"] == TASK.grid_size

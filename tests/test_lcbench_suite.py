@@ -142,6 +142,7 @@ def test_fidelity_of_a_hand_made_table_gives_known_ranks():
     """Four configurations with 9-epoch curves: at epoch 1 the order is the reverse of the final one
     for three of them; rungs at 1 and 3 (grace 1, eta 3)."""
     from experiments.replay import fidelity
+    from core.rules import Objective
     from experiments.replay.table import Curve, Table
 
     finals = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}
@@ -149,7 +150,8 @@ def test_fidelity_of_a_hand_made_table_gives_known_ranks():
     curves = {}
     for name, end in finals.items():
         val = np.linspace(first[name], end, 9)
-        curves[(name,)] = [Curve(seed=0, val={"val_accuracy": val}, epoch_seconds=np.ones(9), test=None)]
+        curves[(name,)] = [Curve(seed=0, val={"val_accuracy": val}, epoch_seconds=np.ones(9), test=None,
+                                 objective=Objective())]
     table = Table(task="hand", space={"x": list(finals)}, epochs_param="epochs", metric="val_accuracy", mode="max",
                   grace_period=1, reduction_factor=3, max_concurrent=1, num_samples=4, curves=curves)
     frame = fidelity.fidelity(table)

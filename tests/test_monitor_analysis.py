@@ -21,6 +21,7 @@ from experiments.scoring import summarize_method
 from tests.conftest import ROOT
 from tests.fake_nvml import FakeNvml
 from trainables import get_task
+from core.rules import Objective
 
 
 def test_monitor_samples_the_pinned_gpu_and_tags_the_method():
@@ -122,7 +123,7 @@ def test_regret_and_grid_share_on_a_known_table():
         "searcher": ["grid", "bayesopt", "grid", "bayesopt"], "scheduler": ["fifo", "asha"] * 2, "seed": [0, 0, 1, 1],
         "best_val_accuracy": [0.97, 0.965, 0.96, 0.96], "trial_seconds": [200.0, 20.0, 100.0, 50.0],
         "epochs_trained": [1000, 120, 1000, 500], "gpu_seconds": [np.nan] * 4})
-    out = with_grid_comparison(summary)
+    out = with_grid_comparison(summary, Objective())
     assert out["val_regret_pts"].round(6).tolist() == [0.0, 0.5, 0.0, 0.0]
     assert out["grid_compute_share"].tolist() == [1.0, 0.1, 1.0, 0.5]
     # the deterministic share: epochs trained, the same on a busy machine as on a quiet one
@@ -206,11 +207,11 @@ def test_the_reference_grid_is_grid_fifo_and_is_named():
         "searcher": ["grid", "grid", "bayesopt"], "scheduler": ["asha", "fifo", "asha"], "seed": [0, 0, 0],
         "best_val_accuracy": [0.99, 0.97, 0.965], "trial_seconds": [50.0, 200.0, 20.0],
         "epochs_trained": [300, 1000, 120], "gpu_seconds": [np.nan] * 3})
-    out = with_grid_comparison(summary)
+    out = with_grid_comparison(summary, Objective())
     # against grid:fifo (the full grid), not the early-stopped grid:asha listed first
     assert out["val_regret_pts"].round(6).tolist() == [-2.0, 0.0, 0.5]
     assert set(out["grid_reference"]) == {"grid:fifo seed 0"} and out["grid_epochs_share"].tolist() == [0.3, 1.0, 0.12]
-    only_asha = with_grid_comparison(summary[summary["scheduler"] == "asha"])
+    only_asha = with_grid_comparison(summary[summary["scheduler"] == "asha"], Objective())
     assert set(only_asha["grid_reference"]) == {"grid:asha seed 0"}  # named, not passed off as the grid
 
 

@@ -6,6 +6,7 @@ import io
 from types import SimpleNamespace
 
 from experiments.progress import PLAIN_INTERVAL_S, Progress
+from core.rules import Objective
 
 
 class Clock:
@@ -22,7 +23,7 @@ def trial(trial_id):
 
 def test_plain_lines_count_right_and_come_at_most_every_ten_seconds():
     out, clock = io.StringIO(), Clock()
-    progress = Progress("grid-fifo-s0", total=4, plain=True, clock=clock, out=out)
+    progress = Progress("grid-fifo-s0", total=4, objective=Objective(), plain=True, clock=clock, out=out)
     progress.on_step_end(0, [])  # the first line at once
     for i in range(2):
         progress.on_trial_start(0, [], trial(f"t{i}"))
@@ -48,7 +49,7 @@ def test_on_a_terminal_it_is_one_live_line():
             return True
 
     out = Tty()
-    progress = Progress("random-asha-s0", total=3, clock=Clock(), out=out)
+    progress = Progress("random-asha-s0", total=3, objective=Objective(), clock=Clock(), out=out)
     progress.on_trial_start(0, [], trial("a"))
     progress.on_trial_result(0, [], trial("a"), {"val_accuracy": 0.7})
     progress.on_trial_complete(0, [], trial("a"))
@@ -62,7 +63,7 @@ def test_on_a_terminal_it_is_one_live_line():
 def test_it_pickles_without_its_stream_for_tunes_snapshots():
     import pickle
 
-    progress = Progress("m", total=1, plain=False, clock=Clock(), out=io.StringIO())
+    progress = Progress("m", total=1, objective=Objective(), plain=False, clock=Clock(), out=io.StringIO())
     progress.on_step_end(0, [])
     restored = pickle.loads(pickle.dumps(progress))
     assert restored.total == 1 and restored._bar is None
@@ -73,7 +74,7 @@ def test_on_ties_the_live_line_names_the_trial_the_summary_picks():
     from core.rules import select_trial
 
     out = io.StringIO()
-    progress = Progress("m", total=3, plain=True, clock=Clock(), out=out)
+    progress = Progress("m", total=3, objective=Objective(), plain=True, clock=Clock(), out=out)
     for t in ("a", "b", "c"):
         progress.on_trial_start(0, [], trial(t))
     progress.on_trial_result(0, [], trial("a"), {"val_accuracy": 0.9, "epoch": 1})
@@ -83,7 +84,7 @@ def test_on_ties_the_live_line_names_the_trial_the_summary_picks():
     assert progress.best == (0.9, "b")  # the same best value, trained longer
     rows = [{"trial_id": "a", "status": "completed", "best_val_accuracy": 0.9, "epochs": 1},
             {"trial_id": "b", "status": "completed", "best_val_accuracy": 0.9, "epochs": 2}]
-    assert select_trial(rows)["trial_id"] == progress.best[1]
+    assert select_trial(rows, Objective())["trial_id"] == progress.best[1]
 
 
 def test_a_terminal_without_width_gets_plain_lines(monkeypatch):
@@ -96,6 +97,6 @@ def test_a_terminal_without_width_gets_plain_lines(monkeypatch):
 
     monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((0, 0)))
     out = Terminal()
-    progress = Progress("m", total=1, clock=Clock(), out=out)
+    progress = Progress("m", total=1, objective=Objective(), clock=Clock(), out=out)
     progress.on_step_end(0, [])
     assert out.getvalue().startswith("m: 0/1 trials done")  # a line, not a bar of width 0

@@ -26,6 +26,7 @@ from tests.memory import watch_release
 from tests.tuning import collect
 from tests.tuning import tune as tune_one
 from trainables import base, get_task
+from core.rules import Objective
 
 RESOURCES = {"cpu": 1, "gpu": 0}
 
@@ -92,7 +93,7 @@ def test_a_trial_that_ends_gives_its_device_memory_back(breast_cancer_trainable,
     # the checkpoint holds what scoring needs, in files whose reading runs no code
     assert sorted(p.name for p in tmp_path.iterdir()) == [base.WEIGHTS_FILE, base.RNG_FILE, base.META_FILE]
     weights, rng, meta = base.read_checkpoint(str(tmp_path))
-    assert meta["epoch"] == result["epoch"] and meta["best_val_accuracy"] == result["best_val_accuracy"]
+    assert meta["epoch"] == result["epoch"] and meta["best"] == result["best_val_accuracy"]
     assert set(weights) == set(trainable._best_model) and all(t.device.type == "cpu" for t in weights.values())
     # and the trial could still go on from the CPU copy
     trainable._run.device = torch.device("cpu")
@@ -113,7 +114,7 @@ def test_a_checkpoint_restores_on_the_cpu_and_never_unpickles(breast_cancer_trai
     restored = type(trainable)(config=dict(trainable.config))
     restored.load_checkpoint(str(tmp_path))
     assert torch.equal(torch.get_rng_state(), rng_at_save)
-    assert restored._epoch == result["epoch"] and restored._best_val_accuracy == result["best_val_accuracy"]
+    assert restored._epoch == result["epoch"] and restored._best == result["best_val_accuracy"]
     assert all(t.device.type == "cpu" for t in restored._best_model.values())
     assert all(torch.equal(restored._best_model[k], v) for k, v in trainable._best_model.items())
     assert not (tmp_path / "pwned").exists() and not (ROOT / "pwned").exists()
@@ -272,7 +273,7 @@ def test_within_a_method_only_the_pick_keeps_its_checkpoint(ray_session, tmp_pat
                      fixed_config={"fail_x": (5,)})
     trials, _, _ = collect(tuned, task, "random", "asha", 0)
     left = sorted(p.parent.name for p in (tmp_path / "random-asha-s0").glob("trial_*/checkpoint_*"))
-    assert left == [f"trial_{select_trial(trials)['trial_id']}"]  # the pick's, and only it
+    assert left == [f"trial_{select_trial(trials, Objective())['trial_id']}"]  # the pick's, and only it
 
 
 def test_a_run_leaves_one_checkpoint_the_runs_best_pick_in_safe_formats(smoke_run):

@@ -45,7 +45,7 @@ def test_run_json_keeps_provenance(smoke_run):
 
 def test_trials_csv(smoke_run):
     trials = pd.read_csv(smoke_run / "trials.csv")
-    assert list(trials.columns) == list(records.trial_columns(SMOKE.space))
+    assert list(trials.columns) == list(records.trial_columns(SMOKE.space, "val_accuracy"))
     counts = trials.groupby(["searcher", "scheduler"]).size().to_dict()
     assert counts == {("grid", "fifo"): SMOKE.grid_size, ("random", "fifo"): 4, ("random", "asha"): 4,
                       ("hyperopt", "asha"): 4, ("bayesopt", "asha"): 4}
@@ -61,7 +61,7 @@ def test_trials_csv(smoke_run):
 def test_curves_csv(smoke_run):
     curves = pd.read_csv(smoke_run / "curves.csv")
     trials = pd.read_csv(smoke_run / "trials.csv")
-    assert list(curves.columns) == list(records.CURVE_COLUMNS)
+    assert list(curves.columns) == list(records.curve_columns(records.CLASSIFICATION_METRICS))
     assert len(curves) == trials["epochs"].sum()  # one row per trial per epoch
     per_trial = curves.groupby("trial_id")["val_accuracy"].max()
     best = trials.set_index("trial_id")["best_val_accuracy"]
@@ -72,7 +72,7 @@ def test_curves_csv(smoke_run):
 def test_summary_csv_and_md(smoke_run):
     summary = pd.read_csv(smoke_run / "summary.csv")
     trials = pd.read_csv(smoke_run / "trials.csv")
-    assert list(summary.columns) == list(records.SUMMARY_COLUMNS)
+    assert list(summary.columns) == list(records.summary_columns("val_accuracy", records.CLASSIFICATION_METRICS))
     assert list(zip(summary["searcher"], summary["scheduler"])) == [
         ("grid", "fifo"), ("random", "fifo"), ("random", "asha"), ("hyperopt", "asha"), ("bayesopt", "asha")]
     for column in ("test_accuracy", "test_f1", "test_auc", "best_val_accuracy"):

@@ -54,7 +54,7 @@ def test_no_module_under_experiments_is_over_350_lines():
     assert {name: n for name, n in sizes.items() if n > 350} == {}
 
 
-@pytest.mark.parametrize("rule", ["select_trial", "selection_key", "is_new_best", "best_epochs", "last_attempt",
+@pytest.mark.parametrize("rule", ["select_trial", "selection_key", "is_better", "best_epochs", "last_attempt",
                                   "method_name", "parse_methods"])
 def test_each_shared_rule_is_defined_once(rule):
     definitions = [str(p.relative_to(ROOT)) for package in (*PACKAGES, "tests", "benchmarks")

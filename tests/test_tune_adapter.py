@@ -14,6 +14,7 @@ from experiments.collect import collect_trials
 from experiments.plan import Method
 from tests.analytic import TASK
 from tests.tuning import tune
+from core.rules import Objective
 
 FAILING = {"fail_x": (2,)}  # every x=2 trial raises before its first report
 
@@ -76,5 +77,5 @@ def test_best_reported_is_the_highest_metric_a_trial_reported(ray_session, tmp_p
     tuned = tune(TASK, "random", "fifo", 0, tmp_path, num_samples=2)
     for trial, result in tune_adapter.trials_with_results(tuned.results):
         best = result.metrics_dataframe["val_accuracy"].max()
-        assert tune_adapter.best_reported(trial, "val_accuracy") == best, \
+        assert tune_adapter.best_reported(trial, Objective()) == best, \
             "experiments/tune_adapter.py: Trial.metric_analysis changed"

@@ -22,15 +22,14 @@ import numpy as np
 import torch
 from ray import tune
 
-from core.records import EPOCH
-from core.rules import is_new_best
+from core.records import EPOCH, test_metrics
 from core.task import TaskSpec
 
 # A trial's checkpoint: what scoring needs and nothing else, in formats whose reading runs no
 # code (a tampered run folder must not execute anything on --resume or scoring).
 WEIGHTS_FILE = "best.safetensors"  # the best-validation weights, fp32, on the CPU
 RNG_FILE = "rng.safetensors"  # torch's CPU (and CUDA) generator states at the save
-META_FILE = "trial.json"  # epoch, best_val_accuracy
+META_FILE = "trial.json"  # epoch, best (the best value of the task's metric so far)
 
 
 def seed_everything(seed: int) -> None:
@@ -65,6 +64,23 @@ def choose_device(gpu_ids: list | None = None, cuda_available: bool | None = Non
     return torch.device("cuda", 0)  # Ray sets CUDA_VISIBLE_DEVICES to the assigned card: it is device 0
 
 
+def diverged_metrics(task: TaskSpec) -> dict[str, float]:
+    """What an epoch whose loss turned NaN or inf reports: the task's declared values (NaN for a
+    metric it declares none of)."""
+    return {name: float(task.diverged_values.get(name, math.nan)) for name in task.metrics}
+
+
+def regression_metrics(y_true: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
+    """RMSE and MAE (scikit-learn's), in the target's units."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+    y_true, prediction = np.asarray(y_true, dtype=np.float64), np.asarray(prediction, dtype=np.float64)
+    if not np.all(np.isfinite(prediction)):
+        return {"rmse": math.nan, "mae": math.nan}
+    return {"rmse": float(np.sqrt(mean_squared_error(y_true, prediction))),
+            "mae": float(mean_absolute_error(y_true, prediction))}
+
+
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """Accuracy, F1 and AUC-ROC from class probabilities.
 
@@ -97,8 +113,10 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
 class TrainingRun:
     """One configuration of a task being trained: model, optimizer and data, no Ray.
 
-    Subclasses implement ``train_epoch`` (returns the mean training loss) and ``predict``
-    (returns labels, class probabilities and the mean loss on a split), and keep their
+    Subclasses implement ``train_epoch`` (returns the mean training loss) and either ``predict``
+    (a classifier: labels, class probabilities and the mean loss on a split, scored by
+    ``classification_metrics``) or ``evaluate`` itself (any other task: a dict with a value for
+    each of its TaskSpec's ``metrics``, e.g. ``regression_metrics`` and the loss), and keep their
     torch modules in ``self.model`` and ``self.optimizer``.
     """
 
@@ -168,14 +186,16 @@ def _peak_rss_mb() -> float:
 class EpochTrainable(tune.Trainable):
     """A Ray Tune Trainable where one ``step()`` is one epoch of a ``TrainingRun``.
 
-    Every step reports ``epoch``, ``val_accuracy``, ``val_f1``, ``val_auc``, ``val_loss``,
-    ``train_loss``, ``epoch_seconds`` and ``best_val_accuracy``; the trial ends itself
-    (``done``) once it has trained ``config[epochs_param]`` epochs. The weights of the epoch
-    with the best validation accuracy are kept and written with every checkpoint, so the
-    test split is scored on exactly the model whose validation score selected it.
+    Every step reports ``epoch``, ``val_<name>`` for each of the task's metrics (a
+    classification task's: accuracy, f1, auc, loss), ``train_loss``, ``epoch_seconds`` and
+    ``best_<metric>`` (the best value of the task's metric so far, in its direction); the trial
+    ends itself (``done``) once it has trained ``config[epochs_param]`` epochs. The weights of
+    the epoch with the best value of the metric are kept and written with every checkpoint, so
+    the test split is scored on exactly the model whose validation score selected it.
 
-    A loss that turns NaN or inf ends the trial at that epoch, reported with the worst
-    metric values (accuracy 0, AUC 0.5) rather than NaN, and ``diverged`` set.
+    A loss that turns NaN or inf ends the trial at that epoch, reported with the task's
+    ``diverged_values`` (a classification task's: accuracy 0, AUC 0.5) rather than NaN, and
+    ``diverged`` set.
 
     ``reset_config`` lets Ray reuse one worker process (and its loaded data) across trials.
 
@@ -212,7 +232,7 @@ class EpochTrainable(tune.Trainable):
         self._run = self.run_cls(config, self._data, self._device)
         self._offloaded = None  # the run's state on the CPU, after a checkpoint released the GPU
         self._epoch = 0
-        self._best_val_accuracy = -math.inf
+        self._best = None  # the best value of the task's metric so far (None: no epoch yet)
         self._best_model = None
 
     def reset_config(self, new_config):
@@ -235,21 +255,20 @@ class EpochTrainable(tune.Trainable):
             torch.cuda.synchronize()
         epoch_seconds = time.perf_counter() - started
         self._epoch += 1
-        diverged = not (math.isfinite(train_loss) and math.isfinite(val["loss"]))
+        task, objective = self.task, self.task.objective
+        diverged = not (math.isfinite(train_loss) and math.isfinite(val.get("loss", 0.0))
+                        and math.isfinite(val[objective.name]))
         if diverged:
-            # Worst values, not NaN: searchers and ASHA rank this trial last.
-            val = {"accuracy": 0.0, "f1": 0.0, "auc": 0.5, "loss": float("inf")}
-        elif is_new_best(val["accuracy"], self._best_val_accuracy):
-            self._best_val_accuracy = val["accuracy"]
+            # The task's worst values, not NaN: searchers and ASHA rank this trial last.
+            val = diverged_metrics(task)
+        elif objective.is_better(val[objective.name], self._best):
+            self._best = val[objective.name]
             self._best_model = _to_cpu(self._run.model.state_dict())
         result = {
             EPOCH: self._epoch,
-            "val_accuracy": val["accuracy"],
-            "val_f1": val["f1"],
-            "val_auc": val["auc"],
-            "val_loss": val["loss"],
+            **{f"val_{name}": val.get(name) for name in task.metrics},
             "train_loss": train_loss if math.isfinite(train_loss) else float("inf"),
-            "best_val_accuracy": max(self._best_val_accuracy, val["accuracy"]),
+            objective.best_column: val[objective.name] if self._best is None else self._best,
             "epoch_seconds": epoch_seconds,  # training and validation
             "samples_per_second": self._run.n_train / train_seconds if train_seconds > 0 else None,
             "end_time": time.time(),  # wall clock at the epoch's end, for anytime curves
@@ -259,8 +278,8 @@ class EpochTrainable(tune.Trainable):
         }
         if self.config.get("record_test_curves"):
             # For replay tables only (run_all.py --record-test-curves); never the metric.
-            test = self._run.evaluate("test") if not diverged else {"accuracy": 0.0, "f1": 0.0, "auc": 0.5}
-            result.update(test_accuracy=test["accuracy"], test_f1=test["f1"], test_auc=test["auc"])
+            test = self._run.evaluate("test") if not diverged else diverged_metrics(task)
+            result.update({f"test_{name}": test.get(name) for name in test_metrics(task.metrics)})
         if self._device.type == "cuda":
             # this trial's own peak (reset in _start), not the worker's since it started
             result["peak_trial_gpu_mem_mb"] = torch.cuda.max_memory_allocated(self._device) / 2**20
@@ -280,7 +299,7 @@ class EpochTrainable(tune.Trainable):
             rng["cuda"] = torch.cuda.get_rng_state(self._device)
         save_file(rng, os.path.join(checkpoint_dir, RNG_FILE))
         with open(os.path.join(checkpoint_dir, META_FILE), "w") as f:
-            json.dump({"epoch": self._epoch, "best_val_accuracy": self._best_val_accuracy}, f)
+            json.dump({"epoch": self._epoch, "best": self._best}, f)
         # The trial is over (checkpoints are taken as trials end): free the device.
         self._run.release()
 
@@ -292,7 +311,9 @@ class EpochTrainable(tune.Trainable):
             self._offloaded = None
         self._run.model.load_state_dict(weights)  # copies onto the run's device
         self._epoch = int(meta["epoch"])
-        self._best_val_accuracy = float(meta["best_val_accuracy"])
+        # "best_val_accuracy": checkpoints written before tasks could name their metric
+        best = meta.get("best", meta.get("best_val_accuracy"))
+        self._best = None if best is None or not math.isfinite(best) else float(best)
         self._best_model = weights  # stays on the CPU, as the trainable keeps it
         torch.set_rng_state(rng["cpu"])  # a CPU generator takes a CPU state only
         if "cuda" in rng and self._device.type == "cuda":

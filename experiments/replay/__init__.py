@@ -38,15 +38,15 @@ all its configurations' epoch seconds); the compute needed to come within 0.5 po
 test accuracy of the selected model against the grid's selection; a Wilcoxon signed-rank
 test against each control, random search under fifo and under asha, paired by seed, with the
 matched-pairs rank-biserial correlation as effect size. The "value" of a model is the mean over the table's training
-seeds of its best validation accuracy up to the epochs it trained (with one training seed:
+seeds of its best validation value (the table's metric, in its direction) up to the epochs it trained (with one training seed:
 exactly what it reported), so the regret is never negative.
 """
 
 from experiments.replay.cli import BUILTIN, builtin_tables, main, parse_args, with_asha_settings
 from experiments.replay.report import summary_markdown, write_results
-from experiments.replay.stats import (ANYTIME_POINTS, CONTROLS, REACH_POINTS, REGRET_FRACTIONS, SUMMARY_COLUMNS,
-                                      anytime_curves, compute_to_reach, regret_at, seed_row, selected_test_accuracy,
-                                      summarize)
+from experiments.replay.stats import (ANYTIME_POINTS, CONTROLS, REACH_POINTS, REGRET_FRACTIONS, anytime_curves,
+                                      compute_to_reach, regret_at, regret_column, seed_row, selected_test_value,
+                                      summarize, summary_columns)
 from experiments.replay.table import Curve, ReplayError, Table, load_table, table_from_frames
 
 _SIMULATOR = ("ReplayRun", "ReplayedTrial", "replay_all", "replay_method")
@@ -63,7 +63,8 @@ def __getattr__(name):
 
 
 __all__ = ["ANYTIME_POINTS", "BUILTIN", "CONTROLS", "Curve", "REACH_POINTS", "REGRET_FRACTIONS", "ReplayError",
-           "ReplayRun", "ReplayedTrial", "SUMMARY_COLUMNS", "Table", "anytime_curves", "builtin_tables",
-           "compute_to_reach", "load_table", "main", "parse_args", "regret_at", "replay_all", "replay_method",
-           "seed_row", "selected_test_accuracy", "summarize", "summary_markdown", "table_from_frames",
+           "ReplayRun", "ReplayedTrial", "Table", "anytime_curves", "builtin_tables",
+           "compute_to_reach", "load_table", "main", "parse_args", "regret_at", "regret_column", "replay_all",
+           "replay_method", "seed_row", "selected_test_value", "summarize", "summary_columns", "summary_markdown",
+           "table_from_frames",
            "with_asha_settings", "write_results"]

@@ -35,7 +35,6 @@ class ReplayedTrial:
         self.curve = curve
         self.epochs = epochs
         self.epoch = 0
-        self.best = -math.inf
 
     def next_seconds(self) -> float:
         return float(self.curve.epoch_seconds[self.epoch])
@@ -44,9 +43,9 @@ class ReplayedTrial:
         i = self.epoch
         self.epoch += 1
         result = {name: float(values[i]) for name, values in self.curve.val.items()}
-        self.best = max(self.best, result["val_accuracy"])
-        result.update(epoch=self.epoch, epoch_seconds=float(self.curve.epoch_seconds[i]),
-                      best_val_accuracy=self.best, done=self.epoch >= self.epochs)
+        result.update({"epoch": self.epoch, "epoch_seconds": float(self.curve.epoch_seconds[i]),
+                       self.curve.objective.best_column: float(self.curve.running_best[i]),
+                       "done": self.epoch >= self.epochs})
         return result
 
 
@@ -58,7 +57,7 @@ class ReplayRun:
     scheduler: str
     seed: int
     trials: list[dict]  # one per trial in start order: trial_id, key, training seed, epochs, best
-    events: pd.DataFrame  # one row per reported epoch: sim_time, compute, trial_id, epoch, val_accuracy, value
+    events: pd.DataFrame  # one row per reported epoch: sim_time, compute, trial_id, epoch, the metric, value
     selected: dict | None  # the trial select_trial's rule picks at the end
     sim_seconds: float
     compute: float
@@ -108,6 +107,7 @@ def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_sa
 
 def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, scheduler, seed, budget=None) -> ReplayRun:
     STOP = TrialScheduler.STOP  # noqa: N806 - Tune's constant
+    objective = table.objective
     clock = 0.0
     done_seconds = 0.0  # compute of finished epochs
     heap: list[tuple[float, int, str]] = []  # (simulated time the epoch ends, order, trial_id)
@@ -128,7 +128,7 @@ def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, schedule
             curve = curves[int(draw.integers(len(curves)))] if len(curves) > 1 else curves[0]
             replayed = ReplayedTrial(curve, int(float(trial.config[table.epochs_param])))
             record = {"trial_id": trial.trial_id, "key": key, "training_seed": curve.seed, "epochs": 0,
-                      "best_val_accuracy": None, "start": len(trials), "status": None}
+                      objective.best_column: None, "start": len(trials), "status": None}
             trials.append(record)
             live[trial.trial_id] = {"trial": trial, "replayed": replayed, "epoch_start": clock, "record": record,
                                     "time_total": 0.0}
@@ -147,7 +147,7 @@ def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, schedule
         result.update(trial_id=trial_id, training_iteration=result["epoch"], time_this_iter_s=seconds,
                       time_total_s=state["time_total"])
         record["epochs"] = result["epoch"]
-        record["best_val_accuracy"] = result["best_val_accuracy"]
+        record[objective.best_column] = result[objective.best_column]
         # TuneController._process_trial_result: a done result stops the trial unseen by
         # on_trial_result; a STOP decision is not passed to the searcher's on_trial_result.
         if result["done"]:
@@ -156,12 +156,12 @@ def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, schedule
             decision = sched.on_trial_result(None, trial, result)
             if decision != STOP:
                 search_alg.on_trial_result(trial_id, result)
-        candidate = selection_key(record["best_val_accuracy"], record["epochs"], record["start"])
+        candidate = selection_key(record[objective.best_column], record["epochs"], record["start"], objective)
         if incumbent is None or candidate > incumbent[0]:
             incumbent = (candidate, record)
         best = incumbent[1]
         compute = done_seconds + sum(clock - s["epoch_start"] for t, s in live.items() if t != trial_id)
-        events.append((clock, compute, trial_id, result["epoch"], result["val_accuracy"],
+        events.append((clock, compute, trial_id, result["epoch"], result[objective.metric],
                        table.value(best["key"], best["epochs"])))
         if decision == STOP:
             result["done"] = True
@@ -173,7 +173,7 @@ def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, schedule
         else:
             state["epoch_start"] = clock
             heapq.heappush(heap, (clock + replayed.next_seconds(), next(order), trial_id))
-    frame = pd.DataFrame(events, columns=["sim_time", "compute", "trial_id", "epoch", "val_accuracy", "value"])
+    frame = pd.DataFrame(events, columns=["sim_time", "compute", "trial_id", "epoch", objective.metric, "value"])
     return ReplayRun(searcher=searcher, scheduler=scheduler, seed=seed, trials=trials, events=frame,
                      selected=incumbent[1] if incumbent else None, sim_seconds=clock, compute=done_seconds)
 

@@ -1,6 +1,9 @@
 """Statistics of replays over seeds: regret to the grid's best at shares of its compute, the
-compute to come within REACH_POINTS, the pick's test accuracy, and paired tests against the
-controls (random search under fifo and under asha)."""
+compute to come within REACH_POINTS, the pick's test value, and paired tests against the
+controls (random search under fifo and under asha).
+
+Regret is in the table's ``objective.regret_unit``: accuracy points (``regret_pts_*``) for an
+accuracy, the metric's own units for anything else (``regret_rmse_*``); columns say which."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from core import rules
 from experiments.replay.table import Table
 
 REGRET_FRACTIONS = (0.05, 0.10, 0.25, 0.50)  # shares of the grid's compute
-REACH_POINTS = 0.5  # accuracy points: "within 0.5 points of the grid's best"
+REACH_POINTS = 0.5  # in the regret's unit: "within 0.5 points of the grid's best" for an accuracy
 # The paired tests' controls (core.rules.CONTROLS) -> their column prefix; random:fifo keeps the
 # prefix it always had.
 CONTROLS = dict(zip(rules.CONTROLS, ("vs_random", "vs_random_asha")))
@@ -37,38 +40,44 @@ READING_NOTES = (
 
 
 def regret_at(run, table: Table, fractions) -> np.ndarray:
-    """Regret (accuracy points) of the run's pick once it has used each fraction of the grid's
-    compute; before its first result the regret is the whole optimum (nothing to pick)."""
+    """Regret of the run's pick once it has used each fraction of the grid's compute; before its
+    first result, the regret of a value of 0 (nothing to pick: for an accuracy, the whole optimum)."""
     compute = run.events["compute"].to_numpy()
     values = run.events["value"].to_numpy()
     budget = np.asarray(fractions, dtype=float) * table.grid_compute
     idx = np.searchsorted(compute, budget, side="right") - 1  # compute is non-decreasing
-    value = np.where(idx >= 0, values[np.maximum(idx, 0)], 0.0)
-    return 100.0 * (table.optimum - value)
+    value = np.where(idx >= 0, values[np.maximum(idx, 0)], 0.0 if table.objective.mode == "max" else np.inf)
+    return table.objective.regret(table.optimum, value)
+
+
+def regret_column(table: Table, fraction: float) -> str:
+    return f"regret_{table.objective.regret_unit}_at_{round(fraction * 100)}pct"
 
 
 def compute_to_reach(run, table: Table, points: float = REACH_POINTS) -> float:
     """Share of the grid's compute the run used before its pick came within ``points``; inf if never."""
-    regret = 100.0 * (table.optimum - run.events["value"].to_numpy())
+    regret = table.objective.regret(table.optimum, run.events["value"].to_numpy())
     hit = np.flatnonzero(regret <= points + 1e-9)
     return float(run.events["compute"].iloc[hit[0]] / table.grid_compute) if len(hit) else math.inf
 
 
-def selected_test_accuracy(run, table: Table) -> float | None:
-    """Test accuracy of the weights the run's pick keeps (its best-validation epoch)."""
+def selected_test_value(run, table: Table) -> float | None:
+    """The test value of the table's metric (test accuracy for val_accuracy) of the weights the
+    run's pick keeps (its best-validation epoch)."""
     if run.selected is None or not table.has_test:
         return None
     curve = next(c for c in table.curves[run.selected["key"]] if c.seed == run.selected["training_seed"])
-    return float(curve.test["test_accuracy"][curve.best_epoch[run.selected["epochs"] - 1] - 1])
+    return float(curve.test[table.objective.test_column][curve.best_epoch[run.selected["epochs"] - 1] - 1])
 
 
 def seed_row(run, table: Table) -> dict:
     regrets = regret_at(run, table, REGRET_FRACTIONS)
-    selected = run.selected
+    selected, objective = run.selected, table.objective
     return {
         "searcher": run.searcher, "scheduler": run.scheduler, "seed": run.seed,
-        **{f"regret_pts_at_{round(f * 100)}pct": r for f, r in zip(REGRET_FRACTIONS, regrets)},
-        "final_regret_pts": 100.0 * (table.optimum - run.events["value"].iloc[-1]) if len(run.events) else math.nan,
+        **{regret_column(table, f): r for f, r in zip(REGRET_FRACTIONS, regrets)},
+        f"final_regret_{objective.regret_unit}": (objective.regret(table.optimum, run.events["value"].iloc[-1])
+                                                  if len(run.events) else math.nan),
         "compute_to_reach": compute_to_reach(run, table),
         "compute_share": run.compute / table.grid_compute,
         "sim_seconds": run.sim_seconds,
@@ -76,32 +85,36 @@ def seed_row(run, table: Table) -> dict:
         "epochs_trained": sum(t["epochs"] for t in run.trials),
         "selected_config": json.dumps(table.config_of(selected["key"]), default=str) if selected else None,
         "selected_epochs": selected["epochs"] if selected else None,
-        "selected_val_accuracy": selected["best_val_accuracy"] if selected else None,
-        "test_accuracy": selected_test_accuracy(run, table),
+        f"selected_{objective.metric}": selected[objective.best_column] if selected else None,
+        objective.test_column: selected_test_value(run, table),
     }
 
 
-SUMMARY_COLUMNS = (
-    ("searcher", "scheduler", "n_seeds")
-    + tuple(f"regret_pts_at_{round(f * 100)}pct_{s}" for f in REGRET_FRACTIONS for s in ("median", "q25", "q75"))
-    + ("compute_to_reach_median", "reach_share", "compute_share_median", "test_accuracy_median",
-       "grid_test_accuracy", "test_accuracy_vs_grid_pts")
-    # against each control (CONTROLS): vs_random_* is random:fifo, vs_random_asha_* is random:asha
-    + tuple(f"{prefix}_at_{round(f * 100)}pct_{s}" for prefix in CONTROLS.values() for f in REGRET_FRACTIONS
-            for s in ("diff_median", "p", "r"))
-)
+def summary_columns(table: Table) -> tuple[str, ...]:
+    """summary.csv's columns (for an accuracy: regret_pts_*, test_accuracy_median, ...)."""
+    test, unit = table.objective.test_column, table.objective.regret_unit
+    return (
+        ("searcher", "scheduler", "n_seeds")
+        + tuple(f"{regret_column(table, f)}_{s}" for f in REGRET_FRACTIONS for s in ("median", "q25", "q75"))
+        + ("compute_to_reach_median", "reach_share", "compute_share_median", f"{test}_median",
+           f"grid_{test}", f"{test}_vs_grid_{unit}")
+        # against each control (CONTROLS): vs_random_* is random:fifo, vs_random_asha_* is random:asha
+        + tuple(f"{prefix}_at_{round(f * 100)}pct_{s}" for prefix in CONTROLS.values() for f in REGRET_FRACTIONS
+                for s in ("diff_median", "p", "r"))
+    )
 
 
 def summarize(seeds: pd.DataFrame, table: Table) -> pd.DataFrame:
-    """One row per method from the per-seed rows (``seed_row``); see SUMMARY_COLUMNS."""
-    grid_test = table.grid_selection_test_accuracy()
+    """One row per method from the per-seed rows (``seed_row``); see ``summary_columns``."""
+    grid_test = table.grid_selection_test()
+    test, unit = table.objective.test_column, table.objective.regret_unit
     controls = {prefix: seeds[(seeds["searcher"] == s) & (seeds["scheduler"] == c)].set_index("seed")
                 for (s, c), prefix in CONTROLS.items()}
     rows = []
     for (searcher, scheduler), frame in seeds.groupby(["searcher", "scheduler"], sort=False):
         row = {"searcher": searcher, "scheduler": scheduler, "n_seeds": len(frame)}
         for f in REGRET_FRACTIONS:
-            column = f"regret_pts_at_{round(f * 100)}pct"
+            column = regret_column(table, f)
             q25, median, q75 = np.percentile(frame[column], [25, 50, 75])
             row.update({f"{column}_median": median, f"{column}_q25": q25, f"{column}_q75": q75})
             for control, prefix in CONTROLS.items():
@@ -116,19 +129,21 @@ def summarize(seeds: pd.DataFrame, table: Table) -> pd.DataFrame:
         row["compute_to_reach_median"] = float(np.median(reach))  # inf where most seeds never get there
         row["reach_share"] = float(np.isfinite(reach).mean())
         row["compute_share_median"] = float(frame["compute_share"].median())
-        if frame["test_accuracy"].notna().any():
-            row["test_accuracy_median"] = float(frame["test_accuracy"].median())
-            row["grid_test_accuracy"] = grid_test
-            row["test_accuracy_vs_grid_pts"] = 100.0 * (row["test_accuracy_median"] - grid_test)
+        if test in frame and frame[test].notna().any():
+            row[f"{test}_median"] = float(frame[test].median())
+            row[f"grid_{test}"] = grid_test
+            # positive: the method's pick scores better on the test split than the grid's
+            row[f"{test}_vs_grid_{unit}"] = -table.objective.regret(grid_test, row[f"{test}_median"])
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    return pd.DataFrame(rows, columns=list(summary_columns(table)))
 
 
 def anytime_curves(runs, table: Table) -> pd.DataFrame:
-    """Regret (points) at ANYTIME_POINTS compute fractions, one row per run and point."""
+    """Regret at ANYTIME_POINTS compute fractions, one row per run and point (column regret_pts
+    for an accuracy; regret_<metric> otherwise)."""
     rows = []
     for run in runs:
         for f, r in zip(ANYTIME_POINTS, regret_at(run, table, ANYTIME_POINTS)):
             rows.append({"searcher": run.searcher, "scheduler": run.scheduler, "seed": run.seed,
-                         "compute_fraction": f, "regret_pts": r})
+                         "compute_fraction": f, f"regret_{table.objective.regret_unit}": r})
     return pd.DataFrame(rows)

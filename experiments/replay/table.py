@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import records
 from core.records import COMPLETED, FAILED
-from core.rules import best_epochs, select_trial
+from core.rules import Objective, best_epochs, select_trial
 from core.task import TaskSpec
 
 
@@ -30,15 +29,22 @@ class Curve:
     """One configuration trained with one training seed: per-epoch arrays (index 0 = epoch 1)."""
 
     seed: int
-    val: dict[str, np.ndarray]  # val_accuracy, val_f1, val_auc, val_loss
+    val: dict[str, np.ndarray]  # val_<name> for each metric the run recorded (val_accuracy, ...)
     epoch_seconds: np.ndarray
     test: dict[str, np.ndarray] | None  # test_* where the run recorded them
+    objective: Objective  # the table's metric and direction
 
     @functools.cached_property
     def best_epoch(self) -> np.ndarray:
         """best_epoch[e-1]: the epoch (1-based) whose weights a trial that trained e epochs
         keeps (core.rules.best_epochs, the rule EpochTrainable applies)."""
-        return np.asarray(best_epochs(self.val["val_accuracy"]), dtype=int)
+        return np.asarray(best_epochs(self.val[self.objective.metric], self.objective), dtype=int)
+
+    @functools.cached_property
+    def running_best(self) -> np.ndarray:
+        """running_best[e-1]: the best value of the metric within e epochs (the weights kept)."""
+        values = self.val[self.objective.metric]
+        return (np.maximum if self.objective.mode == "max" else np.minimum).accumulate(values)
 
 
 @dataclass
@@ -59,6 +65,10 @@ class Table:
     budget: str = "full"  # the recorded run's budget (smoke or full)
     _value: dict = field(default_factory=dict, repr=False)
 
+    @property
+    def objective(self) -> Objective:
+        return Objective(self.metric, self.mode)
+
     def key(self, config: dict) -> tuple:
         """A configuration's key: its value of every hyperparameter, as in the space."""
         return _key(self.space, config)
@@ -74,18 +84,18 @@ class Table:
                         grace_period=self.grace_period, reduction_factor=self.reduction_factor)
 
     def value(self, key: tuple, epochs: int) -> float:
-        """A model's worth: mean over training seeds of the best validation accuracy within
+        """A model's worth: mean over training seeds of the best validation value within
         ``epochs`` epochs (the weights a trial keeps)."""
         cached = self._value.get(key)
         if cached is None:
-            cached = np.mean([np.maximum.accumulate(c.val["val_accuracy"]) for c in self.curves[key]], axis=0)
+            cached = np.mean([c.running_best for c in self.curves[key]], axis=0)
             self._value[key] = cached
         return float(cached[epochs - 1])
 
     @functools.cached_property
     def optimum(self) -> float:
         """The grid's best value (every configuration trained to its own epoch count)."""
-        return max(self.value(key, len(curves[0].epoch_seconds)) for key, curves in self.curves.items())
+        return self.objective.best(self.value(key, len(curves[0].epoch_seconds)) for key, curves in self.curves.items())
 
     @functools.cached_property
     def median_value(self) -> float:
@@ -102,18 +112,18 @@ class Table:
     def has_test(self) -> bool:
         return all(c.test is not None for curves in self.curves.values() for c in curves)
 
-    def grid_selection_test_accuracy(self) -> float | None:
-        """Test accuracy of the grid's own pick (core.rules.select_trial over the grid in the
-        table's order), mean over training seeds."""
+    def grid_selection_test(self) -> float | None:
+        """The test value of the metric (test accuracy for val_accuracy) of the grid's own pick
+        (core.rules.select_trial over the grid in the table's order), mean over training seeds."""
         if not self.has_test:
             return None
-        accuracies = []
+        objective, values = self.objective, []
         for i in range(len(next(iter(self.curves.values())))):
-            rows = [{"key": key, "status": COMPLETED, "best_val_accuracy": float(curves[i].val["val_accuracy"].max()),
+            rows = [{"key": key, "status": COMPLETED, objective.best_column: float(curves[i].running_best[-1]),
                      "epochs": len(curves[i].epoch_seconds)} for key, curves in self.curves.items()]
-            curve = self.curves[select_trial(rows)["key"]][i]
-            accuracies.append(curve.test["test_accuracy"][curve.best_epoch[-1] - 1])
-        return float(np.mean(accuracies))
+            curve = self.curves[select_trial(rows, objective)["key"]][i]
+            values.append(curve.test[objective.test_column][curve.best_epoch[-1] - 1])
+        return float(np.mean(values))
 
 
 def _key(space: dict[str, list], config: dict) -> tuple:
@@ -187,19 +197,20 @@ def table_from_frames(trials: pd.DataFrame, curves: pd.DataFrame, *, space: dict
     absent = [c for c in config_columns if c not in grid_trials.columns]
     if absent:
         raise ReplayError(f"trials.csv has no column {absent[0]} for the recorded space")
-    for column in ("epoch", "val_accuracy", "epoch_seconds"):
+    objective = Objective(metric, mode)
+    for column in ("epoch", metric, "epoch_seconds"):
         if column not in curves.columns:
             raise ReplayError(f"curves.csv has no {column} column")
-    has_test = "test_accuracy" in curves.columns and curves["test_accuracy"].notna().any()
+    has_test = objective.test_column in curves.columns and curves[objective.test_column].notna().any()
     grid_curves = curves[(curves["searcher"] == "grid") & (curves["scheduler"] == "fifo")]
     # Columns as arrays and each trial's rows as positions, once: per-trial pandas work cost 2 s a
     # table on LCBench's 1,944 configurations (the suite loads each table in every process).
     grid_curves = grid_curves.sort_values(["seed", "trial_id", "epoch"], kind="stable")
     rows_of = grid_curves.groupby(["seed", "trial_id"], sort=False).indices
     column = {m: grid_curves[m].to_numpy(dtype=float) for m in grid_curves.columns
-              if m in ("epoch", "epoch_seconds") or (m in records.CURVE_COLUMNS and m.startswith("val_"))
-              or (has_test and m in records.TEST_CURVE_METRICS)}
-    val_names = [m for m in records.CURVE_COLUMNS if m.startswith("val_") and m in column]
+              if m in ("epoch", "epoch_seconds") or m.startswith("val_") or (has_test and m.startswith("test_"))}
+    val_names = [m for m in column if m.startswith("val_")]
+    test_names = [m for m in column if m.startswith("test_")]
     size = math.prod(len(v) for v in space.values())
     table: dict[tuple, list[Curve]] = {}
     for seed, seed_trials in grid_trials.groupby("seed", sort=True):
@@ -214,16 +225,15 @@ def table_from_frames(trials: pd.DataFrame, curves: pd.DataFrame, *, space: dict
                 got = f"epochs 1..{max(epochs)}" if epochs else "no epochs"
                 raise ReplayError(f"grid run seed {seed}: trial {trial['trial_id']} ({_describe(config)}) has {got} "
                                   f"of {own_epochs} in curves.csv; a replay table needs every epoch")
-            if np.isnan(column["val_accuracy"][rows]).any() or np.isnan(column["epoch_seconds"][rows]).any():
+            if np.isnan(column[metric][rows]).any() or np.isnan(column["epoch_seconds"][rows]).any():
                 raise ReplayError(f"grid run seed {seed}: trial {trial['trial_id']} ({_describe(config)}) has epochs "
-                                  "without val_accuracy or epoch_seconds in curves.csv")
+                                  f"without {metric} or epoch_seconds in curves.csv")
             seen.add(key)
             table.setdefault(key, []).append(Curve(
                 seed=int(seed),
                 val={m: column[m][rows] for m in val_names},
                 epoch_seconds=column["epoch_seconds"][rows],
-                test=({m: column[m][rows] for m in records.TEST_CURVE_METRICS if m in column}
-                      if has_test else None)))
+                test={m: column[m][rows] for m in test_names} if has_test else None, objective=objective))
         if len(seen) < size:
             missing = next(k for k in itertools.product(*space.values()) if k not in seen)
             raise ReplayError(f"grid run seed {seed} is missing {size - len(seen)} of {size} configurations, e.g. "
