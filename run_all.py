@@ -19,14 +19,16 @@ from core.cli import OneLineErrorParser  # noqa: E402
 from experiments.spec import (BUDGETS, ExperimentSpec, RunFailed, SpecError, format_methods,  # noqa: E402
                               parse_methods, parse_seeds)
 from searchers import DEFAULT_METHODS, SCHEDULERS, SEARCHERS  # noqa: E402
-from trainables import task_names  # noqa: E402
+from trainables import is_task_file, task_names  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         description="Tune a reference task with several search methods on one machine and compare "
                     "their quality (accuracy, F1, AUC) and cost (time, trial-seconds, GPU-seconds).")
-    parser.add_argument("--task", default="breast_cancer", help=f"task to tune: {', '.join(task_names())}")
+    parser.add_argument("--task", default="breast_cancer",
+                        help=f"task to tune: {', '.join(task_names())}, or your own: a file (path/to/my_task.py) "
+                             "or a module (my_package.my_task) defining TASK, a TaskSpec (docs/your-own-task.md)")
     default_methods = format_methods(DEFAULT_METHODS)
     parser.add_argument("--methods", default=default_methods,
                         help=f"comma-separated searcher[:scheduler]; searchers {', '.join(SEARCHERS)}, "
@@ -94,6 +96,8 @@ def _absolute(path: str) -> str:
 
 def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
     args = build_parser().parse_args(argv)
+    if is_task_file(args.task):  # run.json keeps it: a --resume from another folder finds the same file
+        args.task = _absolute(args.task)
     for name in ("data_dir", "cache_dir"):
         if getattr(args, name) is not None:
             setattr(args, name, _absolute(getattr(args, name)))

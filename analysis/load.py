@@ -28,6 +28,11 @@ class Run:
     resources: pd.DataFrame
 
     @property
+    def task(self) -> str:
+        """The task's name (run.json's spec names a task file by its path)."""
+        return self.info.get("resolved", {}).get("task") or self.info.get("spec", {}).get("task", "")
+
+    @property
     def objective(self) -> Objective:
         """The task's metric and direction, from run.json (runs written before tasks could name
         theirs optimized val_accuracy, max)."""

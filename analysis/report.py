@@ -12,7 +12,7 @@ import pandas as pd
 from analysis.load import Run, load_run
 from analysis.stats import paired
 from core import records
-from core.rules import CONTROLS, Objective
+from core.rules import CONTROLS, Objective, method_label
 
 
 
@@ -117,7 +117,7 @@ def control_comparisons(summary: pd.DataFrame, objective: Objective) -> list[dic
         for control in CONTROLS:
             if control not in by_method:
                 continue
-            row = {"method": f"{searcher}:{scheduler}", "control": f"{control[0]}:{control[1]}"}
+            row = {"method": method_label(searcher, scheduler), "control": method_label(*control)}
             for name, column in (("val", objective.best_column), ("test", objective.test_column)):
                 x, y = frame[column].align(by_method[control][column], join="inner")
                 row[name] = paired(scale * x.astype(float), scale * y.astype(float))
@@ -159,7 +159,7 @@ def summary_markdown(run: Run) -> str:
         reference += " (early-stopped: no full grid ran, so this is not the grid's best)"
     plots = "".join(f"![{name}](plots/{name})\n" for name in PLOTS if (run.path / "plots" / name).exists())
     return (
-        f"# {run.info.get('spec', {}).get('task', '')}: methods compared\n\n"
+        f"# {run.task}: methods compared\n\n"
         f"{format_table(summary, display_columns(run))}\n\n"
         f"- {objective.best_column}: the selected configuration's best {objective.metric} ({objective.mode}imized); "
         "test_*: its best-validation weights scored on the test split (never seen by a searcher or scheduler).\n"
@@ -182,10 +182,6 @@ def write_summary(run_dir) -> None:
 
 
 # --- plots ------------------------------------------------------------------------------
-def _method_label(searcher, scheduler) -> str:
-    return f"{searcher}+{scheduler}"
-
-
 def anytime(curves: pd.DataFrame, objective: Objective) -> pd.DataFrame:
     """The best validation value so far (in the objective's direction) in wall-clock order, one
     step curve per method and seed."""
@@ -242,7 +238,7 @@ def plot_anytime(run: Run, x: str, xlabel: str, path: Path) -> None:
         mine = frame[(frame["searcher"] == searcher) & (frame["scheduler"] == scheduler)]
         groups = [(seed, g.sort_values(x)) for seed, g in mine.groupby("seed")]
         if groups:
-            bands.append((f"{_method_label(searcher, scheduler)} ({len(groups)} seed{'s' * (len(groups) > 1)})",
+            bands.append((f"{method_label(searcher, scheduler)} ({len(groups)} seed{'s' * (len(groups) > 1)})",
                           len(groups), *_band(groups, x)))
     # Regret to the best value any method reached, on a symmetric log scale (as the LCBench plot):
     # in accuracy the first picks (0.55 on Breast Cancer) stretched the axis and the methods, a
@@ -258,7 +254,7 @@ def plot_anytime(run: Run, x: str, xlabel: str, path: Path) -> None:
     ax.set_xlabel(xlabel)
     unit = "points" if objective.regret_unit == "pts" else f"{objective.name} units"
     ax.set_ylabel(f"regret to the run's best {objective.metric}\n({unit}; symlog, linear below {REGRET_LINTHRESH})")
-    ax.set_title(f"{run.info.get('spec', {}).get('task', '')}: anytime performance (mean, band: min-max over seeds)")
+    ax.set_title(f"{run.task}: anytime performance (mean, band: min-max over seeds)")
     _finish(fig, ax, path, legend="upper right")  # regret curves fall towards the lower right
 
 
@@ -268,7 +264,7 @@ def plot_cost_quality(run: Run, path: Path) -> None:
     cost = "gpu_seconds" if uses_gpu(run) else "trial_seconds"
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (searcher, scheduler), rows in run.summary.groupby(["searcher", "scheduler"], sort=False):
-        ax.scatter(rows[cost], rows[run.objective.test_column], s=50, label=_method_label(searcher, scheduler))
+        ax.scatter(rows[cost], rows[run.objective.test_column], s=50, label=method_label(searcher, scheduler))
     # log scale only where every cost is positive: a run whose trials all failed costs 0 (it
     # must still get its report, not a matplotlib error)
     log = bool((pd.to_numeric(run.summary[cost], errors="coerce") > 0).all())
@@ -312,7 +308,7 @@ def plot_resources(run: Run, path: Path) -> None:
             ax.plot(res["wall_seconds"], res[column], lw=1, color="black")
         for i, ((searcher, scheduler, seed), times) in enumerate(spans):
             ax.axvspan(times.min(), times.max(), alpha=0.15, color=colors[i % len(colors)],
-                       label=f"{_method_label(searcher, scheduler)} s{int(seed)}" if column == panels[0][0] else None)
+                       label=f"{method_label(searcher, scheduler)} s{int(seed)}" if column == panels[0][0] else None)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0, 0].set_title("resources over the run (shaded: the method running)")

@@ -12,8 +12,15 @@ from typing import Iterable, Sequence
 from core.records import FAILED
 
 
+def method_label(searcher: str, scheduler: str) -> str:
+    """A method as every table, report, plot and message shows it: ``grid:fifo``, the spelling
+    ``--methods`` takes."""
+    return f"{searcher}:{scheduler}"
+
+
 def method_name(searcher: str, scheduler: str, seed: int) -> str:
-    """The method's Tune folder under ``tune/``: ``<searcher>-<scheduler>-s<seed>``."""
+    """The method's Tune folder under ``tune/``: ``<searcher>-<scheduler>-s<seed>`` (a folder name,
+    so no colon; everything shown to a user spells the method with ``method_label``)."""
     return f"{searcher}-{scheduler}-s{seed}"
 
 

@@ -78,12 +78,15 @@ class TaskSpec:
             raise ValueError(f"task {self.name}: metric {self.metric!r} is not val_<one of its metrics> "
                              f"({', '.join(self.metrics)}); declare metrics=(...) with what its evaluation returns")
         worst = self.diverged_values.get(self.objective.name)
-        if not (isinstance(worst, (int, float)) and math.isfinite(worst)):
+        if self.trainable is not None and not (isinstance(worst, (int, float)) and math.isfinite(worst)):
             raise ValueError(f"task {self.name}: diverged_values needs a finite {self.objective.name!r}: what a trial "
                              "whose loss turns NaN reports, ranked last by the searchers")
         if self.epochs_param not in self.space:
             raise ValueError(f"task {self.name}: epochs_param {self.epochs_param!r} is not in the space")
         for name, values in self.space.items():
+            if not isinstance(values, (tuple, list)):
+                raise ValueError(f"task {self.name}: hyperparameter {name!r} is not a grid of values (got "
+                                 f"{type(values).__name__}); every searcher draws from the grid, e.g. (1e-3, 1e-4)")
             if not values:
                 raise ValueError(f"task {self.name}: hyperparameter {name!r} has no values")
         if self.grace_period is None:

@@ -46,17 +46,22 @@ def pinned_environment(gpu: Gpu, env) -> dict[str, str]:
     return {"CUDA_DEVICE_ORDER": env.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), "CUDA_VISIBLE_DEVICES": gpu.visible_as}
 
 
-def start_ray(ray_address: str | None = None, gpu: Gpu | None = None) -> None:
+def start_ray(ray_address: str | None = None, gpu: Gpu | None = None, task_file: str | None = None) -> None:
     """Connect to ``ray_address`` or start a local Ray pinned to ``gpu`` (Ray is told of one
-    GPU, or none); keep a Ray the caller already started."""
+    GPU, or none); keep a Ray the caller already started. ``task_file``: a user's task file, made
+    importable by its workers (trainables' docstring says how and why)."""
     filter_ray_noise()
     if ray.is_initialized():
         return
     # Tune's plain progress output (the new console output prints boxes even at verbose=0).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray_address:
-        ray.init(address=ray_address, log_to_driver=False)
+        runtime_env = {"py_modules": [task_file]} if task_file else None  # copied to every node
+        ray.init(address=ray_address, log_to_driver=False, runtime_env=runtime_env)
         return
+    if task_file:  # before Ray starts: its workers inherit the environment
+        folder = os.path.dirname(task_file)
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (folder, os.environ.get("PYTHONPATH")) if p)
     if gpu is not None:
         os.environ.update(pinned_environment(gpu, os.environ))  # before Ray starts: its workers inherit it
     # address="local": a new instance, never a cluster that `ray start` left running on this

@@ -52,7 +52,7 @@ class RunPlan:
     def resolved(self, options: Mapping[str, Any]) -> dict:
         """run.json's ``resolved`` section (its keys are part of the run-folder contract)."""
         task = self.task
-        return {"space": {k: list(v) for k, v in task.space.items()}, "grid_size": task.grid_size,
+        return {"task": task.name, "space": {k: list(v) for k, v in task.space.items()}, "grid_size": task.grid_size,
                 "task_options": dict(options), "gpu_id": self.gpu.index if self.gpu else None,
                 "gpu_uuid": self.gpu.uuid if self.gpu else None, "num_samples": self.num_samples,
                 "max_concurrent": self.max_concurrent, "resources": dict(self.resources), "metric": task.metric,

@@ -15,7 +15,7 @@ from experiments.orphans import end_orphans_of_runs, own_session_dir
 from experiments.plan import Method, MethodOutcome, RunPlan
 from experiments.runner import now, quiet_echo, run_methods
 from experiments.spec import ExperimentSpec, SpecError
-from trainables import get_task
+from trainables import get_task, task_file
 
 
 class NotResumable(SpecError):
@@ -99,7 +99,7 @@ def resume(run_dir: Path, echo=None, quiet: bool = False) -> Path:
         info["started_time"] = first["time"] - first["wall_seconds"] if first else min(
             info.get("methods_started", {}).values(), default=None)
     end_orphans_of_runs([run_dir], echo)  # what a kill -9 of this run left running, by its Ray session
-    machine.start_ray(spec.ray_address, plan.gpu)
+    machine.start_ray(spec.ray_address, plan.gpu, task_file(spec.task))
     if not spec.ray_address:
         info["ray_session_dir"] = own_session_dir()
     info.setdefault("resumed_at", []).append(now())

@@ -19,7 +19,7 @@ from tensorboardX import SummaryWriter
 
 from analysis.report import build, format_table, write_summary
 from core import records
-from core.rules import method_name, select_trial
+from core.rules import method_label, method_name, select_trial
 from experiments import machine, runlock
 from experiments import progress as progress_lines
 from experiments.checkpoints import keep_best_pick
@@ -35,7 +35,7 @@ from experiments.scoring import evaluate_selected, summarize_method
 from experiments.spec import ExperimentSpec, RunFailed, SpecError, is_uri
 from experiments.tune_adapter import can_restore
 from experiments.tuning import expected_trials, tune_method
-from trainables import get_task
+from trainables import get_task, task_file
 
 
 def display_columns(task) -> tuple[str, ...]:
@@ -87,7 +87,7 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
     run_dir = create_run_dir(spec.results_dir, task.name)
     runlock.acquire(run_dir)  # new and ours: a --resume of it while it runs is refused
     storage = tune_storage(spec, run_dir)
-    machine.start_ray(spec.ray_address, gpu)
+    machine.start_ray(spec.ray_address, gpu, task_file(spec.task))
     resources = machine.trial_resources(task, spec.cpus_per_trial, spec.gpus_per_trial)
     plan = RunPlan(task=task, num_samples=num_samples,
                    max_concurrent=spec.max_concurrent or machine.default_max_concurrent(resources),
@@ -226,7 +226,7 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
     for line in next_steps(run_dir):
         echo(line)
     if failed:
-        names = ", ".join(f"{s['searcher']}:{s['scheduler']} seed {s['seed']}" for s in failed)
+        names = ", ".join(f"{method_label(s['searcher'], s['scheduler'])} seed {s['seed']}" for s in failed)
         raise RunFailed(f"{len(failed)} of {len(outcomes)} methods completed no trial ({names}); each trial's error "
                         f"is in {run_dir / 'trials.csv'} and its traceback in the trial's error.txt")
     return run_dir

@@ -11,8 +11,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.rules import method_label
 from searchers import DEFAULT_METHODS, DEFAULT_SCHEDULER, SCHEDULERS, SEARCHERS
-from trainables import TASK_MODULES, task_names
+from trainables import TASK_MODULES, get_task
 
 BUDGETS = ("smoke", "full")
 # which trial checkpoints stay on disk (experiments/checkpoints.py): the run's best pick, every
@@ -50,14 +51,14 @@ def parse_methods(text: str) -> tuple[tuple[str, str], ...]:
         schedulers = list(SCHEDULERS) if scheduler == "*" else [scheduler if sep else DEFAULT_SCHEDULER[searcher]]
         for pair in ((searcher, s) for s in schedulers):
             if pair in methods:
-                raise SpecError(f"method {pair[0]}:{pair[1]} is named twice in --methods")
+                raise SpecError(f"method {method_label(*pair)} is named twice in --methods")
             methods.append(pair)
     return tuple(methods)
 
 
 def format_methods(methods) -> str:
     """The inverse of ``parse_methods``: ``"grid:fifo,random:asha"``."""
-    return ",".join(f"{searcher}:{scheduler}" for searcher, scheduler in methods)
+    return ",".join(method_label(searcher, scheduler) for searcher, scheduler in methods)
 
 
 # The largest seed every searcher takes: numpy's RandomState (Ray's random search, HyperOpt's
@@ -143,8 +144,11 @@ class ExperimentSpec:
     storage: str | None = None
 
     def __post_init__(self):
-        if self.task not in TASK_MODULES:
-            raise SpecError(f"unknown task {self.task!r}; allowed: {', '.join(task_names())}")
+        if self.task not in TASK_MODULES:  # a user's task file or module: imported and checked now
+            try:
+                get_task(self.task)
+            except ValueError as exc:
+                raise SpecError(str(exc)) from None
         if not self.methods:
             raise SpecError("no methods to run; name at least one in --methods")
         for searcher, scheduler in self.methods:

@@ -18,6 +18,7 @@ from experiments.replay.report import write_results
 from experiments.replay.table import ReplayError, Table, load_table
 from experiments.spec import SpecError, parse_methods
 from searchers import SCHEDULERS, SEARCHERS
+from core.rules import method_label
 from trainables import TASK_MODULES, get_task
 
 BUILTIN = Path(__file__).resolve().parent.parent / "tables"  # shipped recorded tables: tables/<task>/
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     table = with_asha_settings(table, args.grace_period, args.reduction_factor)
     settings = {"source": str(source), "task": table.task, "n_seeds": args.seeds,
                 "grace_period": table.grace_period, "reduction_factor": table.reduction_factor,
-                "methods": [f"{s}:{c}" for s, c in args.methods],
+                "methods": [method_label(s, c) for s, c in args.methods],
                 "num_samples": args.num_samples or table.num_samples,
                 "max_concurrent": args.max_concurrent or table.max_concurrent, "workers": args.workers}
     print(f"replaying {len(args.methods)} methods x {args.seeds} seeds on {table.task} ({len(table.curves)} "
@@ -165,7 +166,7 @@ def suite_main(args) -> int:
     else:
         folder = suite.build_tables(suite.default_tables_dir(), echo=lambda line: None)
     settings = {"suite": "lcbench", "tables": str(folder), "n_seeds": args.seeds,
-                "methods": [f"{s}:{c}" for s, c in args.methods], "budget": args.budget or suite.BUDGET,
+                "methods": [method_label(s, c) for s, c in args.methods], "budget": args.budget or suite.BUDGET,
                 "max_trials": args.max_trials or suite.MAX_TRIALS, "workers": args.workers,
                 "max_concurrent": 4, "half": args.half, "n_datasets": len(suite.tables_of(folder, args.half))}
     out = Path(args.out)

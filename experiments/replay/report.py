@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core import records
+from core.rules import method_label
 from experiments.replay import fidelity
 from experiments.replay.stats import (CONTROLS, READING_NOTES, REACH_POINTS, REGRET_FRACTIONS, anytime_curves,
                                       regret_column, summarize, summary_columns)
@@ -74,8 +75,8 @@ def summary_markdown(summary: pd.DataFrame, table: Table, settings: dict, sanity
               f"reduction factor {table.reduction_factor}. Regret in {units}; compute as a share "
              "of the grid's."), "",
              ("| method | regret @5% | @10% | @25% | @50% | compute to within 0.5 (median) | seeds reaching | "
-             f"compute used | {test} (median) | vs grid test ({unit}) | @10% vs random+fifo: diff, p, r | "
-              "@10% vs random+asha: diff, p, r |"),
+             f"compute used | {test} (median) | vs grid test ({unit}) | @10% vs random:fifo: diff, p, r | "
+              "@10% vs random:asha: diff, p, r |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in summary.to_dict("records"):
         regrets = [f"{_fmt(row[f'{regret_column(table, f)}_median'])} "
@@ -83,13 +84,13 @@ def summary_markdown(summary: pd.DataFrame, table: Table, settings: dict, sanity
                    f"{_fmt(row[f'{regret_column(table, f)}_q75'])}]" for f in REGRET_FRACTIONS]
         reach = row["compute_to_reach_median"]
         tests = " | ".join(_test_cell(row, prefix) for prefix in CONTROLS.values())
-        lines.append(f"| {row['searcher']}+{row['scheduler']} | " + " | ".join(regrets)
+        lines.append(f"| {method_label(row['searcher'], row['scheduler'])} | " + " | ".join(regrets)
                      + f" | {_fmt(100 * reach, 1) + '%' if math.isfinite(reach) else 'never'}"
                      + f" | {_fmt(100 * row['reach_share'], 0)}% | {_fmt(100 * row['compute_share_median'], 1)}%"
                      + f" | {_fmt(row[f'{test}_median'], 4)} | {_fmt(row[f'{test}_vs_grid_{unit}'])} | {tests} |")
     grid_test = table.grid_selection_test()
     lines += ["", ("Regret cells: median [25th, 75th percentile] over seeds. The paired test is Wilcoxon's signed-rank "
-              "test against each control (random+fifo; random+asha, which separates the searcher's effect from ASHA's) "
+              "test against each control (random:fifo; random:asha, which separates the searcher's effect from ASHA's) "
               "over the same seeds (two-sided); r is the matched-pairs rank-biserial correlation (negative: lower "
               "regret than the control)."),
               f"Grid's own selection {test}: {_fmt(grid_test, 4)}." if grid_test is not None else

@@ -40,13 +40,16 @@ READING_NOTES = (
 
 
 def regret_at(run, table: Table, fractions) -> np.ndarray:
-    """Regret of the run's pick once it has used each fraction of the grid's compute; before its
-    first result, the regret of a value of 0 (nothing to pick: for an accuracy, the whole optimum)."""
+    """Regret of the run's pick once it has used each fraction of the grid's compute. Before its
+    first result there is nothing to pick: for ``max`` the regret of a value of 0 (for an accuracy,
+    the whole optimum, as this benchmark always counted it), for ``min`` that of the grid's worst
+    configuration (a loss or an RMSE has no natural worst value)."""
     compute = run.events["compute"].to_numpy()
     values = run.events["value"].to_numpy()
     budget = np.asarray(fractions, dtype=float) * table.grid_compute
     idx = np.searchsorted(compute, budget, side="right") - 1  # compute is non-decreasing
-    value = np.where(idx >= 0, values[np.maximum(idx, 0)], 0.0 if table.objective.mode == "max" else np.inf)
+    nothing = 0.0 if table.objective.mode == "max" else table.worst_value
+    value = np.where(idx >= 0, values[np.maximum(idx, 0)], nothing)
     return table.objective.regret(table.optimum, value)
 
 

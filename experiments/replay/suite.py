@@ -42,6 +42,7 @@ import pandas as pd
 
 from analysis.stats import wilcoxon
 from core import records
+from core.rules import method_label
 from experiments.replay.fidelity import fidelity_lines
 from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, regret_at, seed_row
 from experiments.replay.table import Table, load_table
@@ -282,7 +283,7 @@ def cross_dataset(rows: pd.DataFrame) -> pd.DataFrame:
             row[f"norm_regret_at_{pct}pct_q25"], row[f"norm_regret_at_{pct}pct_q75"] = np.percentile(mine, [25, 75])
             row[f"avg_rank_at_{pct}pct"] = float(ranks.loc[method, ANYTIME_POINTS[at(ANYTIME_POINTS, f)]])
             for (s, c), prefix in CONTROLS.items():
-                control = f"{s}:{c}"
+                control = method_label(s, c)
                 if control == method or control not in per_task[f].index.get_level_values(0):
                     continue
                 x, y = mine.align(per_task[f][control], join="inner")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from core import records
+from core.rules import method_label
 from experiments.replay.fidelity import fidelity_lines
 from experiments.replay.report import _fmt  # one cell format for every replay table
 from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, READING_NOTES, summarize
@@ -97,7 +98,7 @@ def markdown(cross: pd.DataFrame, settings: dict, pairs: pd.DataFrame | None = N
               "normalized regret is lower."), "",
              "| method | " + " | ".join(f"norm. regret @{round(f * 100)}%" for f in SUITE_FRACTIONS)
              + " | " + " | ".join(f"avg rank @{t}%" for t in tested) + " | "
-             + " | ".join(f"vs {s}:{c} @{t}%: p, r, wins" for s, c in CONTROLS for t in tested) + " |",
+             + " | ".join(f"vs {method_label(s, c)} @{t}%: p, r, wins" for s, c in CONTROLS for t in tested) + " |",
              "|---" * (1 + len(SUITE_FRACTIONS) + len(tested) + 2 * len(tested)) + "|"]
     for row in cross.to_dict("records"):
         cells = [f"{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_mean'], 3)} "

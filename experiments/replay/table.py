@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.records import COMPLETED, FAILED
-from core.rules import Objective, best_epochs, select_trial
+from core.rules import Objective, best_epochs, method_label, select_trial
 from core.task import TaskSpec
 
 
@@ -79,8 +79,10 @@ class Table:
     def task_spec(self) -> TaskSpec:
         """A TaskSpec of the table's space and ASHA settings, for the searcher factories (with
         no trainable: a replayed trial runs nothing)."""
+        metrics = next(iter(self.curves.values()))[0].val  # val_<name>: what the recorded run evaluated
         return TaskSpec(name=self.task, space={k: tuple(v) for k, v in self.space.items()},
-                        metric=self.metric, mode=self.mode, epochs_param=self.epochs_param,
+                        metric=self.metric, mode=self.mode, metrics=tuple(m.removeprefix("val_") for m in metrics),
+                        epochs_param=self.epochs_param,
                         grace_period=self.grace_period, reduction_factor=self.reduction_factor)
 
     def value(self, key: tuple, epochs: int) -> float:
@@ -96,6 +98,12 @@ class Table:
     def optimum(self) -> float:
         """The grid's best value (every configuration trained to its own epoch count)."""
         return self.objective.best(self.value(key, len(curves[0].epoch_seconds)) for key, curves in self.curves.items())
+
+    @functools.cached_property
+    def worst_value(self) -> float:
+        """The value of the grid's worst configuration (each trained to its own epoch count)."""
+        values = [self.value(key, len(curves[0].epoch_seconds)) for key, curves in self.curves.items()]
+        return min(values) if self.objective.mode == "max" else max(values)
 
     @functools.cached_property
     def median_value(self) -> float:
@@ -166,7 +174,7 @@ def load_table(folder) -> Table:
     resolved = info.get("resolved", {})
     if "space" not in resolved:
         raise ReplayError(f"{folder / 'run.json'} has no resolved search space; was it written by run_all.py?")
-    task = info.get("spec", {}).get("task", "?")
+    task = resolved.get("task") or info.get("spec", {}).get("task", "?")  # the name (spec: maybe a task file)
     epochs_param = resolved.get("epochs_param")
     if epochs_param is None:  # run folders written before run.json carried it
         from trainables import get_task  # deliberate: only for tables recorded before run.json had it
@@ -191,7 +199,7 @@ def table_from_frames(trials: pd.DataFrame, curves: pd.DataFrame, *, space: dict
     if grid_trials.empty:
         methods = sorted(set(zip(trials["searcher"], trials["scheduler"])))
         raise ReplayError(f"{source or 'the table'} holds no grid run with the fifo scheduler (it has "
-                          f"{', '.join(f'{s}:{c}' for s, c in methods) or 'no trials'}); record one with "
+                          f"{', '.join(method_label(s, c) for s, c in methods) or 'no trials'}); record one with "
                           "run_all.py --methods grid:fifo --record-test-curves")
     config_columns = [f"config/{name}" for name in space]
     absent = [c for c in config_columns if c not in grid_trials.columns]
