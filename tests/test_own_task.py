@@ -179,3 +179,31 @@ def test_the_example_shown_in_the_docs_is_the_tested_file():
     for line in textwrap.dedent(EXAMPLE.read_text()).splitlines():
         if line.startswith(("TASK = TaskSpec(", "    metric=", "    mode=", "    metrics=")):
             assert line.strip() in doc, line
+
+
+def test_tensorboard_hparams_carry_the_tasks_metric(diabetes_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = sorted((diabetes_run / "tune" / "grid-fifo-s0").rglob("events.out*"))[0]
+    accumulator = EventAccumulator(str(events.parent))
+    accumulator.Reload()
+    tags = set()
+    for content in accumulator.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        tags |= {m.name.tag for m in data.experiment.metric_infos}
+    assert {"ray/tune/val_rmse", "ray/tune/best_val_rmse"} <= tags and "ray/tune/val_accuracy" not in tags
+
+
+def test_a_run_folder_written_before_tasks_named_their_metric_still_loads():
+    """The shipped Breast Cancer table's run.json predates `metrics` and the task's name in `resolved`."""
+    from analysis import load_run
+    from experiments.replay import load_table
+
+    folder = ROOT / "experiments" / "tables" / "breast_cancer"
+    resolved = json.loads((folder / "run.json").read_text())["resolved"]
+    assert "metrics" not in resolved and "task" not in resolved
+    run = load_run(folder)
+    assert run.objective == Objective() and run.task == "breast_cancer" and "best_val_accuracy" in run.summary
+    table = load_table(folder)
+    assert table.objective == Objective() and table.task_spec().metrics == ("accuracy", "f1", "auc", "loss")
