@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -83,14 +84,31 @@ class TaskSpec:
                              "whose loss turns NaN reports, ranked last by the searchers")
         if self.epochs_param not in self.space:
             raise ValueError(f"task {self.name}: epochs_param {self.epochs_param!r} is not in the space")
+        epochs = self.space[self.epochs_param]
+        if not isinstance(epochs, (tuple, list)) or not epochs or not all(
+                isinstance(e, numbers.Integral) and not isinstance(e, bool) and e >= 1 for e in epochs):
+            raise ValueError(f"task {self.name}: {self.epochs_param} (the epochs each configuration trains, ASHA's "
+                             f"resource) must be whole numbers of at least 1, got {epochs!r}")
         for name, values in self.space.items():
             if not isinstance(values, (tuple, list)):
                 raise ValueError(f"task {self.name}: hyperparameter {name!r} is not a grid of values (got "
                                  f"{type(values).__name__}); every searcher draws from the grid, e.g. (1e-3, 1e-4)")
             if not values:
                 raise ValueError(f"task {self.name}: hyperparameter {name!r} has no values")
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise ValueError(f"task {self.name}: hyperparameter {name!r} has a value that is not a finite number "
+                                 f"({', '.join(map(str, values))})")
+            if len(set(map(repr, values))) < len(values):
+                raise ValueError(f"task {self.name}: hyperparameter {name!r} names a value twice "
+                                 f"({', '.join(map(str, values))}); grid search would train it twice")
         if self.grace_period is None:
             object.__setattr__(self, "grace_period", int(min(self.space[self.epochs_param])))
+        if not (isinstance(self.grace_period, numbers.Integral) and 1 <= self.grace_period <= self.max_t):
+            raise ValueError(f"task {self.name}: grace_period must be a whole number of epochs from 1 to the largest "
+                             f"{self.epochs_param} ({self.max_t}), got {self.grace_period!r}")
+        if not (isinstance(self.reduction_factor, numbers.Integral) and self.reduction_factor >= 2):
+            raise ValueError(f"task {self.name}: reduction_factor must be a whole number of at least 2 (ASHA keeps the "
+                             f"top 1/reduction_factor), got {self.reduction_factor!r}")
 
     @property
     def objective(self) -> Objective:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import shlex
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +24,7 @@ from core.rules import method_label, method_name, select_trial
 from experiments import machine, runlock
 from experiments import progress as progress_lines
 from experiments.checkpoints import keep_best_pick
-from experiments.collect import collect_trials
+from experiments.collect import collect_trials, error_line
 from experiments.console import next_steps
 from experiments.gpus import GpuProbeError, visible_gpus
 from experiments.interrupt import Interrupted, InterruptGuard
@@ -154,11 +155,24 @@ def run_method(plan: RunPlan, method: Method, storage: str, monitor=None,
         before = [c["wall_seconds"] for c in collected.curves if c["wall_seconds"] + origin < tuned.started]
         wall += max(before, default=0.0)
     selected = select_trial(collected.trials, plan.task.objective)
-    test_metrics = evaluate_selected(plan, collected.results[selected["trial_id"]]) if selected else {}
+    test_metrics = score_pick(plan, method, collected.results[selected["trial_id"]]) if selected else {}
     samples = monitor.rows(method.searcher, method.scheduler, method.seed) if monitor is not None else None
     summary = summarize_method(plan.task, method, collected.trials, wall, test_metrics, selected,
                                plan.gpus_per_trial, samples)
     return MethodOutcome(trials=collected.trials, curves=collected.curves, summary=summary)
+
+
+def score_pick(plan: RunPlan, method: Method, result) -> dict:
+    """The pick's test metrics; where the scoring task's worker dies past Ray's retries (killed,
+    out of memory), one line on stderr and empty test columns: the method's trials stand."""
+    import ray.exceptions
+
+    try:
+        return evaluate_selected(plan, result)
+    except ray.exceptions.RayError as exc:
+        print(f"{method.name}: scoring the pick on the test split failed ({error_line(exc)}); its test columns "
+              "are left empty", file=sys.stderr)
+        return {}
 
 
 def write_tables(run_dir: Path, task, outcomes: list[MethodOutcome], monitor=None) -> None:

@@ -32,8 +32,10 @@ def evaluate_selected(plan: RunPlan, result) -> dict[str, float]:
 def scoring_options(plan: RunPlan) -> dict:
     """The Ray task that scores a pick on the GPU: the trial's resources (placed and counted
     like a trial), and a worker that exits after it (``max_calls=1``), so its CUDA context and
-    the test split leave the card. Set in ``ray.remote``: ``.options()`` would drop max_calls."""
-    return {"num_cpus": plan.resources["cpu"], "num_gpus": plan.gpus_per_trial, "max_calls": 1}
+    the test split leave the card. Set in ``ray.remote``: ``.options()`` would drop max_calls. A worker
+    that dies (killed, out of memory) is retried once (``max_retries``), then the run goes on
+    without the pick's test scores (runner.score_pick)."""
+    return {"num_cpus": plan.resources["cpu"], "num_gpus": plan.gpus_per_trial, "max_calls": 1, "max_retries": 1}
 
 
 def summarize_method(task: TaskSpec, method: Method, trials, wall_seconds: float, test_metrics: dict,

@@ -87,3 +87,54 @@ def test_known_bad_values_name_the_flag(argv, fragment, tmp_path, capsys):
     code = run_all.main([*argv, "--results-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and fragment in err and len(err.splitlines()) == 1
+
+
+# --- a TaskSpec a user writes (docs/your-own-task.md) ---------------------------------------------
+VALUES = st.one_of(st.integers(-2, 200), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+                   st.sampled_from(["relu", "tanh", ""]), st.none())
+GRID = st.one_of(st.lists(VALUES, max_size=4).map(tuple), st.lists(VALUES, max_size=3), VALUES,
+                 st.sampled_from(["abc", {"a": 1}, range(3)]))
+EPOCHS = st.one_of(st.lists(st.integers(-1, 30), max_size=3).map(tuple), GRID)
+TASK_ARGS = st.fixed_dictionaries({
+    "space": st.dictionaries(st.sampled_from(["lr", "width", "act"]), GRID, max_size=3),
+    "epochs": EPOCHS,
+    "metric": st.sampled_from(["val_accuracy", "val_rmse", "val_loss", "accuracy", "val_"]),
+    "mode": st.sampled_from(["max", "min", "maximize", ""]),
+    "metrics": st.sampled_from([None, ("rmse", "loss"), ("accuracy",), ()]),
+    "grace_period": st.one_of(st.none(), st.integers(-1, 40), st.floats(allow_nan=True)),
+    "reduction_factor": st.one_of(st.integers(-1, 5), st.floats(allow_nan=True)),
+    "diverged": st.sampled_from([None, {"rmse": 1e3, "loss": math.inf}, {"rmse": math.nan}, {}]),
+})
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(TASK_ARGS)
+def test_a_generated_taskspec_is_valid_or_refused_in_one_line(args):
+    """A TaskSpec either refuses with one line naming the task, or is one every part can run: a
+    non-empty grid of distinct finite values, whole epochs >= 1, a metric it evaluates, a direction,
+    ASHA settings in range and a finite value for a diverged trial."""
+    from core.task import TaskSpec
+
+    kwargs = {"name": "user", "trainable": "user_task:Trainable", "space": {**args["space"], "num_epochs": args["epochs"]},
+              "metric": args["metric"], "mode": args["mode"], "grace_period": args["grace_period"],
+              "reduction_factor": args["reduction_factor"]}
+    if args["metrics"] is not None:
+        kwargs["metrics"] = args["metrics"]
+    if args["diverged"] is not None:
+        kwargs["diverged_values"] = args["diverged"]
+    try:
+        task = TaskSpec(**kwargs)
+    except ValueError as exc:
+        message = str(exc)
+        assert "\n" not in message and message.startswith("task user: "), message
+        event("refused")
+        return
+    event("accepted")
+    assert task.grid_size >= 1 and task.mode in ("max", "min")
+    for values in task.space.values():
+        assert isinstance(values, (tuple, list)) and len(values) == len(set(map(repr, values)))
+        assert not any(isinstance(v, float) and not math.isfinite(v) for v in values)
+    assert all(isinstance(e, int) and e >= 1 for e in task.space["num_epochs"])
+    assert 1 <= task.grace_period <= task.max_t and task.reduction_factor >= 2
+    assert task.metric in [f"val_{m}" for m in task.metrics]
+    assert math.isfinite(task.diverged_values[task.objective.name])

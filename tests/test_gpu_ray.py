@@ -58,7 +58,7 @@ def test_zero_gpu_trials_never_select_cuda(ray_session, tmp_path):
 def test_the_scoring_task_holds_the_trials_resources_and_leaves_with_its_worker(ray_session):
     plan = RunPlan(task=get_task("cifar10"), num_samples=1, max_concurrent=1, resources={"cpu": 1.0, "gpu": 0.25})
     options = scoring_options(plan)
-    assert options == {"num_cpus": 1.0, "num_gpus": 0.25, "max_calls": 1}
+    assert options == {"num_cpus": 1.0, "num_gpus": 0.25, "max_calls": 1, "max_retries": 1}
     task = ray.remote(**options)(scoring_probe)
     first, second = ray.get(task.remote()), ray.get(task.remote())
     assert first[0] == second[0] == "0"  # placed on the card like a trial

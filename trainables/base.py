@@ -251,6 +251,10 @@ class EpochTrainable(tune.Trainable):
             torch.cuda.synchronize()
         train_seconds = time.perf_counter() - started
         val = self._run.evaluate("val")
+        missing = [name for name in self.task.metrics if name not in val]
+        if missing:  # the declaration and the code disagree: one line in trials.csv, not a KeyError later
+            raise ValueError(f"{type(self._run).__name__}.evaluate returned {', '.join(sorted(val)) or 'nothing'}, "
+                             f"without {', '.join(missing)} that task {self.task.name}'s metrics declare")
         if self._device.type == "cuda":
             torch.cuda.synchronize()
         epoch_seconds = time.perf_counter() - started
