@@ -16,8 +16,8 @@ from core import check_not_shadowed
 check_not_shadowed("experiments", "analysis", "searchers", "trainables")  # before importing them: one clear error
 
 from core.cli import OneLineErrorParser  # noqa: E402
-from experiments.spec import (BUDGETS, ExperimentSpec, RunFailed, SpecError, format_methods,  # noqa: E402
-                              parse_methods, parse_seeds)
+from experiments.spec import (BUDGETS, ExperimentSpec, RunFailed, SpecError, StorageFailed,  # noqa: E402
+                              format_methods, parse_methods, parse_seeds)
 from searchers import DEFAULT_METHODS, SCHEDULERS, SEARCHERS  # noqa: E402
 from trainables import is_task_file, task_names  # noqa: E402
 
@@ -159,6 +159,9 @@ def _main(argv: list[str] | None = None) -> int:
     except SpecError as exc:  # bad settings, or the task's own checks (data folder, model), before anything is written
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return 2
+    except StorageFailed as exc:  # a full or read-only disk: stopped, whole files, resumable
+        print(f"run_all.py: error: {exc}", file=sys.stderr)
+        return 1
     except RunFailed as exc:  # written and reported, but a method has nothing to show
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return 1

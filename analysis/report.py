@@ -216,7 +216,7 @@ def _finish(fig, ax, path: Path, legend: str = "lower right") -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc=legend)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    records.write_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -316,7 +316,7 @@ def plot_resources(run: Run, path: Path) -> None:
         axes[0, 0].legend(loc="upper left", fontsize=7, ncol=2)
     axes[-1, 0].set_xlabel("wall-clock seconds since the monitor started")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    records.write_figure(fig, path, dpi=100)
     plt.close(fig)
 
 

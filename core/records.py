@@ -5,6 +5,7 @@ place they are spelled), and atomic writers (a temporary file in the same folder
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -98,6 +99,41 @@ def write_json(path: Path, obj) -> None:
 
 def write_text(path: Path, text: str) -> None:
     _write_atomic(path, text)
+
+
+def write_figure(fig, path: Path, dpi: int = 100) -> None:
+    """A matplotlib figure as a PNG, atomically like every other file (a full disk leaves the last
+    whole plot, never half of one)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, dpi=dpi, format="png")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# errno values that mean "the storage refused the write" (not a bug of ours): a run stops on them
+# in one line, its files whole, and --resume continues once there is room again
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG})
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS
+
+
+def read_csv_rows(path: Path) -> list[dict]:
+    """A table's rows exactly as written (strings), or none where the file is missing."""
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def _cell(value):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 from dataclasses import fields
 from pathlib import Path
 
 from core import records
+from core.records import read_csv_rows as read_rows
 from experiments import machine, runlock
 from experiments.gpus import GpuProbeError, visible_gpus
 from experiments.orphans import end_orphans_of_runs, own_session_dir
@@ -20,14 +20,6 @@ from trainables import get_task, task_file
 
 class NotResumable(SpecError):
     """--resume was given a folder that is not an interrupted run (one line for the user)."""
-
-
-def read_rows(path: Path) -> list[dict]:
-    """A table's rows exactly as written (strings), or none where the file is missing."""
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def spec_from_info(info: dict) -> ExperimentSpec:

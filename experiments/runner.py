@@ -33,7 +33,7 @@ from experiments.orphans import earlier_runs, end_orphans_of_runs, own_session_d
 from experiments.plan import Method, MethodOutcome, RunPlan, fixed_config
 from experiments.progress import FailureLines, Progress
 from experiments.scoring import evaluate_selected, summarize_method
-from experiments.spec import ExperimentSpec, RunFailed, SpecError, is_uri
+from experiments.spec import ExperimentSpec, RunFailed, SpecError, StorageFailed, is_uri
 from experiments.tune_adapter import can_restore
 from experiments.tuning import expected_trials, tune_method
 from trainables import get_task, task_file
@@ -227,11 +227,16 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
         raise Interrupted(f"{'stopped at once' if isinstance(exc, KeyboardInterrupt) else 'interrupted'}; "
                           f"{len(outcomes)} of {len(spec.seeds) * len(spec.methods)} methods finished. "
                           f"Continue with: python run_all.py --resume {shlex.quote(str(run_dir))}") from None
+    except OSError as exc:
+        storage_failed(exc, run_dir, info, len(spec.seeds) * len(spec.methods))
     finally:
         writer.close()
-    # The tables were written after every method; only the monitor's last samples are new.
-    records.write_csv(run_dir / "resources.csv", records.RESOURCE_COLUMNS, monitor.rows())
-    build(run_dir)  # plots and the final summary.md
+    try:
+        # The tables were written after every method; only the monitor's last samples are new.
+        records.write_csv(run_dir / "resources.csv", records.RESOURCE_COLUMNS, monitor.rows())
+        build(run_dir)  # plots and the final summary.md
+    except OSError as exc:
+        storage_failed(exc, run_dir, info, len(outcomes))
     failed = [o.summary for o in outcomes if not o.summary.get("best_trial_id")]
     info.update(status="finished", finished_at=now(),
                 methods_without_result=[method_name(s["searcher"], s["scheduler"], int(s["seed"])) for s in failed])
@@ -244,6 +249,23 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
         raise RunFailed(f"{len(failed)} of {len(outcomes)} methods completed no trial ({names}); each trial's error "
                         f"is in {run_dir / 'trials.csv'} and its traceback in the trial's error.txt")
     return run_dir
+
+
+def storage_failed(exc: OSError, run_dir: Path, info: dict, total: int):
+    """Stop the run in one line where the storage refused a write (a full or read-only disk, a quota);
+    any other OSError is a bug and keeps its traceback. Every file on disk is whole (the writers are
+    atomic) and --resume continues from the methods whose summary row was written."""
+    if not records.is_storage_error(exc):
+        raise exc
+    try:
+        records.write_json(run_dir / "run.json", {**info, "status": "stopped", "stopped_at": now(),
+                                                  "stopped_because": str(exc)})
+    except OSError:
+        pass  # the same disk: run.json keeps its last whole version, which --resume reads as well
+    recorded = len(records.read_csv_rows(run_dir / "summary.csv"))  # what --resume keeps; the rest it continues
+    raise StorageFailed(f"writing the run failed ({exc.strerror or exc}: {exc.filename or run_dir}); {recorded} of "
+                        f"{total} methods are recorded and every file on disk is whole. Make room (or make it writable), "
+                        f"then: python run_all.py --resume {shlex.quote(str(run_dir))}") from None
 
 
 def _first_start(info: dict, run_dir: Path, storage: str, method: Method, echo) -> float | None:

@@ -25,6 +25,11 @@ class SpecError(ValueError):
     """A bad experiment setting; its message is one line meant for the user."""
 
 
+class StorageFailed(Exception):
+    """A write to the run folder (or Tune's storage) was refused: a full or read-only disk, a quota.
+    The run stopped; every file on disk is whole (atomic writers) and --resume continues it."""
+
+
 class RunFailed(Exception):
     """The run finished and wrote its tables, but a method has no trial with a result (every trial
     failed): nothing to compare or pick. One line for the user; run_all exits 1."""

@@ -192,3 +192,37 @@ def test_the_suites_progress_is_plain_lines_when_piped(table_dir, capsys):
     suite.run_suite(table_dir, [("random", "fifo")], range(2), budget=0.01, max_trials=10, progress=True)
     err = capsys.readouterr().err  # not a terminal
     assert "\r" not in err and err.strip().splitlines()[-1].startswith("replays: 2/2 done, elapsed ")
+
+
+def test_a_full_disk_stops_the_suite_in_one_line_and_the_same_command_continues(table_dir, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """The second replay's row meets a full disk as it is appended to rows.jsonl: one line, exit 1, the
+    first row kept whole; rerun, the suite replays only the missing one."""
+    import errno
+    import json
+    import types
+
+    from experiments import replay
+
+    out = tmp_path / "out"
+    argv = ["--suite", "lcbench", "--tables", str(table_dir), "--methods", "random:fifo", "--budget", "0.02",
+            "--max-trials", "20", "--workers", "1", "--out", str(out), "--seeds", "2"]
+    rows = []
+
+    def dumps(obj, **kwargs):
+        if obj.get("searcher") == "random" and rows:
+            raise OSError(errno.ENOSPC, "No space left on device", str(out / suite.ROWS_FILE))
+        rows.append(obj)
+        return json.dumps(obj, **kwargs)
+
+    monkeypatch.setattr(suite, "json", types.SimpleNamespace(dumps=dumps, loads=json.loads,
+                                                             JSONDecodeError=json.JSONDecodeError))
+    capsys.readouterr()
+    assert replay.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and "rerun the same command" in err[0], err
+    lines = (out / suite.ROWS_FILE).read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["seed"] == 0
+    monkeypatch.undo()
+    assert replay.main(argv) == 0
+    assert [json.loads(line)["seed"] for line in (out / suite.ROWS_FILE).read_text().splitlines()] == [0, 1]

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from core import records
-from core.rules import last_attempt
+from core.rules import Objective, last_attempt
 from experiments.plan import Method
 from experiments.scoring import summarize_method
 from experiments.tune_adapter import trial_statuses, trials_with_results
@@ -26,7 +26,6 @@ from tests.memory import watch_release
 from tests.tuning import collect
 from tests.tuning import tune as tune_one
 from trainables import base, get_task
-from core.rules import Objective
 
 RESOURCES = {"cpu": 1, "gpu": 0}
 

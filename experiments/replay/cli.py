@@ -181,11 +181,20 @@ def suite_main(args) -> int:
           f"({args.workers} workers; each replay is kept in {out / suite.ROWS_FILE} as it ends, and a rerun "
           "skips those) ...")
     started = time.perf_counter()
-    rows = suite.run_suite(folder, args.methods, range(args.seeds), settings["budget"], settings["max_trials"],
-                           workers=args.workers, out=out, progress=True, half=args.half)
-    settings["replay_seconds"] = time.perf_counter() - started  # this invocation's wall clock
-    settings["replay_worker_seconds"] = float(rows["replay_seconds"].sum())  # every row's, resumed ones too
-    suite_report.write(out, rows, settings)
+    try:
+        rows = suite.run_suite(folder, args.methods, range(args.seeds), settings["budget"], settings["max_trials"],
+                               workers=args.workers, out=out, progress=True, half=args.half)
+        settings["replay_seconds"] = time.perf_counter() - started  # this invocation's wall clock
+        settings["replay_worker_seconds"] = float(rows["replay_seconds"].sum())  # every row's, resumed ones too
+        suite_report.write(out, rows, settings)
+    except OSError as exc:
+        if not records.is_storage_error(exc):
+            raise
+        # rows.jsonl holds every replay that ended (a cut last line is rerun): the same command continues
+        print(f"python -m experiments.replay: error: writing {exc.filename or out} failed ({exc.strerror}); the "
+              f"replays that ended are kept in {out / suite.ROWS_FILE}: make room, then rerun the same command",
+              file=sys.stderr)
+        return 1
     print((out / "summary.md").read_text())
     print(f"replayed in {settings['replay_seconds']:.0f} s ({settings['replay_worker_seconds']:.0f} worker-seconds in "
           f"all {len(rows)} replays); results in {args.out}")

@@ -44,7 +44,7 @@ def _plot_anytime(anytime: pd.DataFrame, table: Table, path: Path) -> None:
     axes[0][0].set_ylabel(f"regret to the grid's best {objective.metric} ({unit})")
     fig.suptitle("Anytime regret: median and interquartile band over replay seeds")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    records.write_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

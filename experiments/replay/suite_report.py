@@ -47,7 +47,7 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
     right.set_title("median over data sets, band: interquartile range")
     left.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    records.write_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
