@@ -207,3 +207,19 @@ def test_a_run_folder_written_before_tasks_named_their_metric_still_loads():
     assert run.objective == Objective() and run.task == "breast_cancer" and "best_val_accuracy" in run.summary
     table = load_table(folder)
     assert table.objective == Objective() and table.task_spec().metrics == ("accuracy", "f1", "auc", "loss")
+
+
+def test_a_trainable_that_does_not_report_a_declared_metric_fails_in_one_line():
+    """TASK.metrics declares what evaluate() returns; where the code disagrees, the trial fails with
+    one line naming both (in trials.csv's error column), not a KeyError deep in the reports."""
+    from trainables import get_task
+
+    task = get_task("breast_cancer").for_budget("smoke")
+    declared = dataclasses.replace(task, metrics=(*task.metrics, "brier"))
+    trainable_cls = type("Declared", (task.load_trainable(),), {"task": declared})
+    trainable = trainable_cls(config={**{n: v[0] for n, v in task.space.items()}, "seed": 0})
+    try:
+        with pytest.raises(ValueError, match=r"BreastCancerRun.evaluate returned accuracy, auc, f1, loss, without brier"):
+            trainable.step()
+    finally:
+        trainable.stop()
