@@ -100,3 +100,30 @@ def test_a_terminal_without_width_gets_plain_lines(monkeypatch):
     progress = Progress("m", total=1, objective=Objective(), clock=Clock(), out=out)
     progress.on_step_end(0, [])
     assert out.getvalue().startswith("m: 0/1 trials done")  # a line, not a bar of width 0
+
+
+def test_only_the_upload_race_on_a_renamed_state_file_is_dropped():
+    """benchmarks/tune_state_race.py reproduces it: the upload misses `.<uuid>-tmp-<state file>`,
+    renamed by the next snapshot. Any other failed upload is shown."""
+    import logging
+
+    from experiments.console import RayNoise
+
+    def record(exc):
+        try:
+            raise exc
+        except OSError:
+            import sys
+
+            info = sys.exc_info()
+        return logging.LogRecord("ray.tune.execution.experiment_state", logging.ERROR, __file__, 1,
+                                 "Saving experiment state to storage at '/r/tune/grid-fifo-s0' failed with exception: ",
+                                 None, info)
+
+    race = FileNotFoundError(2, "Failed to open local file '/tmp/ray/session/artifacts/x/driver_artifacts/"
+                                ".0a548cdf-a33d-4188-ba4d-b155f31c424e-tmp-basic-variant-state-2026-11-30_12-22-54.json'")
+    other = FileNotFoundError(2, "Failed to open local file '/tmp/ray/session/artifacts/x/driver_artifacts/"
+                                 "experiment_state-2026-11-30_12-22-54.json'")
+    full = OSError(28, "No space left on device")
+    assert not RayNoise().filter(record(race))
+    assert RayNoise().filter(record(other)) and RayNoise().filter(record(full))
