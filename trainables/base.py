@@ -20,7 +20,11 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 import torch
-from ray import tune
+
+try:
+    from ray.tune import Trainable as _TuneTrainable
+except ImportError:  # a bare GPU image without Ray (benchmarks/gpu_check.py): the TrainingRuns work, and
+    _TuneTrainable = object  # an EpochTrainable is driven by hand (gpu_check's bare_trainable); Tune needs Ray
 
 from core.records import EPOCH, test_metrics
 from core.task import TaskSpec
@@ -51,9 +55,11 @@ def choose_device(gpu_ids: list | None = None, cuda_available: bool | None = Non
     a GPU that torch cannot use raises ``CudaUnavailable`` rather than training on the CPU
     unnoticed. The arguments stand in for Ray's and torch's answers (tests)."""
     if gpu_ids is None:
-        import ray
-
-        gpu_ids = ray.get_gpu_ids() if ray.is_initialized() else []
+        try:
+            import ray
+        except ImportError:  # no Ray, so no Ray assignment: the CPU (gpu_check passes its device itself)
+            ray = None
+        gpu_ids = ray.get_gpu_ids() if ray is not None and ray.is_initialized() else []
     if not gpu_ids:
         return torch.device("cpu")
     if not (torch.cuda.is_available() if cuda_available is None else cuda_available):
@@ -173,8 +179,10 @@ def _to_cpu(obj):
 
 
 def _node_id() -> str | None:
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        return None
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
@@ -183,7 +191,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-class EpochTrainable(tune.Trainable):
+class EpochTrainable(_TuneTrainable):
     """A Ray Tune Trainable where one ``step()`` is one epoch of a ``TrainingRun``.
 
     Every step reports ``epoch``, ``val_<name>`` for each of the task's metrics (a
