@@ -51,7 +51,8 @@ def _no_driver(nvml, exc) -> bool:
 
 
 def all_gpus(nvml=None) -> list[Gpu]:
-    """Every GPU NVML sees, in NVML's order; empty without an NVIDIA driver."""
+    """Every GPU NVML sees, in NVML's order, then every MIG slice of them (a MIG UUID in
+    ``CUDA_VISIBLE_DEVICES`` selects one); empty without an NVIDIA driver."""
     nvml = _nvml(nvml)
     try:
         nvml.nvmlInit()
@@ -60,17 +61,37 @@ def all_gpus(nvml=None) -> list[Gpu]:
             return []
         raise GpuProbeError(f"NVML cannot read the GPUs ({exc}); check the NVIDIA driver with nvidia-smi") from None
     try:
-        gpus = []
+        gpus, slices = [], []
         for i in range(nvml.nvmlDeviceGetCount()):
             handle = nvml.nvmlDeviceGetHandleByIndex(i)
             gpus.append(Gpu(index=i, nvml_index=i, uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
                             name=_text(nvml.nvmlDeviceGetName(handle)),
                             memory_total_mb=nvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20, visible_as=str(i)))
-        return gpus
+            slices += _mig_slices(nvml, handle, i, gpus[-1].name)
+        return gpus + slices
     except nvml.NVMLError as exc:
         raise GpuProbeError(f"NVML cannot read the GPUs ({exc}); check the NVIDIA driver with nvidia-smi") from None
     finally:
         nvml.nvmlShutdown()
+
+
+def _mig_slices(nvml, handle, nvml_index: int, name: str) -> list[Gpu]:
+    """The MIG slices of a card (none where MIG is off or the driver has no MIG calls)."""
+    try:
+        count = nvml.nvmlDeviceGetMaxMigDeviceCount(handle)
+    except (nvml.NVMLError, AttributeError):  # no MIG on this card or driver
+        return []
+    slices = []
+    for k in range(count):
+        try:
+            mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, k)
+            uuid = _text(nvml.nvmlDeviceGetUUID(mig))
+            total = nvml.nvmlDeviceGetMemoryInfo(mig).total / 2**20
+        except nvml.NVMLError:  # an empty slot
+            continue
+        slices.append(Gpu(index=-1, nvml_index=nvml_index, uuid=uuid, name=f"{name} MIG slice", memory_total_mb=total,
+                          visible_as=uuid))
+    return slices
 
 
 def visible_gpus(nvml=None, env: Mapping[str, str] | None = None) -> list[Gpu]:
@@ -81,7 +102,7 @@ def visible_gpus(nvml=None, env: Mapping[str, str] | None = None) -> list[Gpu]:
     gpus = all_gpus(nvml)
     listed = env.get("CUDA_VISIBLE_DEVICES")
     if listed is None:
-        return gpus
+        return [g for g in gpus if not g.uuid.startswith("MIG-")]  # CUDA shows whole cards unless told
     visible = []
     for entry in (e.strip() for e in listed.split(",")):
         match = _match(entry, gpus)
@@ -93,27 +114,36 @@ def visible_gpus(nvml=None, env: Mapping[str, str] | None = None) -> list[Gpu]:
 
 
 def _match(entry: str, gpus: list[Gpu]) -> Gpu | None:
+    cards = [g for g in gpus if not g.uuid.startswith("MIG-")]
     if entry.isdigit():
-        return gpus[int(entry)] if int(entry) < len(gpus) else None
-    if entry.startswith("GPU-"):
+        return cards[int(entry)] if int(entry) < len(cards) else None
+    if entry.startswith(("GPU-", "MIG-")):  # a card's or a MIG slice's UUID (or a unique prefix)
         found = [g for g in gpus if g.uuid.startswith(entry)]
         return found[0] if len(found) == 1 else None
-    return None  # "", "-1", MIG devices: CUDA stops here
+    return None  # "", "-1": CUDA stops here
 
 
 class GpuSampler:
     """Utilization (%) and used memory (MiB) of one card, read through NVML; keeps NVML open
-    between samples (``close()`` shuts it)."""
+    between samples (``close()`` shuts it). Each field is read on its own: what the card does
+    not support (utilization on a MIG slice) is None, and the other fields, and the monitor's
+    CPU and memory sample, are kept."""
 
     def __init__(self, gpu: Gpu, nvml=None):
         self._nvml = _nvml(nvml)
         self._nvml.nvmlInit()
         self._handle = self._nvml.nvmlDeviceGetHandleByUUID(gpu.uuid)
 
-    def sample(self) -> tuple[float, float]:
-        util = self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu
-        memory = self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used / 2**20
-        return float(util), float(memory)
+    def _read(self, read):
+        try:
+            return float(read(self._handle))
+        except self._nvml.NVMLError:  # NVML_ERROR_NOT_SUPPORTED and kin: this field only
+            return None
+
+    def sample(self) -> tuple[float | None, float | None]:
+        util = self._read(lambda h: self._nvml.nvmlDeviceGetUtilizationRates(h).gpu)
+        memory = self._read(lambda h: self._nvml.nvmlDeviceGetMemoryInfo(h).used / 2**20)
+        return util, memory
 
     def close(self) -> None:
         self._nvml.nvmlShutdown()

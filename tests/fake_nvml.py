@@ -28,11 +28,19 @@ class FakeNvml:
     NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
     NVMLError_DriverNotLoaded = NVMLError_DriverNotLoaded
 
-    def __init__(self, cards=(("NVIDIA H200", 141_000), ("NVIDIA H200", 141_000)), fail_init: Exception | None = None):
-        """``cards``: (name, total MiB) per card, in NVML's (PCI bus) order."""
+    def __init__(self, cards=(("NVIDIA H200", 141_000), ("NVIDIA H200", 141_000)), fail_init: Exception | None = None,
+                 mig: dict | None = None, unsupported=()):
+        """``cards``: (name, total MiB) per card, in NVML's (PCI bus) order; ``mig``: card index -> MiB
+        of each of its MIG slices (7 slots, the rest empty); ``unsupported``: the reads that raise
+        NVML's "not supported" (``"utilization"``, ``"memory"``), as on a MIG slice."""
         self.cards = [SimpleNamespace(index=i, name=name, total=mib * 2**20, used=(100 + 1000 * i) * 2**20,
-                                      util=10 + 60 * i, uuid=f"GPU-{i:08d}-aaaa-bbbb-cccc-{i:012d}")
+                                      util=10 + 60 * i, uuid=f"GPU-{i:08d}-aaaa-bbbb-cccc-{i:012d}", slices=[])
                       for i, (name, mib) in enumerate(cards)]
+        for i, sizes in (mig or {}).items():
+            self.cards[i].slices = [SimpleNamespace(name=self.cards[i].name, total=mib * 2**20, used=50 * 2**20,
+                                                    util=None, uuid=f"MIG-{i:04d}{k:04d}-dddd-eeee-ffff-{k:012d}",
+                                                    slices=[]) for k, mib in enumerate(sizes)]
+        self.unsupported = set(unsupported)
         self.fail_init = fail_init
         self.open = 0  # nvmlInit calls not yet shut down
         self.samples = 0
@@ -52,7 +60,15 @@ class FakeNvml:
         return self.cards[i]
 
     def nvmlDeviceGetHandleByUUID(self, uuid):
-        return next(c for c in self.cards if c.uuid == uuid)
+        return next(c for c in [*self.cards, *(s for c in self.cards for s in c.slices)] if c.uuid == uuid)
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, card):
+        return 7 if card.slices else 0
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, card, k):
+        if k >= len(card.slices):
+            raise NVMLError("Not Found")
+        return card.slices[k]
 
     def nvmlDeviceGetUUID(self, card):
         return card.uuid
@@ -61,8 +77,12 @@ class FakeNvml:
         return card.name
 
     def nvmlDeviceGetMemoryInfo(self, card):
+        if "memory" in self.unsupported:
+            raise NVMLError("Not Supported")
         self.samples += 1
         return SimpleNamespace(total=card.total, used=card.used + self.samples * 2**20, free=card.total - card.used)
 
     def nvmlDeviceGetUtilizationRates(self, card):
+        if "utilization" in self.unsupported or card.util is None:  # a MIG slice has no utilization of its own
+            raise NVMLError("Not Supported")
         return SimpleNamespace(gpu=card.util, memory=0)

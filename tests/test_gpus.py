@@ -71,3 +71,36 @@ def test_the_run_is_pinned_within_the_visible_set(tmp_path):
 def test_gpu_id_with_a_cluster_is_refused_in_one_line(tmp_path):
     with pytest.raises(SpecError, match="--gpu-id pins a local run.*--ray-address"):
         ExperimentSpec(gpu_id=0, ray_address="auto", results_dir=tmp_path)
+
+
+def test_a_mig_slice_in_cuda_visible_devices_is_a_gpu_not_no_gpu():
+    """An HPC node hands a job a MIG slice by its UUID: that is the job's GPU (sized as the slice)."""
+    nvml = FakeNvml(FOUR, mig={2: (18_000, 18_000)})
+    assert [g.name for g in visible_gpus(nvml, env={})] == [name for name, _ in FOUR]  # whole cards unless told
+    slice_uuid = nvml.cards[2].slices[1].uuid
+    (gpu,) = visible_gpus(nvml, env={"CUDA_VISIBLE_DEVICES": slice_uuid})
+    assert (gpu.index, gpu.nvml_index, gpu.uuid, gpu.memory_total_mb) == (0, 2, slice_uuid, 18_000)
+    assert "MIG" in gpu.name and nvml.open == 0
+
+
+def test_each_nvml_field_is_read_on_its_own():
+    """A MIG slice answers memory but not utilization ("Not Supported"): the sample keeps what it has."""
+    from experiments.gpus import GpuSampler
+
+    nvml = FakeNvml(FOUR, mig={0: (9_000,)})
+    (gpu,) = visible_gpus(nvml, env={"CUDA_VISIBLE_DEVICES": nvml.cards[0].slices[0].uuid})
+    sampler = GpuSampler(gpu, nvml)
+    util, memory = sampler.sample()
+    assert util is None and memory is not None and memory > 0
+    sampler.close()
+    both = GpuSampler(visible_gpus(nvml, env={})[1], FakeNvml(FOUR, unsupported=("utilization", "memory")))
+    assert both.sample() == (None, None)  # nothing supported: no error, the monitor's CPU sample goes on
+
+
+def test_the_monitor_keeps_its_cpu_sample_when_a_gpu_field_is_unsupported():
+    from experiments.monitor import ResourceMonitor
+
+    nvml = FakeNvml(FOUR, unsupported=("utilization",))
+    monitor = ResourceMonitor("t", 0.1, gpu=visible_gpus(nvml, env={})[0], nvml=nvml)
+    row = monitor.sample()
+    assert row["gpu_util"] is None and row["gpu_mem_mb"] is not None and row["rss_mb"] > 0

@@ -306,3 +306,18 @@ def test_a_second_resume_of_a_run_in_use_is_refused_and_writes_nothing(smoke_run
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_trial_in_a_reused_worker_reports_its_own_peak_host_memory(breast_cancer_trainable):
+    """peak_rss_mb is the trial's (Linux: VmHWM, reset as each trial starts), not the worker's
+    lifetime peak: 400 MB held and freed before the trial do not count."""
+    import numpy as np
+
+    trainable = breast_cancer_trainable
+    held = np.ones(400 * 2**20 // 8)  # the worker's earlier peak
+    held[:] = 2.0
+    earlier = base._peak_rss_mb()
+    del held
+    trainable.reset_config(dict(trainable.config))
+    result = trainable.step()
+    assert result["peak_rss_mb"] < earlier - 300, (result["peak_rss_mb"], earlier)

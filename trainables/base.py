@@ -186,9 +186,26 @@ def _node_id() -> str | None:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
+def _reset_peak_rss() -> None:
+    """Start this process's peak resident memory again (Linux: VmHWM, reset through clear_refs), so a
+    trial in a reused worker reports its own peak, not the worker's since it started."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:  # not Linux, or not allowed: the lifetime peak (ru_maxrss) stands
+        pass
+
+
 def _peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux: the peak resident memory of this worker process.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """This process's peak resident memory (MiB) since the last ``_reset_peak_rss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux: the lifetime peak
 
 
 class EpochTrainable(_TuneTrainable):
@@ -237,6 +254,7 @@ class EpochTrainable(_TuneTrainable):
         seed_everything(int(config.get("seed", 0)))
         if self._device.type == "cuda":  # the peak this trial reports is its own, not the worker's so far
             torch.cuda.reset_peak_memory_stats(self._device)
+        _reset_peak_rss()  # likewise the host memory: a reused worker's earlier trials are not this one's
         self._run = self.run_cls(config, self._data, self._device)
         self._offloaded = None  # the run's state on the CPU, after a checkpoint released the GPU
         self._epoch = 0
