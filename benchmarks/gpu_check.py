@@ -272,9 +272,14 @@ def check_precision(on_gpu: bool) -> None:
     if not on_gpu:
         say("precision", "skipped: no GPU")
         return
+    from trainables.base import MixedPrecision
+
     native = torch.cuda.is_bf16_supported(including_emulation=False)
-    say("precision", f"bf16 native={native} ({torch.cuda.get_device_name(0)}, capability "
-                     f"{'.'.join(map(str, torch.cuda.get_device_capability(0)))}); the IMDB task autocasts to bf16")
+    chosen = MixedPrecision(torch.device("cuda", 0)).name
+    agree = (chosen == "bf16") == native
+    say("precision", f"{chosen} (torch: bf16 native={native}; {'agrees' if agree else 'DISAGREES'} with "
+                     f"core.rules.training_precision; {torch.cuda.get_device_name(0)}, capability "
+                     f"{'.'.join(map(str, torch.cuda.get_device_capability(0)))})")
 
 
 GPU_ONLY = ("packing_1_img_per_s", "packing_2_img_per_s", "packing_4_img_per_s", "packing_4_vs_1",

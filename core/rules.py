@@ -30,6 +30,17 @@ def method_name(searcher: str, scheduler: str, seed: int) -> str:
 CONTROLS = (("random", "fifo"), ("random", "asha"))
 
 
+# --- the precision a card trains in -------------------------------------------------------------
+def training_precision(compute_capability: tuple[int, int] | None) -> str:
+    """``bf16`` where the card computes bfloat16 natively (compute capability 8.0 and later: Ampere,
+    Hopper, ...), ``fp16`` with a gradient scaler on older cards (V100, T4, the pre-Ampere 24 GB
+    cards, where bf16 is emulated, slowly, or refused), ``fp32`` on the CPU (None). Trials and
+    run.json apply the same rule (the trial from torch, run.json from NVML, before any CUDA context)."""
+    if compute_capability is None:
+        return "fp32"
+    return "bf16" if tuple(compute_capability) >= (8, 0) else "fp16"
+
+
 # --- the task's objective -----------------------------------------------------------------------
 # Metrics whose values are fractions (0..1) that regret is quoted in points (x100) of; any other
 # metric's regret is in its own units (an RMSE's regret is in the target's units).

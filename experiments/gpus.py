@@ -31,6 +31,7 @@ class Gpu:
     name: str
     memory_total_mb: float
     visible_as: str  # the CUDA_VISIBLE_DEVICES entry that selects this card (as the user wrote it)
+    compute_capability: tuple[int, int] | None = None  # (major, minor), from NVML; None where it cannot say
 
 
 def _nvml(nvml=None):
@@ -66,8 +67,9 @@ def all_gpus(nvml=None) -> list[Gpu]:
             handle = nvml.nvmlDeviceGetHandleByIndex(i)
             gpus.append(Gpu(index=i, nvml_index=i, uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
                             name=_text(nvml.nvmlDeviceGetName(handle)),
-                            memory_total_mb=nvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20, visible_as=str(i)))
-            slices += _mig_slices(nvml, handle, i, gpus[-1].name)
+                            memory_total_mb=nvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20, visible_as=str(i),
+                            compute_capability=_capability(nvml, handle)))
+            slices += _mig_slices(nvml, handle, i, gpus[-1].name, gpus[-1].compute_capability)
         return gpus + slices
     except nvml.NVMLError as exc:
         raise GpuProbeError(f"NVML cannot read the GPUs ({exc}); check the NVIDIA driver with nvidia-smi") from None
@@ -75,7 +77,14 @@ def all_gpus(nvml=None) -> list[Gpu]:
         nvml.nvmlShutdown()
 
 
-def _mig_slices(nvml, handle, nvml_index: int, name: str) -> list[Gpu]:
+def _capability(nvml, handle) -> tuple[int, int] | None:
+    try:
+        return tuple(nvml.nvmlDeviceGetCudaComputeCapability(handle))
+    except (nvml.NVMLError, AttributeError):
+        return None
+
+
+def _mig_slices(nvml, handle, nvml_index: int, name: str, capability=None) -> list[Gpu]:
     """The MIG slices of a card (none where MIG is off or the driver has no MIG calls)."""
     try:
         count = nvml.nvmlDeviceGetMaxMigDeviceCount(handle)
@@ -90,7 +99,7 @@ def _mig_slices(nvml, handle, nvml_index: int, name: str) -> list[Gpu]:
         except nvml.NVMLError:  # an empty slot
             continue
         slices.append(Gpu(index=-1, nvml_index=nvml_index, uuid=uuid, name=f"{name} MIG slice", memory_total_mb=total,
-                          visible_as=uuid))
+                          visible_as=uuid, compute_capability=capability))
     return slices
 
 
@@ -109,7 +118,8 @@ def visible_gpus(nvml=None, env: Mapping[str, str] | None = None) -> list[Gpu]:
         if match is None or any(g.uuid == match.uuid for g in visible):
             break
         visible.append(Gpu(index=len(visible), nvml_index=match.nvml_index, uuid=match.uuid, name=match.name,
-                           memory_total_mb=match.memory_total_mb, visible_as=entry))
+                           memory_total_mb=match.memory_total_mb, visible_as=entry,
+                           compute_capability=match.compute_capability))
     return visible
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import ray
 
+from core.rules import training_precision
 from experiments.console import filter_ray_noise
 from experiments.gpus import Gpu
 from experiments.spec import ExperimentSpec, SpecError
@@ -100,7 +101,11 @@ def describe_device(gpus: list[Gpu]) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "gpus": [{"id": g.index, "name": g.name, "uuid": g.uuid, "memory_total_mb": g.memory_total_mb} for g in gpus],
+        # the precision trials on each card train in (core.rules.training_precision, the trials' own rule)
+        "gpus": [{"id": g.index, "name": g.name, "uuid": g.uuid, "memory_total_mb": g.memory_total_mb,
+                  "compute_capability": list(g.compute_capability) if g.compute_capability else None,
+                  "precision": training_precision(g.compute_capability) if g.compute_capability else None}
+                 for g in gpus],
         "ray_cluster_resources": ray.cluster_resources(),
     }
 

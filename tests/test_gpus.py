@@ -104,3 +104,25 @@ def test_the_monitor_keeps_its_cpu_sample_when_a_gpu_field_is_unsupported():
     monitor = ResourceMonitor("t", 0.1, gpu=visible_gpus(nvml, env={})[0], nvml=nvml)
     row = monitor.sample()
     assert row["gpu_util"] is None and row["gpu_mem_mb"] is not None and row["rss_mb"] > 0
+
+
+@pytest.mark.parametrize("card, precision", [("NVIDIA H200", "bf16"), ("NVIDIA A100", "bf16"), ("NVIDIA L4", "bf16"),
+                                             ("Tesla T4", "fp16"), ("Tesla V100-SXM2-32GB", "fp16")])
+def test_the_precision_follows_the_card_and_run_json_records_it(card, precision, ray_session):
+    """bf16 only where the card computes it natively (compute capability 8.0+), else fp16 with a
+    gradient scaler; the CPU trains in fp32. run.json's device records it per card, from NVML."""
+    from core.rules import training_precision
+
+    (gpu,) = visible_gpus(FakeNvml([(card, 16_000)]), env={})
+    assert training_precision(gpu.compute_capability) == precision and training_precision(None) == "fp32"
+    described = machine.describe_device([gpu])["gpus"][0]
+    assert described["precision"] == precision and described["compute_capability"] == list(gpu.compute_capability)
+
+
+def test_on_the_cpu_a_training_run_uses_no_autocast_and_no_scaler():
+    import torch
+
+    from trainables.base import MixedPrecision
+
+    precision = MixedPrecision(torch.device("cpu"))
+    assert precision.name == "fp32" and not precision.scaler.is_enabled() and not precision.autocast._enabled

@@ -27,6 +27,7 @@ except ImportError:  # a bare GPU image without Ray (benchmarks/gpu_check.py): t
     _TuneTrainable = object  # an EpochTrainable is driven by hand (gpu_check's bare_trainable); Tune needs Ray
 
 from core.records import EPOCH, test_metrics
+from core.rules import training_precision
 from core.task import TaskSpec
 
 # A trial's checkpoint: what scoring needs and nothing else, in formats whose reading runs no
@@ -114,6 +115,29 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
         labels = np.arange(proba.shape[1])
         metrics["auc"] = float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=labels))
     return metrics
+
+
+class MixedPrecision:
+    """Autocast and gradient scaling of a TrainingRun on ``device``, by core.rules.training_precision:
+    bf16 autocast on a card that computes it natively, fp16 autocast with a GradScaler on an older
+    one (fp16's range needs the loss scaled), nothing on the CPU. The master weights stay fp32."""
+
+    def __init__(self, device: torch.device):
+        capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+        self.name = training_precision(capability)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name, torch.bfloat16)
+        self.autocast = torch.autocast("cuda", dtype=dtype, enabled=self.name != "fp32")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.name == "fp16")
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, clip_norm: float | None = None,
+             parameters=None) -> None:
+        """backward, optional gradient clipping (on the unscaled gradients), optimizer step."""
+        self.scaler.scale(loss).backward()
+        if clip_norm is not None:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
+        self.scaler.step(optimizer)  # skipped where fp16 gradients overflowed; the scale then shrinks
+        self.scaler.update()
 
 
 class TrainingRun:

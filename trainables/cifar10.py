@@ -10,7 +10,8 @@ second. A seeded, stratified validation split (``VAL_SIZE``, a tenth) is carved 
 The whole data set lives as one uint8 tensor on the trial's device; random crop (padding 4),
 horizontal flip and normalization are batched tensor operations there, not per-sample PIL
 transforms in DataLoader workers: when four trials share one GPU there are few CPU cores per
-trial. On CUDA the model runs channels_last under bf16 autocast.
+trial. On CUDA the model runs channels_last under bf16 autocast (fp16 with a gradient scaler on cards
+older than Ampere; core.rules.training_precision).
 
 Models (``--model``): ``resnet18`` with a 3x3 stride-1 stem and no max-pool (the usual
 32x32 adaptation), dropout at ``dropout_rate`` before the classifier; or ``efficientnet_b0``
@@ -30,7 +31,7 @@ from torch import nn
 
 from trainables import data as data_lib
 from core.task import TaskSpec
-from trainables.base import EpochTrainable, TrainingRun
+from trainables.base import EpochTrainable, MixedPrecision, TrainingRun
 
 HUB_DATASET = "uoft-cs/cifar10"
 NUM_CLASSES = 10
@@ -184,7 +185,8 @@ class Cifar10Run(TrainingRun):
         self.n_train = len(self.labels["train"])
         # on the device: an epoch's order, crops and flips are drawn there, with no host sync
         self.generator = torch.Generator(device=device).manual_seed(int(config.get("seed", 0)))
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda)
+        self.precision = MixedPrecision(device)  # bf16 where native, else fp16 with a scaler; none on the CPU
+        self.autocast = self.precision.autocast
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
         return ((images.float() - self.mean) / self.std).contiguous(memory_format=self.memory_format)
@@ -202,8 +204,7 @@ class Cifar10Run(TrainingRun):
                 logits = self.model(inputs)
             loss = nn.functional.cross_entropy(logits.float(), self.labels["train"][idx])
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.precision.step(loss, self.optimizer)
             total += loss.detach() * len(idx)
         return float(total) / self.n_train
 

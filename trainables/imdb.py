@@ -15,7 +15,8 @@ random mega-batches of 50 batches, sorted by length inside), so that little padd
 Training is a plain PyTorch loop rather than Hugging Face ``Trainer``: one Tune step is one
 epoch, and the loop is the same code the throughput benchmark compares against a hand-written
 loop. AdamW with linear warmup (10% of all steps) and linear decay over ``num_train_epochs``,
-gradient clipping at norm 1.0, bf16 autocast on CUDA.
+gradient clipping at norm 1.0, bf16 autocast on a card that computes it natively (fp16 with
+a gradient scaler on older ones; core.rules.training_precision).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ try:
 except ImportError:  # pragma: no cover - transformers is a dependency; the error names the fix
     raise ImportError("the imdb task needs transformers: pip install transformers") from None
 from core.task import TaskSpec
-from trainables.base import EpochTrainable, TrainingRun
+from trainables.base import EpochTrainable, MixedPrecision, TrainingRun
 
 HUB_DATASET = "stanfordnlp/imdb"
 DEFAULT_MODEL = "distilbert-base-uncased"
@@ -205,7 +206,8 @@ class ImdbRun(TrainingRun):
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(WARMUP_FRACTION * total_steps),
                                                          total_steps)
         self.generator = torch.Generator().manual_seed(int(config.get("seed", 0)))
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+        self.precision = MixedPrecision(device)  # bf16 where native, else fp16 with a scaler; none on the CPU
+        self.autocast = self.precision.autocast
 
     def _batch(self, split: str, rows: np.ndarray, width=None):
         ids, offsets, labels = self.data[split]
@@ -228,9 +230,7 @@ class ImdbRun(TrainingRun):
                 logits = self.model(input_ids=input_ids, attention_mask=mask).logits
             loss = torch.nn.functional.cross_entropy(logits.float(), labels)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), MAX_GRAD_NORM)
-            self.optimizer.step()
+            self.precision.step(loss, self.optimizer, MAX_GRAD_NORM, self.model.parameters())
             self.scheduler.step()
             total += loss.detach() * len(rows)
         return float(total) / self.n_train
