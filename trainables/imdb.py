@@ -202,7 +202,7 @@ class ImdbRun(TrainingRun):
         steps_per_epoch = math.ceil(self.n_train / self.batch_size)
         total_steps = steps_per_epoch * int(config["num_train_epochs"])
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=float(config["learning_rate"]),
-                                           weight_decay=WEIGHT_DECAY)
+                                           weight_decay=WEIGHT_DECAY, fused=device.type == "cuda" or None)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(WARMUP_FRACTION * total_steps),
                                                          total_steps)
         self.generator = torch.Generator().manual_seed(int(config.get("seed", 0)))
@@ -212,8 +212,10 @@ class ImdbRun(TrainingRun):
     def _batch(self, split: str, rows: np.ndarray, width=None):
         ids, offsets, labels = self.data[split]
         input_ids, mask = pad_batch(ids, offsets, rows, self.data["pad_token_id"], width)
-        return (input_ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True),
-                torch.from_numpy(labels[rows]).to(self.device, non_blocking=True))
+        host = (input_ids, mask, torch.from_numpy(labels[rows]))
+        if self.device.type == "cuda":  # pinned: the copy is asynchronous (non_blocking) only from pinned memory
+            host = tuple(t.pin_memory() for t in host)
+        return tuple(t.to(self.device, non_blocking=True) for t in host)
 
     def train_epoch(self) -> float:
         self.model.train()
