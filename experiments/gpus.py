@@ -32,6 +32,7 @@ class Gpu:
     memory_total_mb: float
     visible_as: str  # the CUDA_VISIBLE_DEVICES entry that selects this card (as the user wrote it)
     compute_capability: tuple[int, int] | None = None  # (major, minor), from NVML; None where it cannot say
+    exclusive_process: bool = False  # compute mode EXCLUSIVE_PROCESS: one CUDA context at a time (HPC nodes)
 
 
 def _nvml(nvml=None):
@@ -68,13 +69,30 @@ def all_gpus(nvml=None) -> list[Gpu]:
             gpus.append(Gpu(index=i, nvml_index=i, uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
                             name=_text(nvml.nvmlDeviceGetName(handle)),
                             memory_total_mb=nvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20, visible_as=str(i),
-                            compute_capability=_capability(nvml, handle)))
+                            compute_capability=_capability(nvml, handle),
+                            exclusive_process=_exclusive(nvml, handle)))
             slices += _mig_slices(nvml, handle, i, gpus[-1].name, gpus[-1].compute_capability)
         return gpus + slices
     except nvml.NVMLError as exc:
         raise GpuProbeError(f"NVML cannot read the GPUs ({exc}); check the NVIDIA driver with nvidia-smi") from None
     finally:
         nvml.nvmlShutdown()
+
+
+def _exclusive(nvml, handle) -> bool:
+    try:
+        return nvml.nvmlDeviceGetComputeMode(handle) == getattr(nvml, "NVML_COMPUTEMODE_EXCLUSIVE_PROCESS", 3)
+    except (nvml.NVMLError, AttributeError):
+        return False
+
+
+def mps_running() -> bool:
+    """Whether NVIDIA's Multi-Process Service runs here (its control daemon), which lets several
+    processes share a card in exclusive-process mode."""
+    import psutil
+
+    return any(p.info["name"] in ("nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
+               for p in psutil.process_iter(["name"]))
 
 
 def _capability(nvml, handle) -> tuple[int, int] | None:
@@ -119,7 +137,7 @@ def visible_gpus(nvml=None, env: Mapping[str, str] | None = None) -> list[Gpu]:
             break
         visible.append(Gpu(index=len(visible), nvml_index=match.nvml_index, uuid=match.uuid, name=match.name,
                            memory_total_mb=match.memory_total_mb, visible_as=entry,
-                           compute_capability=match.compute_capability))
+                           compute_capability=match.compute_capability, exclusive_process=match.exclusive_process))
     return visible
 
 

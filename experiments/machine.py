@@ -16,16 +16,17 @@ import ray
 
 from core.rules import training_precision
 from experiments.console import filter_ray_noise
-from experiments.gpus import Gpu
+from experiments.gpus import Gpu, mps_running
 from experiments.spec import ExperimentSpec, SpecError
 
 PACKAGES = ("ray", "torch", "hyperopt", "bayesian-optimization", "scikit-learn", "numpy", "pandas",
             "transformers", "datasets", "torchvision")
 
 
-def choose_gpu(spec: ExperimentSpec, gpus: list[Gpu]) -> Gpu | None:
-    """The GPU the run is pinned to (None: no GPU), or SpecError for a GPU that is not there.
-    ``gpus``: the visible ones (``gpus.visible_gpus``), numbered as --gpu-id counts them."""
+def choose_gpu(spec: ExperimentSpec, gpus: list[Gpu], task_share: float = 0.0) -> Gpu | None:
+    """The GPU the run is pinned to (None: no GPU), or SpecError for a GPU that is not there or that
+    cannot take the trials' share. ``gpus``: the visible ones (``gpus.visible_gpus``), numbered as
+    --gpu-id counts them; ``task_share``: the task's GPU fraction where --gpus-per-trial is not given."""
     if spec.ray_address:  # the cluster places trials on its own GPUs (--gpu-id is refused with it)
         return None
     listed = ", ".join(f"{g.index} ({g.name})" for g in gpus) or "none"
@@ -37,7 +38,14 @@ def choose_gpu(spec: ExperimentSpec, gpus: list[Gpu]) -> Gpu | None:
                         "none); leave it out to run on the CPU")
     if not gpus:
         return None
-    return gpus[spec.gpu_id if spec.gpu_id is not None else 0]
+    gpu = gpus[spec.gpu_id if spec.gpu_id is not None else 0]
+    share = spec.gpus_per_trial if spec.gpus_per_trial is not None else task_share
+    if gpu.exclusive_process and share is not None and 0 < share < 1 and not mps_running():
+        # one CUDA context at a time: the second packed trial would fail to create its own
+        raise SpecError(f"GPU {gpu.index} ({gpu.name}) is in exclusive-process compute mode: --gpus-per-trial "
+                        f"{share:g} packs trials that cannot share it; use --gpus-per-trial 1, start NVIDIA MPS "
+                        "(nvidia-cuda-mps-control -d), or ask for the card in default compute mode")
+    return gpu
 
 
 def pinned_environment(gpu: Gpu, env) -> dict[str, str]:
@@ -68,6 +76,24 @@ def start_ray(ray_address: str | None = None, gpu: Gpu | None = None, task_file:
     # address="local": a new instance, never a cluster that `ray start` left running on this
     # machine (its workers would not see the card pinned above); --ray-address joins one
     ray.init(address="local", include_dashboard=False, log_to_driver=False, num_gpus=1 if gpu is not None else 0)
+
+
+def preflight(resources: dict[str, float]) -> dict:
+    """A Ray task holding one trial's resources runs what every trial first does on its GPU
+    (trainables.base.preflight: the device Ray assigns, an autocast matmul there); SpecError with
+    the task's one-line reason where it fails, so a broken CUDA setup stops the run before it starts
+    instead of failing each trial in turn."""
+    from trainables.base import preflight as on_the_device
+
+    task = ray.remote(num_cpus=resources["cpu"], num_gpus=resources["gpu"], max_calls=1, max_retries=0)(on_the_device)
+    try:
+        return ray.get(task.remote(), timeout=300)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+        raise SpecError(f"the GPU preflight failed: {str(cause).splitlines()[0]}") from None
+    except (ray.exceptions.RayError, TimeoutError) as exc:
+        raise SpecError(f"the GPU preflight did not run ({type(exc).__name__}); check the GPU and Ray's placement, "
+                        "or run with --gpus-per-trial 0") from None
 
 
 def package_versions() -> dict[str, str | None]:

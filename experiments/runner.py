@@ -81,15 +81,17 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
         gpus = visible_gpus()
     except GpuProbeError as exc:
         raise SpecError(str(exc)) from None
-    gpu = machine.choose_gpu(spec, gpus)
+    gpu = machine.choose_gpu(spec, gpus, task.gpus_per_trial)
     num_samples = spec.resolved_num_samples(task)
     if not spec.ray_address:  # Ray processes an earlier killed run of this folder left running
         end_orphans_of_runs(earlier_runs(spec.results_dir, task.name), echo)
+    machine.start_ray(spec.ray_address, gpu, task_file(spec.task))
+    resources = machine.trial_resources(task, spec.cpus_per_trial, spec.gpus_per_trial)
+    if resources["gpu"]:  # one short task with a trial's share, before the run folder: one line, not every trial
+        machine.preflight(resources)
     run_dir = create_run_dir(spec.results_dir, task.name)
     runlock.acquire(run_dir)  # new and ours: a --resume of it while it runs is refused
     storage = tune_storage(spec, run_dir)
-    machine.start_ray(spec.ray_address, gpu, task_file(spec.task))
-    resources = machine.trial_resources(task, spec.cpus_per_trial, spec.gpus_per_trial)
     plan = RunPlan(task=task, num_samples=num_samples,
                    max_concurrent=spec.max_concurrent or machine.default_max_concurrent(resources),
                    resources=resources, fixed_config=fixed_config(options, spec.record_test_curves),

@@ -62,6 +62,11 @@ class FakeNvml:
     def nvmlDeviceGetHandleByUUID(self, uuid):
         return next(c for c in [*self.cards, *(s for c in self.cards for s in c.slices)] if c.uuid == uuid)
 
+    NVML_COMPUTEMODE_EXCLUSIVE_PROCESS = 3
+
+    def nvmlDeviceGetComputeMode(self, card):
+        return 3 if getattr(card, "exclusive", False) else 0
+
     def nvmlDeviceGetCudaComputeCapability(self, card):
         return {"NVIDIA A100": (8, 0), "NVIDIA H200": (9, 0), "NVIDIA L4": (8, 9), "Tesla T4": (7, 5),
                 "Tesla V100-SXM2-32GB": (7, 0)}.get(card.name, (8, 0))

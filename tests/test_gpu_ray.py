@@ -72,3 +72,23 @@ def test_gpu_seconds_follow_the_fraction_in_a_run(ray_session, tmp_path):
     trials, _, _ = collect(tuned, TASK, "grid", "fifo", 0)
     summary = summarize_method(TASK, Method("grid", "fifo", 0), trials, tuned.wall_seconds, {}, None, 0.25)
     assert summary["gpu_seconds"] == pytest.approx(0.25 * summary["trial_seconds"]) and summary["gpu_seconds"] > 0
+
+
+def test_a_gpu_torch_cannot_use_stops_the_run_before_it_starts(ray_session, tmp_path, monkeypatch, capsys):
+    """The preflight: one Ray task with a trial's GPU share does what every trial would first do.
+    Here Ray declares a GPU that torch cannot use, so the run stops in one line, exit 2, nothing
+    written, instead of every trial failing in turn."""
+    import run_all
+    from experiments import runner
+    from experiments.gpus import Gpu
+
+    card = Gpu(index=0, nvml_index=0, uuid="GPU-00000000-aaaa", name="NVIDIA H200", memory_total_mb=141_000,
+               visible_as="0", compute_capability=(9, 0))
+    monkeypatch.setattr(runner, "visible_gpus", lambda: [card])
+    results = tmp_path / "results"
+    code = run_all.main(["--task", "breast_cancer", "--budget", "smoke", "--gpus-per-trial", "0.25",
+                         "--results-dir", str(results)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "the GPU preflight failed" in err[0] and "cannot use CUDA" in err[0] and "--gpus-per-trial 0" in err[0]
+    assert not results.exists()

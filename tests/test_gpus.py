@@ -126,3 +126,22 @@ def test_on_the_cpu_a_training_run_uses_no_autocast_and_no_scaler():
 
     precision = MixedPrecision(torch.device("cpu"))
     assert precision.name == "fp32" and not precision.scaler.is_enabled() and not precision.autocast._enabled
+
+
+def test_an_exclusive_process_card_with_a_fractional_share_is_refused_in_one_line(tmp_path, monkeypatch):
+    """HPC nodes often set EXCLUSIVE_PROCESS: one CUDA context at a time, so packed trials would fail
+    one by one. Refused before anything runs, unless MPS is running or a trial takes the whole card."""
+    from experiments import gpus as gpus_module
+
+    nvml = FakeNvml(FOUR)
+    nvml.cards[0].exclusive = True
+    visible = visible_gpus(nvml, env={})
+    assert visible[0].exclusive_process and not visible[1].exclusive_process
+    monkeypatch.setattr(machine, "mps_running", lambda: False)
+    with pytest.raises(SpecError, match="exclusive-process compute mode: --gpus-per-trial 0.25 packs"):
+        machine.choose_gpu(ExperimentSpec(results_dir=tmp_path), visible, task_share=0.25)
+    assert machine.choose_gpu(ExperimentSpec(results_dir=tmp_path, gpus_per_trial=1.0), visible) == visible[0]
+    assert machine.choose_gpu(ExperimentSpec(results_dir=tmp_path, gpu_id=1), visible, task_share=0.25) == visible[1]
+    monkeypatch.setattr(machine, "mps_running", lambda: True)
+    assert machine.choose_gpu(ExperimentSpec(results_dir=tmp_path), visible, task_share=0.25) == visible[0]
+    assert callable(gpus_module.mps_running) and gpus_module.mps_running() in (True, False)

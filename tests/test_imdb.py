@@ -136,6 +136,8 @@ def test_smoke_run_end_to_end(ray_session, fixture_dirs, tmp_path):
     ("unloadable_model", "--model 'no-such-org/no-such-model'"),
     # names a flag that exists (--model), not one that does not (before: "... or a shorter max_seq_length")
     ("short_model", "max_seq_length 32 is above the limit of model"),
+    # the tokenizer and config are there, the weights not: refused before any trial, not once per trial
+    ("no_weights", "its weights cannot be loaded"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(fixture_dirs, tmp_path, capsys, problem, expected):
     data_dir, model = tmp_path / "data", fixture_dirs["model"]
@@ -152,6 +154,11 @@ def test_bad_input_is_one_line_exit_2_nothing_written(fixture_dirs, tmp_path, ca
         model = "no-such-org/no-such-model"
     elif problem == "short_model":
         model = str(write_tiny_model(tmp_path / "short", max_position_embeddings=16))
+    elif problem == "no_weights":
+        folder = write_tiny_model(tmp_path / "weightless")
+        for weights in [*folder.glob("*.safetensors"), *folder.glob("*.bin")]:
+            weights.unlink()
+        model = str(folder)
     results = tmp_path / "results"
     code = run_all.main(["--task", "imdb", "--budget", "smoke", "--data-dir", str(data_dir), "--model", model,
                          "--results-dir", str(results)])

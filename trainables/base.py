@@ -191,6 +191,18 @@ class TrainingRun:
             torch.cuda.empty_cache()
 
 
+def preflight() -> dict:
+    """What every trial first does on its GPU, in a second: the device Ray assigned (CudaUnavailable
+    where torch cannot use it) and a matmul under the trials' autocast there (experiments.machine.preflight)."""
+    device = choose_device()
+    precision = MixedPrecision(device)
+    with precision.autocast:
+        product = torch.ones(64, 64, device=device) @ torch.ones(64, 64, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return {"device": str(device), "precision": precision.name, "dtype": str(product.dtype)}
+
+
 def _to_cpu(obj):
     """``obj`` (nested dicts, lists, tuples of tensors) with every tensor copied to the CPU."""
     if isinstance(obj, torch.Tensor):

@@ -90,6 +90,20 @@ def load_pretrained(loader, model: str, **kwargs):
                          "model name or a local folder") from None
 
 
+def _check_weights(model: str) -> None:
+    """The model's weights, loaded (or fetched, online) once in the driver before any trial: a cache
+    holding the tokenizer and config but not the weights otherwise fails every trial, one by one."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the new classification head is expected
+    try:
+        load_pretrained(AutoModelForSequenceClassification, model, num_labels=NUM_LABELS)
+    except (OSError, EnvironmentError) as exc:
+        raise ValueError(f"--model {model!r}: its weights cannot be loaded ({str(exc).splitlines()[0]}); the "
+                         "tokenizer and config alone are not enough") from None
+
+
 def check_options(options: dict, task: TaskSpec) -> None:
     if options["padding"] not in ("dynamic", "max_length"):
         raise ValueError(f"padding must be 'dynamic' or 'max_length', got {options['padding']!r}")
@@ -102,6 +116,7 @@ def check_options(options: dict, task: TaskSpec) -> None:
 
     config = load_pretrained(AutoConfig, options["model"])
     load_pretrained(AutoTokenizer, options["model"])
+    _check_weights(options["model"])
     limit = getattr(config, "max_position_embeddings", None)
     longest = max(task.space["max_seq_length"])
     if limit is not None and longest > limit:
