@@ -77,13 +77,15 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)  # the process's umask (read once: os.umask can only be read by setting it)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _atomic(path: Path, write, binary: bool = False, suffix: str = ".tmp") -> None:
+    """``write(f)`` into a temporary file next to ``path``, synced, then renamed over it: readers
+    see the old file or the new one, never half of one (a crash, a Ctrl-C, a full disk)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -91,6 +93,10 @@ def _write_atomic(path: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    _atomic(path, lambda f: f.write(text))
 
 
 def write_json(path: Path, obj) -> None:
@@ -104,19 +110,7 @@ def write_text(path: Path, text: str) -> None:
 def write_figure(fig, path: Path, dpi: int = 100) -> None:
     """A matplotlib figure as a PNG, atomically like every other file (a full disk leaves the last
     whole plot, never half of one)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, dpi=dpi, format="png")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic(path, lambda f: fig.savefig(f, dpi=dpi, format="png"), binary=True, suffix=".png")
 
 
 # errno values that mean "the storage refused the write" (not a bug of ours): a run stops on them

@@ -28,9 +28,10 @@ def two_nodes(tmp_path_factory):
 
 def test_the_smoke_comparison_runs_on_two_nodes(two_nodes, smoke_run, tmp_path):
     shared = tmp_path / "shared"  # stands for the cluster's shared file system (NFS)
-    # the full Breast Cancer space (trials of 0.2-2 s): long enough that the second node's worker
-    # is up before one reused worker has served every trial, as with any real task
-    out = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--num-samples", "6", "--ray-address", two_nodes,
+    # the full Breast Cancer space (trials of 0.2-2 s), 12 per method: long enough that the second
+    # node's worker is up before one reused worker has served every trial, as with any real task (6
+    # were not always: once a finished trial stopped copying its state to the CPU, trials got faster)
+    out = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--num-samples", "12", "--ray-address", two_nodes,
                           "--storage", str(shared), "--results-dir", str(tmp_path / "results"),
                           "--monitor-interval", "0.3", "--methods", "random:fifo,random:asha"],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
