@@ -1,5 +1,5 @@
 """What a user sees while a method runs: trials finished / running / total, epochs trained,
-errors, the best validation accuracy so far and its trial, elapsed time and time left.
+errors, the best value of the task's metric so far and its trial, elapsed time and time left.
 
 A Ray Tune callback. On a terminal it is one tqdm line per method, redrawn at most once a
 second (tqdm's own rate gives the time left, from this method's finished trials); where
@@ -8,6 +8,8 @@ stdout is not a terminal (CI, nohup, a pipe) it prints a plain line at most ever
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import shutil
 import sys
@@ -18,14 +20,21 @@ from ray import tune
 from core.rules import Objective, selection_key
 
 PLAIN_INTERVAL_S = 10.0  # seconds between plain progress lines of one method
-# --quiet for this process: Tuner.restore brings back the Progress callback of the run it resumes
+# --quiet while a run runs: Tuner.restore brings back the Progress callback of the run it resumes
 # (Tune pickles its callbacks), so a quiet --resume of a run started without --quiet mutes it here.
 _muted = False
 
 
-def mute(quiet: bool) -> None:
+@contextlib.contextmanager
+def muted(quiet: bool):
+    """Progress lines off (``quiet``) for the run inside, and as they were after it: a quiet run
+    in a notebook or a test does not silence the next one."""
     global _muted
-    _muted = bool(quiet)
+    before, _muted = _muted, bool(quiet)
+    try:
+        yield
+    finally:
+        _muted = before
 
 
 def _duration(seconds: float) -> str:

@@ -194,9 +194,13 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
     """Run the methods of ``spec`` that ``outcomes`` does not hold yet, then finish the run.
     ``info`` is run.json's content; it is rewritten as methods start and when the run ends.
     ``echo`` prints progress and pointers (a no-op with --quiet); ``table`` the final table."""
+    with progress_lines.muted(spec.quiet):  # also the live lines of a resumed method's restored callbacks
+        return _run_methods(spec, plan, run_dir, info, outcomes, echo, earlier_samples, table)
+
+
+def _run_methods(spec, plan, run_dir, info, outcomes, echo, earlier_samples, table) -> Path:
     done = {o.method for o in outcomes}
     storage = info.get("tune_storage") or str(run_dir / "tune")
-    progress_lines.mute(spec.quiet)  # also the live lines of a resumed method's restored callbacks
     if plan.task.prepare is not None and len(done) < len(spec.seeds) * len(spec.methods):
         echo("preparing the data (once, before any trial) ...")
         plan.task.prepare(plan.fixed_config, plan.task.space)

@@ -127,3 +127,18 @@ def test_only_the_upload_race_on_a_renamed_state_file_is_dropped():
     full = OSError(28, "No space left on device")
     assert not RayNoise().filter(record(race))
     assert RayNoise().filter(record(other)) and RayNoise().filter(record(full))
+
+
+def test_a_quiet_run_does_not_silence_the_next():
+    """--quiet mutes progress for its own run only (a quiet run in a notebook or a test before
+    this one once silenced every later run of the process)."""
+    from experiments import progress as progress_module
+
+    def lines() -> str:
+        out = io.StringIO()
+        Progress("m", total=1, objective=Objective(), plain=True, clock=Clock(), out=out).render(final=True)
+        return out.getvalue()
+
+    with progress_module.muted(True):
+        assert lines() == ""
+    assert lines().startswith("m: 0/1 trials done")
