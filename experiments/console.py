@@ -15,6 +15,7 @@ RAY_NOISE = (
     "Token authentication is enabled",  # ray.init's notice (the feature stays enabled)
     "Started a local Ray instance",
     "Connecting to existing Ray cluster",
+    "Successfully pushed file package",  # a task file shipped to a cluster's nodes (machine.start_ray)
     "Connected to Ray cluster",
     "Wrote the latest version of all result files",  # Tune's end-of-experiment bookkeeping
     "`max_concurrent_trials` requires a `Searcher`",  # ours: the generator is given its limit itself
