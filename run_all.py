@@ -19,7 +19,7 @@ from core.cli import OneLineErrorParser  # noqa: E402
 from experiments.spec import (BUDGETS, ExperimentSpec, RunFailed, SpecError, StorageFailed,  # noqa: E402
                               format_methods, parse_methods, parse_seeds)
 from searchers import DEFAULT_METHODS, SCHEDULERS, SEARCHERS  # noqa: E402
-from trainables import is_task_file, task_names  # noqa: E402
+from trainables import task_file, task_names  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,8 +96,7 @@ def _absolute(path: str) -> str:
 
 def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
     args = build_parser().parse_args(argv)
-    if is_task_file(args.task):  # run.json keeps it: a --resume from another folder finds the same file
-        args.task = _absolute(args.task)
+    args.task = task_file(args.task) or args.task  # a file's absolute path: a --resume from elsewhere finds it
     for name in ("data_dir", "cache_dir"):
         if getattr(args, name) is not None:
             setattr(args, name, _absolute(getattr(args, name)))

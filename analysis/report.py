@@ -21,7 +21,7 @@ def display_columns(run: Run) -> tuple[str, ...]:
     metrics, and the regret to the grid in the metric's unit (val_regret_pts for an accuracy)."""
     objective = run.objective
     return ("searcher", "scheduler", "seed", "n_trials", "n_failed", "n_repeats", "epochs_trained",
-            objective.best_column, *(f"test_{m}" for m in records.test_metrics(run.metrics)),
+            objective.best_column, *records.test_columns(run.metrics),
             regret_column(objective), "grid_epochs_share", "grid_compute_share", "wall_seconds", "trial_seconds",
             "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb", "peak_card_gpu_mem_mb", "peak_rss_mb")
 
@@ -108,7 +108,7 @@ def control_comparisons(summary: pd.DataFrame, objective: Objective) -> list[dic
     """Each ASHA method against each control (CONTROLS), paired by seed: differences (method minus
     control, in ``objective.regret_unit``) of the pick's best validation value and its test value
     of the same metric, with n, IQR and Wilcoxon."""
-    scale = 100.0 if objective.regret_unit == "pts" else 1.0
+    scale = objective.regret_scale
     by_method = {key: frame.set_index("seed") for key, frame in summary.groupby(["searcher", "scheduler"], sort=False)}
     rows = []
     for (searcher, scheduler), frame in by_method.items():
@@ -164,7 +164,7 @@ def summary_markdown(run: Run) -> str:
         f"- {objective.best_column}: the selected configuration's best {objective.metric} ({objective.mode}imized); "
         "test_*: its best-validation weights scored on the test split (never seen by a searcher or scheduler).\n"
         f"- {regret_column(objective)}: how much worse the method's {objective.best_column} is than the reference "
-        f"grid's, in {'accuracy points' if objective.regret_unit == 'pts' else objective.name + ' units'} "
+        f"grid's, in {objective.regret_words} "
         f"(grid_reference names it: {reference}); grid_epochs_share: epochs the method trained over the grid's; "
         f"grid_compute_share: the method's {cost} over the grid's (moves with the machine's load).\n"
         f"- {reproducibility(run.info.get('resolved', {}).get('max_concurrent'))}\n"
@@ -244,7 +244,7 @@ def plot_anytime(run: Run, x: str, xlabel: str, path: Path) -> None:
     # in accuracy the first picks (0.55 on Breast Cancer) stretched the axis and the methods, a
     # point or two apart near the top, overlapped in its top sliver.
     ends = [v for *_, low, high in bands for v in (low, high) if np.isfinite(v).any()]
-    best = objective.best(np.nanmax(v) if objective.mode == "max" else np.nanmin(v) for v in ends) if ends else np.nan
+    best = (np.nanmax if objective.mode == "max" else np.nanmin)(np.concatenate(ends)) if ends else np.nan
     for label, n_seeds, grid, mean, low, high in bands:
         line, = ax.plot(grid, objective.regret(best, mean), drawstyle="steps-post", label=label)
         if n_seeds > 1:
@@ -252,8 +252,8 @@ def plot_anytime(run: Run, x: str, xlabel: str, path: Path) -> None:
                             color=line.get_color())
     ax.set_yscale("symlog", linthresh=REGRET_LINTHRESH)
     ax.set_xlabel(xlabel)
-    unit = "points" if objective.regret_unit == "pts" else f"{objective.name} units"
-    ax.set_ylabel(f"regret to the run's best {objective.metric}\n({unit}; symlog, linear below {REGRET_LINTHRESH})")
+    ax.set_ylabel(f"regret to the run's best {objective.metric}\n({objective.regret_words}; symlog, linear below "
+                  f"{REGRET_LINTHRESH})")
     ax.set_title(f"{run.task}: anytime performance (mean, band: min-max over seeds)")
     _finish(fig, ax, path, legend="upper right")  # regret curves fall towards the lower right
 

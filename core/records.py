@@ -25,6 +25,11 @@ def test_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
     return tuple(m for m in metrics if m != "loss")
 
 
+def test_columns(metrics: Iterable[str]) -> tuple[str, ...]:
+    """Their columns: test_<name>."""
+    return tuple(f"test_{m}" for m in test_metrics(metrics))
+
+
 # Every row of every table carries the method's identity, so analysis groups by columns,
 # never by parsing folder names.
 METHOD_COLUMNS = ("task", "searcher", "scheduler", "seed")
@@ -43,7 +48,7 @@ def curve_columns(metrics: Iterable[str]) -> tuple[str, ...]:
     (tables for the replay benchmark); searchers and schedulers never see them."""
     metrics = tuple(metrics)
     return (METHOD_COLUMNS + ("trial_id", "epoch") + tuple(f"val_{m}" for m in metrics)
-            + ("epoch_seconds", "wall_seconds") + tuple(f"test_{m}" for m in test_metrics(metrics)))
+            + ("epoch_seconds", "wall_seconds") + test_columns(metrics))
 
 
 # GPU memory, two clearly different things: peak_trial_gpu_mem_mb is PyTorch's peak allocation by
@@ -55,7 +60,7 @@ def summary_columns(metric: str, metrics: Iterable[str]) -> tuple[str, ...]:
     test_* the pick's scores on the test split."""
     return METHOD_COLUMNS + (
         "n_trials", "n_failed", "n_repeats", "epochs_trained", f"best_{metric}",
-        *(f"test_{m}" for m in test_metrics(metrics)),
+        *test_columns(metrics),
         "wall_seconds", "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb",
         "peak_card_gpu_mem_mb", "peak_rss_mb", "best_trial_id", "best_config")
 

@@ -72,11 +72,6 @@ class Objective:
         return (max if self.mode == "max" else min)(values)
 
     @property
-    def worst(self) -> float:
-        """The value every value is better than (the start of a running best)."""
-        return -math.inf if self.mode == "max" else math.inf
-
-    @property
     def name(self) -> str:
         """The metric without its split: ``accuracy`` for ``val_accuracy``."""
         return self.metric.removeprefix("val_")
@@ -100,10 +95,19 @@ class Objective:
         """``pts`` (points: x100) for a fraction metric (POINT_METRICS), else the metric's name."""
         return "pts" if self.name in POINT_METRICS else self.name
 
+    @property
+    def regret_scale(self) -> float:
+        """What a difference of the metric is multiplied by to be in ``regret_unit`` (100 for points)."""
+        return 100.0 if self.regret_unit == "pts" else 1.0
+
+    @property
+    def regret_words(self) -> str:
+        """``regret_unit`` in words, for reports and plots: "accuracy points", "rmse units"."""
+        return f"{self.name} points" if self.regret_unit == "pts" else f"{self.name} units"
+
     def regret(self, reference, value):
         """How much worse ``value`` is than ``reference``, in ``regret_unit`` (0: as good; works on arrays)."""
-        scale = 100.0 if self.regret_unit == "pts" else 1.0
-        return scale * (self.signed(reference) - self.signed(value))
+        return self.regret_scale * (self.signed(reference) - self.signed(value))
 
 
 # --- a trial's best epoch -------------------------------------------------------------------

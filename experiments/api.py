@@ -12,7 +12,6 @@ run folder loaded as ``analysis.load_run`` loads it.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Iterable
 
@@ -61,9 +60,9 @@ def _task_reference(task) -> str:
             raise SpecError(str(exc)) from None
     if not isinstance(task, str):
         raise SpecError(f"task must be a name, a file, a module or a TaskSpec, got {type(task).__name__}")
-    from trainables import is_task_file
+    from trainables import task_file
 
-    return os.path.abspath(os.path.expanduser(task)) if is_task_file(task) else task
+    return task_file(task) or task
 
 
 def _methods(methods) -> tuple[tuple[str, str], ...]:

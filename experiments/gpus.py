@@ -34,6 +34,11 @@ class Gpu:
     compute_capability: tuple[int, int] | None = None  # (major, minor), from NVML; None where it cannot say
     exclusive_process: bool = False  # compute mode EXCLUSIVE_PROCESS: one CUDA context at a time (HPC nodes)
 
+    @property
+    def is_mig(self) -> bool:
+        """A MIG slice of a card (its UUID says so), not a whole card."""
+        return self.uuid.startswith("MIG-")
+
 
 def _nvml(nvml=None):
     if nvml is not None:
@@ -129,7 +134,7 @@ def visible_gpus(nvml=None, env: Mapping[str, str] | None = None) -> list[Gpu]:
     gpus = all_gpus(nvml)
     listed = env.get("CUDA_VISIBLE_DEVICES")
     if listed is None:
-        return [g for g in gpus if not g.uuid.startswith("MIG-")]  # CUDA shows whole cards unless told
+        return [g for g in gpus if not g.is_mig]  # CUDA shows whole cards unless told
     visible = []
     for entry in (e.strip() for e in listed.split(",")):
         match = _match(entry, gpus)
@@ -142,7 +147,7 @@ def visible_gpus(nvml=None, env: Mapping[str, str] | None = None) -> list[Gpu]:
 
 
 def _match(entry: str, gpus: list[Gpu]) -> Gpu | None:
-    cards = [g for g in gpus if not g.uuid.startswith("MIG-")]
+    cards = [g for g in gpus if not g.is_mig]
     if entry.isdigit():
         return cards[int(entry)] if int(entry) < len(cards) else None
     if entry.startswith(("GPU-", "MIG-")):  # a card's or a MIG slice's UUID (or a unique prefix)

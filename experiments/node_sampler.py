@@ -24,7 +24,7 @@ class NodeSampler:
         self._group = ProcessGroup(lambda: [p for p in raylet.children(recursive=True)
                                             if p.pid != own and is_ray_worker(p)])
         try:  # every card of the node: a 0-GPU actor's CUDA_VISIBLE_DEVICES says nothing about them
-            self._gpus = [(gpu, GpuSampler(gpu)) for gpu in all_gpus() if not gpu.uuid.startswith("MIG-")]
+            self._gpus = [(gpu, GpuSampler(gpu)) for gpu in all_gpus() if not gpu.is_mig]
         except GpuProbeError:
             self._gpus = []
 

@@ -42,7 +42,7 @@ from trainables import get_task, task_file
 def display_columns(task) -> tuple[str, ...]:
     """The columns printed at the end of a run (summary.md has them all)."""
     return ("searcher", "scheduler", "seed", "n_trials", "epochs_trained", task.objective.best_column,
-            *(f"test_{m}" for m in records.test_metrics(task.metrics)), "wall_seconds", "trial_seconds", "gpu_seconds")
+            *records.test_columns(task.metrics), "wall_seconds", "trial_seconds", "gpu_seconds")
 
 
 def quiet_echo(*args, **kwargs) -> None:

@@ -40,8 +40,7 @@ def _plot_anytime(anytime: pd.DataFrame, table: Table, path: Path) -> None:
         ax.set_xlabel("compute used, % of the grid's")
         ax.set_title(f"scheduler: {scheduler}")
         ax.legend(fontsize=8)
-    unit = "points" if objective.regret_unit == "pts" else f"{objective.name} units"
-    axes[0][0].set_ylabel(f"regret to the grid's best {objective.metric} ({unit})")
+    axes[0][0].set_ylabel(f"regret to the grid's best {objective.metric} ({objective.regret_words})")
     fig.suptitle("Anytime regret: median and interquartile band over replay seeds")
     fig.tight_layout()
     records.write_figure(fig, path, dpi=120)
@@ -66,13 +65,12 @@ def _test_cell(row: dict, prefix: str) -> str:
 def summary_markdown(summary: pd.DataFrame, table: Table, settings: dict, sanity: pd.DataFrame | None = None) -> str:
     objective = table.objective
     test, unit = objective.test_column, objective.regret_unit
-    units = "accuracy points" if unit == "pts" else f"{objective.name} units"
     lines = [f"# Replay of {table.task}: {settings['n_seeds']} seeds per method", "",
              (f"Table: {table.source} ({len(table.curves)} configurations, "
              f"{len(next(iter(table.curves.values())))} training seed(s)); grid optimum {objective.metric} "
              f"{table.optimum:.4f}; grid compute {table.grid_compute:.1f} s; concurrency {settings['max_concurrent']}; "
              f"{settings['num_samples']} trials per sampling searcher; ASHA grace period {table.grace_period} epochs, "
-              f"reduction factor {table.reduction_factor}. Regret in {units}; compute as a share "
+              f"reduction factor {table.reduction_factor}. Regret in {objective.regret_words}; compute as a share "
              "of the grid's."), "",
              ("| method | regret @5% | @10% | @25% | @50% | compute to within 0.5 (median) | seeds reaching | "
              f"compute used | {test} (median) | vs grid test ({unit}) | @10% vs random:fifo: diff, p, r | "

@@ -95,21 +95,25 @@ class Table:
         return float(cached[epochs - 1])
 
     @functools.cached_property
+    def _final_values(self) -> list[float]:
+        """Every configuration's value trained to its own epoch count."""
+        return [self.value(key, len(curves[0].epoch_seconds)) for key, curves in self.curves.items()]
+
+    @functools.cached_property
     def optimum(self) -> float:
         """The grid's best value (every configuration trained to its own epoch count)."""
-        return self.objective.best(self.value(key, len(curves[0].epoch_seconds)) for key, curves in self.curves.items())
+        return self.objective.best(self._final_values)
 
     @functools.cached_property
     def worst_value(self) -> float:
         """The value of the grid's worst configuration (each trained to its own epoch count)."""
-        values = [self.value(key, len(curves[0].epoch_seconds)) for key, curves in self.curves.items()]
-        return min(values) if self.objective.mode == "max" else max(values)
+        return (min if self.objective.mode == "max" else max)(self._final_values)
 
     @functools.cached_property
     def median_value(self) -> float:
         """The value of the grid's median configuration (each trained to its own epoch count):
         the 1 of normalized regret."""
-        return float(np.median([self.value(key, len(curves[0].epoch_seconds)) for key, curves in self.curves.items()]))
+        return float(np.median(self._final_values))
 
     @functools.cached_property
     def grid_compute(self) -> float:
