@@ -20,7 +20,7 @@ def display_columns(run: Run) -> tuple[str, ...]:
     """summary.md's columns: the task's own metric (best_val_accuracy, best_val_rmse, ...), its test
     metrics, and the regret to the grid in the metric's unit (val_regret_pts for an accuracy)."""
     objective = run.objective
-    return ("searcher", "scheduler", "seed", "n_trials", "n_failed", "n_repeats", "epochs_trained",
+    return ("searcher", "scheduler", "seed", "n_trials", "n_failed", "n_oom", "n_repeats", "epochs_trained",
             objective.best_column, *records.test_columns(run.metrics),
             regret_column(objective), "grid_epochs_share", "grid_compute_share", "wall_seconds", "trial_seconds",
             "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb", "peak_card_gpu_mem_mb", "peak_rss_mb")

@@ -37,10 +37,11 @@ METHOD_COLUMNS = ("task", "searcher", "scheduler", "seed")
 
 def trial_columns(space_names: Iterable[str], metric: str) -> tuple[str, ...]:
     """trials.csv: best_<metric> and final_<metric> are the trial's best and last value of the
-    task's metric (best in its direction)."""
+    task's metric (best in its direction). gpu_share: the share of the card the trial's last
+    attempt held; oom_attempts: its attempts that ran out of GPU memory."""
     return (METHOD_COLUMNS + ("trial_id", "status") + tuple(f"config/{name}" for name in space_names)
             + ("epochs", f"best_{metric}", f"final_{metric}", "train_seconds", "samples_per_second", "peak_rss_mb",
-               "peak_trial_gpu_mem_mb", "node", "error"))
+               "peak_trial_gpu_mem_mb", "gpu_share", "oom_attempts", "node", "error"))
 
 
 def curve_columns(metrics: Iterable[str]) -> tuple[str, ...]:
@@ -59,7 +60,7 @@ def summary_columns(metric: str, metrics: Iterable[str]) -> tuple[str, ...]:
     """summary.csv: one row per method and seed; best_<metric> is its pick's best validation value,
     test_* the pick's scores on the test split."""
     return METHOD_COLUMNS + (
-        "n_trials", "n_failed", "n_repeats", "epochs_trained", f"best_{metric}",
+        "n_trials", "n_failed", "n_oom", "n_repeats", "epochs_trained", f"best_{metric}",
         *test_columns(metrics),
         "wall_seconds", "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb",
         "peak_card_gpu_mem_mb", "peak_rss_mb", "best_trial_id", "best_config")
@@ -76,6 +77,7 @@ COMPLETED = "completed"  # trained all of its own epochs
 STOPPED = "stopped"  # stopped early by the scheduler (ASHA)
 DIVERGED = "diverged"  # its loss became NaN or inf; reported as the worst value
 FAILED = "error"  # raised; the error is in the `error` column
+OUT_OF_MEMORY = "oom"  # out of GPU memory, alone on the card or with no retry left (core.rules.oom_retry_share)
 
 
 _UMASK = os.umask(0)

@@ -30,6 +30,26 @@ def method_name(searcher: str, scheduler: str, seed: int) -> str:
 CONTROLS = (("random", "fifo"), ("random", "asha"))
 
 
+# --- a trial out of GPU memory ----------------------------------------------------------------
+# What torch and our trainables put in an out-of-memory error's text (a Ray error carries its
+# cause's traceback as text, so the names are what survives the trip to the driver).
+OUT_OF_MEMORY_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "TrialOutOfMemory")
+
+
+def is_out_of_memory(error) -> bool:
+    """Whether ``error`` (an exception, Ray's wrapper of one, or an error file's text) is a GPU
+    out-of-memory error."""
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error or "")
+    return any(marker in text for marker in OUT_OF_MEMORY_MARKERS)
+
+
+def oom_retry_share(share: float) -> float | None:
+    """The GPU share a trial that ran out of memory at ``share`` is re-queued with: the whole card
+    (it then trains alone), once. None where it had the whole card already, or no GPU: it is never
+    re-queued with the share it failed at (next to the same trials it would fail the same way)."""
+    return 1.0 if 0 < share < 1 else None
+
+
 # --- the precision a card trains in -------------------------------------------------------------
 def training_precision(compute_capability: tuple[int, int] | None) -> str:
     """``bf16`` where the card computes bfloat16 natively (compute capability 8.0 and later: Ampere,

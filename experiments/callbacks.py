@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from ray import tune
 
+from core.rules import is_out_of_memory, oom_retry_share
+from experiments.tune_adapter import failure_texts, retry_with_gpu_share, trial_gpu_share
+
 
 class SchedulerState(tune.Callback):
     """Keeps the scheduler's state in Tune's experiment snapshots.
@@ -24,3 +27,19 @@ class SchedulerState(tune.Callback):
 
     def set_state(self, state: dict) -> None:
         self.scheduler.__dict__.update(state["scheduler"])
+
+
+class OutOfMemoryRetry(tune.Callback):
+    """A trial that ran out of GPU memory is re-queued once with the whole card (core.rules.oom_retry_share),
+    never with the share it failed at: next to the same packed trials it would most likely fail
+    the same way in each of Tune's retries. The retry is the trial's last (a failure at the whole
+    card is final); other errors keep Tune's ``max_failures``. Tune calls this as it re-queues the
+    trial, before the trial is placed again, so the new request is what Ray places."""
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        failures = failure_texts(trial)
+        if not failures or not is_out_of_memory(failures[-1]):
+            return
+        share = oom_retry_share(trial_gpu_share(trial))
+        if share is not None:
+            retry_with_gpu_share(trial, share, last=True)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import records
-from core.records import COMPLETED, DIVERGED, FAILED, STOPPED
-from core.rules import epoch_of, last_attempt
+from core.records import COMPLETED, DIVERGED, FAILED, OUT_OF_MEMORY, STOPPED
+from core.rules import epoch_of, is_out_of_memory, last_attempt
 from core.task import TaskSpec
 from experiments.plan import Method
-from experiments.tune_adapter import trials_with_results
+from experiments.tune_adapter import failure_texts, trial_gpu_share, trials_with_results
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,9 @@ def error_line(error) -> str:
 
 def trial_status(reports: list[dict], error: Any, epochs: int, own_epochs: int) -> str:
     if error is not None:
-        return FAILED
+        return OUT_OF_MEMORY if is_out_of_memory(error) else FAILED
+    if any(r.get("out_of_memory") is True for r in reports):  # alone on the card (EpochTrainable)
+        return OUT_OF_MEMORY
     if any(r.get("diverged") is True for r in reports):
         return DIVERGED
     return STOPPED if epochs < own_epochs else COMPLETED
@@ -69,6 +71,9 @@ def collect_trials(results, task: TaskSpec, method: Method, started: float) -> C
             "peak_rss_mb": max((r["peak_rss_mb"] for r in reports if number(r.get("peak_rss_mb"))), default=None),
             "peak_trial_gpu_mem_mb": max((r["peak_trial_gpu_mem_mb"] for r in reports
                                           if number(r.get("peak_trial_gpu_mem_mb")) is not None), default=None),
+            "gpu_share": trial_gpu_share(trial),
+            "oom_attempts": sum(map(is_out_of_memory, failure_texts(trial)))
+            + any(r.get("out_of_memory") is True for r in reports),
             "node": next((r["node_id"] for r in reversed(reports) if r.get("node_id")), None),
             "error": error_line(result.error) if result.error is not None else "",
         })

@@ -51,8 +51,12 @@ def choose_gpu(spec: ExperimentSpec, gpus: list[Gpu], task_share: float = 0.0) -
 def pinned_environment(gpu: Gpu, env) -> dict[str, str]:
     """The variables that pin a run to ``gpu``: every worker sees only that card. The entry is
     the one the user's CUDA_VISIBLE_DEVICES had for it (an index or a UUID), so a SLURM job's or
-    a shared box's restriction is kept; indices count in nvidia-smi's (PCI bus) order."""
-    return {"CUDA_DEVICE_ORDER": env.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), "CUDA_VISIBLE_DEVICES": gpu.visible_as}
+    a shared box's restriction is kept; indices count in nvidia-smi's (PCI bus) order. PyTorch's
+    allocator grows its segments instead of caching fixed blocks (expandable_segments): batches of
+    varying length (IMDB's dynamic padding) otherwise fragment a share of the card until a trial
+    runs out of memory with enough of it free. A user's own setting is kept."""
+    return {"CUDA_DEVICE_ORDER": env.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), "CUDA_VISIBLE_DEVICES": gpu.visible_as,
+            "PYTORCH_CUDA_ALLOC_CONF": env.get("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")}
 
 
 def start_ray(ray_address: str | None = None, gpu: Gpu | None = None, task_file: str | None = None) -> None:

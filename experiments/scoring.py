@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from core import records
-from core.records import FAILED
+from core.records import FAILED, OUT_OF_MEMORY
 from core.task import TaskSpec
 from experiments.plan import Method, RunPlan
 
@@ -38,6 +38,13 @@ def scoring_options(plan: RunPlan) -> dict:
     return {"num_cpus": plan.resources["cpu"], "num_gpus": plan.gpus_per_trial, "max_calls": 1, "max_retries": 1}
 
 
+def gpu_seconds(trials, gpus_per_trial: float) -> float | None:
+    shares = [t.get("gpu_share") if t.get("gpu_share") is not None else gpus_per_trial for t in trials]
+    if not any(shares):
+        return None
+    return sum(t["train_seconds"] * share for t, share in zip(trials, shares))
+
+
 def summarize_method(task: TaskSpec, method: Method, trials, wall_seconds: float, test_metrics: dict,
                      selected: dict | None, gpus_per_trial: float, samples: list[dict] | None = None) -> dict:
     """The summary row of one method. ``samples``: the resource monitor's rows of this method;
@@ -55,6 +62,7 @@ def summarize_method(task: TaskSpec, method: Method, trials, wall_seconds: float
         **method.identity(task.name),
         "n_trials": len(trials),
         "n_failed": sum(t["status"] == FAILED for t in trials),
+        "n_oom": sum(t["status"] == OUT_OF_MEMORY for t in trials),  # out of GPU memory for good (core.rules)
         # trials whose configuration an earlier trial of the method had: random search and TPE draw
         # with replacement from the grid's values (more trials than configurations makes many)
         "n_repeats": len(trials) - len({tuple(str(t.get(f"config/{k}")) for k in task.space) for t in trials}),
@@ -63,8 +71,10 @@ def summarize_method(task: TaskSpec, method: Method, trials, wall_seconds: float
         **{f"test_{name}": test_metrics.get(name) for name in records.test_metrics(task.metrics)},
         "wall_seconds": wall_seconds,
         "trial_seconds": trial_seconds,
-        # GPU-seconds are trial time x GPU fraction; absent (not zero) where no GPU was used.
-        "gpu_seconds": trial_seconds * gpus_per_trial if gpus_per_trial > 0 else None,
+        # GPU-seconds are trial time x the trial's GPU share (its own where it has one: packed by
+        # measured memory, or re-queued alone after running out of memory); absent (not zero)
+        # where no GPU was used.
+        "gpu_seconds": gpu_seconds(trials, gpus_per_trial),
         "mean_gpu_util": sum(gpu_util) / len(gpu_util) if gpu_util else None,  # %, from the monitor
         "peak_trial_gpu_mem_mb": max(trial_mem) if trial_mem else None,  # PyTorch's, the largest trial's
         "peak_card_gpu_mem_mb": max(card_mem) if card_mem else None,  # NVML's, the whole card

@@ -10,6 +10,7 @@ naming this module, when an upgrade changes them.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 
@@ -21,6 +22,35 @@ def trials_with_results(results) -> list[tuple]:
         raise RuntimeError("Ray's ResultGrid and its trials disagree in length; experiments/tune_adapter.py "
                            "needs updating for this Ray version")
     return list(zip(trials, results))
+
+
+def trial_gpu_share(trial) -> float:
+    """The share of a GPU the Trial's (last) attempt asked Ray for."""
+    return float(trial.placement_group_factory.required_resources.get("GPU", 0.0))
+
+
+def failure_texts(trial) -> list[str]:
+    """The Trial's failed attempts, one text each, from the error file Tune appends to
+    (``Failure # N (occurred at ...)`` then the traceback); empty where it never failed. The driver's
+    staging copy first: Tune writes the failure there at once and syncs it to storage later."""
+    text = None
+    if trial.error_file and Path(trial.error_file).is_file():
+        text = Path(trial.error_file).read_text(errors="replace")
+    elif trial.run_metadata.error_filename:
+        text = trial.get_error()
+    if not text:
+        return []
+    return [part for part in re.split(r"^Failure # \d+ ", text, flags=re.M) if part.strip()]
+
+
+def retry_with_gpu_share(trial, share: float, last: bool) -> None:
+    """Give a Trial that Tune is re-queueing (``Callback.on_trial_recover``: PENDING again) a new GPU
+    share, its CPUs as they were; ``last``: a failure of this attempt is final (Tune's per-trial
+    max_failures)."""
+    request = trial.placement_group_factory.required_resources
+    trial.update_resources({"cpu": request.get("CPU", 0.0), "gpu": share})
+    if last:
+        trial.max_failures = trial.run_metadata.num_failures
 
 
 def newest_state(method_dir: Path) -> dict | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ray import tune
 
-from experiments.callbacks import SchedulerState
+from experiments.callbacks import OutOfMemoryRetry, SchedulerState
 from experiments.checkpoints import KeepSelectable
 from experiments.plan import Method, RunPlan
 from experiments.spec import is_uri
@@ -90,7 +90,7 @@ def _new_tuner(plan: RunPlan, method: Method, trainable, storage: str, callbacks
             name=method.name,
             storage_path=storage,
             verbose=0,
-            callbacks=[*(callbacks or []), SchedulerState(scheduler),
+            callbacks=[*(callbacks or []), SchedulerState(scheduler), OutOfMemoryRetry(),
                        *([KeepSelectable(task.objective)] if plan.keep_checkpoints != "all" else [])],
             # The checkpoint holds the best-validation weights that the test split scores.
             # num_to_keep makes Tune snapshot the experiment state after every checkpoint, that

@@ -60,9 +60,12 @@ def test_the_run_is_pinned_within_the_visible_set(tmp_path):
     spec = ExperimentSpec(gpu_id=1, results_dir=tmp_path)
     chosen = machine.choose_gpu(spec, gpus)
     assert chosen.nvml_index == 3
-    assert machine.pinned_environment(chosen, {}) == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "3"}
-    # a user's own CUDA_DEVICE_ORDER is kept
+    assert machine.pinned_environment(chosen, {}) == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "3",
+                                                      "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+    # a user's own CUDA_DEVICE_ORDER and allocator settings are kept
     assert machine.pinned_environment(chosen, {"CUDA_DEVICE_ORDER": "FASTEST_FIRST"})["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST"
+    assert machine.pinned_environment(chosen, {"PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:128"})[
+        "PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"
     assert machine.choose_gpu(ExperimentSpec(results_dir=tmp_path), gpus).nvml_index == 2  # default: the first visible
     with pytest.raises(SpecError, match=r"--gpu-id 2 does not exist; GPUs here: 0 \(NVIDIA H200\), 1 \(NVIDIA L4\)"):
         machine.choose_gpu(ExperimentSpec(gpu_id=2, results_dir=tmp_path), gpus)

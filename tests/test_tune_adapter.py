@@ -64,7 +64,11 @@ def test_a_report_without_an_epoch_is_not_counted_as_one():
     # reach int(None) in the trial's row and abort the whole method's collection.
     reports = [{"epoch": 1, "val_accuracy": 0.6, "timestamp": 10}, {"epoch": 2, "val_accuracy": 0.7, "timestamp": 11},
                {"epoch": None, "val_accuracy": None, "timestamp": 12}, {"timestamp": 13}]
-    trial = SimpleNamespace(trial_id="t0", config={"x": 3, "learning_rate": 1e-3, "act": "relu", "epochs": 3})
+    from ray.tune.execution.placement_groups import PlacementGroupFactory
+
+    trial = SimpleNamespace(trial_id="t0", config={"x": 3, "learning_rate": 1e-3, "act": "relu", "epochs": 3},
+                            placement_group_factory=PlacementGroupFactory([{"CPU": 1}]), error_file=None,
+                            run_metadata=SimpleNamespace(error_filename=None))
     result = SimpleNamespace(metrics_dataframe=pd.DataFrame(reports), error=None, metrics={"time_total_s": 2.0})
     collected = collect_trials(_Grid([(trial, result)]), TASK, Method("grid", "fifo", 0), started=0.0)
     (row,) = collected.trials

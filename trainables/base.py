@@ -29,6 +29,7 @@ except ImportError:  # a bare GPU image without Ray (benchmarks/gpu_check.py): t
 from core.records import EPOCH, test_metrics
 from core.rules import training_precision
 from core.task import TaskSpec
+from trainables.memory import TrialOutOfMemory, cap_allocator, gpu_share, out_of_memory_line
 
 # A trial's checkpoint: what scoring needs and nothing else, in formats whose reading runs no
 # code (a tampered run folder must not execute anything on --resume or scoring).
@@ -258,6 +259,10 @@ class EpochTrainable(_TuneTrainable):
     ``diverged_values`` (a classification task's: accuracy 0, AUC 0.5) rather than NaN, and
     ``diverged`` set.
 
+    Out of GPU memory (trainables.memory): the allocator is held to the trial's share of the card;
+    a trial that needs more raises ``TrialOutOfMemory`` where a larger share exists (Tune re-queues
+    it once with the whole card), and at the whole card ends as ``out_of_memory``, ranked last.
+
     ``reset_config`` lets Ray reuse one worker process (and its loaded data) across trials.
 
     Checkpoints: with ``checkpoint_at_end``, Tune saves one as every trial ends, finished or
@@ -281,7 +286,9 @@ class EpochTrainable(_TuneTrainable):
     keep_state_after_checkpoint: ClassVar[bool] = False
 
     def setup(self, config):
-        self._device = choose_device()
+        self._device = self.trial_device()
+        self._share = gpu_share(self)
+        cap_allocator(self._device, self._share)
         self._data_key = None
         self._data = None
         self._start(config)
@@ -302,12 +309,30 @@ class EpochTrainable(_TuneTrainable):
         self._best = None  # the best value of the task's metric so far (None: no epoch yet)
         self._best_model = None
 
+    def trial_device(self) -> torch.device:
+        """Where this trial trains: Ray's assignment (choose_device). A test stands a CPU in for the card."""
+        return choose_device()
+
     def reset_config(self, new_config):
         self._run.release()
         self._start(new_config)
         return True
 
     def step(self):
+        try:
+            return self._step()
+        except torch.OutOfMemoryError as exc:
+            self._run.optimizer.zero_grad(set_to_none=True)  # what the failed step held, back to the cache
+            if self._device.type == "cuda":
+                torch.cuda.empty_cache()
+            if 0 < self._share < 1:  # a larger share exists: Tune re-queues the trial with it (OutOfMemoryRetry)
+                raise TrialOutOfMemory(out_of_memory_line(self._share, exc)) from None
+            # the whole card, and still too little: the trial ends here, ranked last like a diverged one
+            self._epoch += 1
+            result = self._result(float("inf"), diverged_metrics(self.task), None, 0.0, diverged=True)
+            return {**result, "out_of_memory": True, "done": True}
+
+    def _step(self):
         if self._released:  # after a checkpoint: back onto the device, where the state was kept
             if self._offloaded is None:
                 raise RuntimeError(f"{type(self).__name__}: the trial ended at its checkpoint and kept no training "
@@ -329,36 +354,44 @@ class EpochTrainable(_TuneTrainable):
             torch.cuda.synchronize()
         epoch_seconds = time.perf_counter() - started
         self._epoch += 1
-        task, objective = self.task, self.task.objective
+        objective = self.task.objective
         diverged = not (math.isfinite(train_loss) and math.isfinite(val.get("loss", 0.0))
                         and math.isfinite(val[objective.name]))
         if diverged:
             # The task's worst values, not NaN: searchers and ASHA rank this trial last.
-            val = diverged_metrics(task)
+            val = diverged_metrics(self.task)
         elif objective.is_better(val[objective.name], self._best):
             self._best = val[objective.name]
             self._best_model = _to_cpu(self._run.model.state_dict())
+        result = self._result(train_loss, val, train_seconds, epoch_seconds, diverged=diverged)
+        if self.config.get("record_test_curves"):
+            # For replay tables only (run_all.py --record-test-curves); never the metric.
+            test = self._run.evaluate("test") if not diverged else diverged_metrics(self.task)
+            result.update({f"test_{name}": test.get(name) for name in test_metrics(self.task.metrics)})
+        if diverged or self._epoch >= int(self.config[self.task.epochs_param]):
+            result["done"] = True
+        return result
+
+    def _result(self, train_loss: float, val: dict, train_seconds: float | None, epoch_seconds: float,
+                diverged: bool) -> dict:
+        """One epoch's report (see the class's docstring)."""
+        task, objective = self.task, self.task.objective
         result = {
             EPOCH: self._epoch,
             **{f"val_{name}": val.get(name) for name in task.metrics},
             "train_loss": train_loss if math.isfinite(train_loss) else float("inf"),
             objective.best_column: val[objective.name] if self._best is None else self._best,
             "epoch_seconds": epoch_seconds,  # training and validation
-            "samples_per_second": self._run.n_train / train_seconds if train_seconds > 0 else None,
+            "samples_per_second": self._run.n_train / train_seconds if train_seconds else None,
             "end_time": time.time(),  # wall clock at the epoch's end, for anytime curves
             "peak_rss_mb": _peak_rss_mb(),
             "node_id": _node_id(),  # which machine of a cluster trained it
             "diverged": diverged,
+            "gpu_share": self._share,
         }
-        if self.config.get("record_test_curves"):
-            # For replay tables only (run_all.py --record-test-curves); never the metric.
-            test = self._run.evaluate("test") if not diverged else diverged_metrics(task)
-            result.update({f"test_{name}": test.get(name) for name in test_metrics(task.metrics)})
         if self._device.type == "cuda":
             # this trial's own peak (reset in _start), not the worker's since it started
             result["peak_trial_gpu_mem_mb"] = torch.cuda.max_memory_allocated(self._device) / 2**20
-        if diverged or self._epoch >= int(self.config[self.task.epochs_param]):
-            result["done"] = True
         return result
 
     def save_checkpoint(self, checkpoint_dir):

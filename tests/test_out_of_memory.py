@@ -1,0 +1,51 @@
+"""A trial out of GPU memory: re-queued once with the whole card, never with the share it failed
+at; out of memory alone on the card, it ends as ``oom`` (ranked last) and is not retried. The
+session's Ray declares one GPU (conftest), so Ray places each attempt by its share as on a card."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.rules import is_out_of_memory, oom_retry_share
+from experiments.plan import Method
+from experiments.scoring import summarize_method
+from tests.oom_task import TASK
+from tests.tuning import collect
+from tests.tuning import tune as tune_one
+
+SHARED = {"cpu": 0.5, "gpu": 0.25}
+
+
+def test_the_retry_share_is_the_whole_card_once():
+    assert oom_retry_share(0.25) == 1.0 and oom_retry_share(0.5) == 1.0
+    assert oom_retry_share(1.0) is None and oom_retry_share(0.0) is None  # never the share it failed at
+    assert is_out_of_memory("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert is_out_of_memory(RuntimeError("TrialOutOfMemory: out of GPU memory at 0.25 of the card"))
+    assert not is_out_of_memory(RuntimeError("x=1 is set to fail"))
+
+
+def test_an_out_of_memory_trial_gets_the_whole_card_once_and_never_the_same_share(ray_session, tmp_path):
+    tuned = tune_one(TASK, "grid", "fifo", 0, tmp_path, max_concurrent=2, resources=SHARED, max_failures=2)
+    trials, _, _ = collect(tuned, TASK, "grid", "fifo", 0)
+    by_need = {t["config/needs"]: t for t in trials}
+    fits = by_need[0.1]  # fits its quarter: trained there, no retry
+    assert (fits["status"], fits["gpu_share"], fits["oom_attempts"], fits["epochs"]) == ("completed", 0.25, 0, 2)
+    half = by_need[0.5]  # out of memory at 0.25, then trained alone on the card
+    assert (half["status"], half["gpu_share"], half["oom_attempts"], half["epochs"], half["error"]) == \
+        ("completed", 1.0, 1, 2, "")
+    too_big = by_need[2.0]  # out of memory at 0.25 and alone: two attempts, not max_failures + 1 = 3
+    assert (too_big["status"], too_big["gpu_share"], too_big["oom_attempts"], too_big["epochs"]) == ("oom", 1.0, 2, 1)
+    assert too_big["best_val_accuracy"] == 0.0  # ranked last (the task's diverged value), never picked
+    summary = summarize_method(TASK, Method("grid", "fifo", 0), trials, tuned.wall_seconds, {}, half, 0.25)
+    assert summary["n_oom"] == 1 and summary["n_failed"] == 0
+    # GPU-seconds follow each trial's own share
+    assert summary["gpu_seconds"] == pytest.approx(sum(t["train_seconds"] * t["gpu_share"] for t in trials))
+
+
+def test_without_retries_an_out_of_memory_trial_says_how_to_pack_fewer(ray_session, tmp_path):
+    tuned = tune_one(TASK, "grid", "fifo", 0, tmp_path, max_concurrent=2, resources=SHARED, max_failures=0)
+    trials, _, _ = collect(tuned, TASK, "grid", "fifo", 0)
+    half = next(t for t in trials if t["config/needs"] == 0.5)
+    assert (half["status"], half["gpu_share"], half["oom_attempts"]) == ("oom", 0.25, 1)
+    assert "out of GPU memory at 0.25 of the card" in half["error"]
+    assert "--max-concurrent" in half["error"] and "--gpus-per-trial" in half["error"]
