@@ -48,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpu-id", type=int, default=None,
                         help="pin the run to the K-th visible GPU (nvidia-smi's order within CUDA_VISIBLE_DEVICES, "
                              "which is set to that card before Ray starts; default: the first visible GPU)")
-    parser.add_argument("--gpus-per-trial", type=float, default=None,
+    parser.add_argument("--gpus-per-trial", type=_gpu_share, default=None,
                         help="GPU fraction per trial, in [0, 1]: 0.25 packs four trials on the GPU, 0 keeps them on "
-                             "the CPU (default: the task's)")
+                             "the CPU; auto: each trial's from its configuration's memory, measured on the card "
+                             "before the first method (default: the task's)")
     parser.add_argument("--monitor-interval", type=float, default=1.0,
                         help="seconds between resource samples (GPU, CPU, memory) written to resources.csv")
     parser.add_argument("--max-failures", type=int, default=2,
@@ -87,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TASK_OPTION_FLAGS = ("data_dir", "model", "subset", "cache_dir")
+
+
+def _gpu_share(text: str) -> float | str:
+    """--gpus-per-trial: a number, or auto (the spec checks the number's range)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a share of the GPU in [0, 1] or auto, got {text!r}") from None
 
 
 def _absolute(path: str) -> str:

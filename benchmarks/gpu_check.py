@@ -12,6 +12,8 @@ prints one ``key=value`` line per check, ``key=skipped: <why>`` for what it cann
 - memory: 1 and 4 processes train the real IMDB TrainingRun (full-size DistilBERT, batch 32 x 256
   tokens); each one's ``max_memory_allocated`` and ``max_memory_reserved``, the card's use at the
   peak, and whether the default ``--gpus-per-trial 0.25`` fits a 24 GB card;
+- ``--gpus-per-trial auto``'s memory probe for each CIFAR-10 batch size, alone in a fresh process:
+  the MiB it measures, the share it would ask for and how many such trials fit, against 0.25's four;
 - a checkpoint saved and restored on the card through the real trainable, driven without Tune;
   each trial's own peak in a reused worker (reset between trials); the precision the card gives
   (bf16 native or not);
@@ -194,6 +196,43 @@ def _bert_entry(on_gpu, model_dir, barrier, results):
     bert_trial(on_gpu, barrier, results, model_dir)
 
 
+def check_memory_probe(on_gpu: bool) -> None:
+    """--gpus-per-trial auto's probe (experiments.packing) on the card: each CIFAR-10 batch size of the
+    space measured alone in a fresh process (its own CUDA context), the share it would ask for, and
+    how many such trials fit at once against the fixed 0.25's four."""
+    if not on_gpu:
+        say("memory_probe", "skipped: no GPU (the probe measures CUDA memory; tests/test_packing.py injects "
+                            "its results on the CPU)")
+        return
+    import multiprocessing
+
+    from experiments.packing import share_for
+    from trainables.cifar10 import TASK
+
+    context = multiprocessing.get_context("spawn")
+    lines, fits = [], {}
+    for batch in TASK.space["batch_size"]:
+        with context.Pool(1, maxtasksperchild=1) as pool:
+            numbers = pool.apply(_probe_cifar, (batch,))
+        share = share_for(numbers["need_mb"], numbers["card_mb"])
+        fits[batch] = int(1 // share)
+        lines.append(f"batch {batch}: {numbers['need_mb']:.0f} MiB (context {numbers['context_mb']:.0f}) -> share {share:g}")
+    say("memory_probe_cifar10", "; ".join(lines))
+    say("memory_probe_packing", "trials at once, auto: " + ", ".join(f"batch {b}: {n}" for b, n in fits.items())
+        + "; fixed --gpus-per-trial 0.25: 4 of any batch")
+
+
+def _probe_cifar(batch: int) -> dict:
+    import torch
+
+    from trainables.cifar10 import Cifar10Trainable
+    from trainables.memory import probe_need_mb
+
+    config = {"learning_rate": 1e-3, "batch_size": batch, "dropout_rate": 0.2, "seed": 0, "model": "resnet18",
+              "num_epochs": 1}
+    return probe_need_mb(Cifar10Trainable, config, torch.device("cuda"), synthetic_cifar(3 * batch))
+
+
 def check_bert_memory(on_gpu: bool, gpu, work: Path, counts=(1, 4)) -> None:
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -283,8 +322,8 @@ def check_precision(on_gpu: bool) -> None:
 
 
 GPU_ONLY = ("packing_1_img_per_s", "packing_2_img_per_s", "packing_4_img_per_s", "packing_4_vs_1",
-            "distilbert_1_trials_mib", "distilbert_4_trials_mib", "distilbert_quarter_of_24gb", "checkpoint_round_trip",
-            "peak_trial_gpu_mem_reset", "precision")
+            "distilbert_1_trials_mib", "distilbert_4_trials_mib", "distilbert_quarter_of_24gb", "memory_probe",
+            "checkpoint_round_trip", "peak_trial_gpu_mem_reset", "precision")
 
 
 def main(argv=None) -> int:
@@ -325,6 +364,7 @@ def main(argv=None) -> int:
     if on_gpu or args.rehearse_on_cpu:
         check_packing(on_gpu, gpu, counts)
         check_bert_memory(on_gpu, gpu, work, (counts[0], counts[-1]))
+        check_memory_probe(on_gpu)
         check_checkpoint(on_gpu, work)
         check_precision(on_gpu)
     else:

@@ -52,6 +52,11 @@ class TaskSpec:
     reduction_factor: int = 3  # ASHA keeps the top 1/reduction_factor at each rung
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0  # asked for only where a GPU exists
+    # --gpus-per-trial auto (experiments.packing): the hyperparameters that change a trial's GPU
+    # memory (batch size, sequence length, width), each combination probed once on the card, and
+    # the options that make a probe short (a few batches) and its memory the worst (full padding).
+    memory_params: tuple[str, ...] = ()
+    probe_options: Mapping[str, Any] = field(default_factory=dict)
     # The smoke budget: the same code path on a tiny space, for tests and a first look.
     smoke_space: Mapping[str, tuple] = field(default_factory=dict)
     smoke_grace_period: int = 1
@@ -101,6 +106,10 @@ class TaskSpec:
             if len(set(map(repr, values))) < len(values):
                 raise ValueError(f"task {self.name}: hyperparameter {name!r} names a value twice "
                                  f"({', '.join(map(str, values))}); grid search would train it twice")
+        object.__setattr__(self, "memory_params", tuple(self.memory_params))
+        unknown = [name for name in self.memory_params if name not in self.space]
+        if unknown:
+            raise ValueError(f"task {self.name}: memory_params {', '.join(map(repr, unknown))} not in the space")
         if self.grace_period is None:
             object.__setattr__(self, "grace_period", int(min(self.space[self.epochs_param])))
         if not (isinstance(self.grace_period, numbers.Integral) and 1 <= self.grace_period <= self.max_t):

@@ -39,7 +39,7 @@ def choose_gpu(spec: ExperimentSpec, gpus: list[Gpu], task_share: float = 0.0) -
     if not gpus:
         return None
     gpu = gpus[spec.gpu_id if spec.gpu_id is not None else 0]
-    share = spec.gpus_per_trial if spec.gpus_per_trial is not None else task_share
+    share = spec.gpus_per_trial if spec.gpus_per_trial not in (None, "auto") else task_share
     if gpu.exclusive_process and share is not None and 0 < share < 1 and not mps_running():
         # one CUDA context at a time: the second packed trial would fail to create its own
         raise SpecError(f"GPU {gpu.index} ({gpu.name}) is in exclusive-process compute mode: --gpus-per-trial "
@@ -144,7 +144,8 @@ def trial_resources(task, cpus_per_trial: float | None, gpus_per_trial: float | 
     """The resource request of one trial: as given, else the task's defaults; a GPU fraction
     only where the cluster has a GPU."""
     cpus = cpus_per_trial if cpus_per_trial is not None else task.cpus_per_trial
-    gpus = gpus_per_trial if gpus_per_trial is not None else task.gpus_per_trial
+    # auto: the task's share until the probe has measured each trial's (experiments.packing)
+    gpus = gpus_per_trial if gpus_per_trial not in (None, "auto") else task.gpus_per_trial
     return {"cpu": float(cpus), "gpu": float(gpus) if ray.cluster_resources().get("GPU", 0) > 0 else 0.0}
 
 

@@ -44,10 +44,21 @@ class RunPlan:
     max_failures: int = 0  # Ray's FailureConfig: retries of a failed trial
     gpu: Gpu | None = None  # the GPU the run is pinned to; None: none (or the cluster's)
     keep_checkpoints: str = "all"  # experiments.spec.KEEP_CHECKPOINTS; runs set it from the spec
+    # --gpus-per-trial auto: memory class -> GPU share (experiments.packing); empty: every trial
+    # asks for resources["gpu"] (then the largest share: what scoring a pick holds)
+    gpu_shares: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def gpus_per_trial(self) -> float:
         return float(self.resources.get("gpu", 0.0))
+
+    def resource_request(self):
+        """What tune.with_resources gets: one request for every trial, or a share per memory class."""
+        if self.gpu_shares:
+            from experiments.packing import SharePerConfig
+
+            return SharePerConfig(self.task, float(self.resources["cpu"]), self.gpu_shares)
+        return dict(self.resources)
 
     def resolved(self, options: Mapping[str, Any]) -> dict:
         """run.json's ``resolved`` section (its keys are part of the run-folder contract)."""
@@ -58,7 +69,7 @@ class RunPlan:
                 "max_concurrent": self.max_concurrent, "resources": dict(self.resources), "metric": task.metric,
                 "mode": task.mode, "metrics": list(task.metrics), "max_t": task.max_t, "epochs_param": task.epochs_param,
                 "resource_attr": task.resource_attr, "grace_period": task.grace_period,
-                "reduction_factor": task.reduction_factor}
+                "reduction_factor": task.reduction_factor, "gpu_shares": dict(self.gpu_shares)}
 
     @classmethod
     def from_resolved(cls, task: TaskSpec, resolved: Mapping[str, Any], *, record_test_curves: bool,
@@ -76,7 +87,8 @@ class RunPlan:
         return cls(task=task, num_samples=int(resolved["num_samples"]),
                    max_concurrent=int(resolved["max_concurrent"]), resources=dict(resolved["resources"]),
                    fixed_config=fixed_config(resolved["task_options"], record_test_curves),
-                   max_failures=max_failures, gpu=gpu, keep_checkpoints=keep_checkpoints)
+                   max_failures=max_failures, gpu=gpu, keep_checkpoints=keep_checkpoints,
+                   gpu_shares=dict(resolved.get("gpu_shares") or {}))
 
 
 def fixed_config(options: Mapping[str, Any], record_test_curves: bool) -> dict:

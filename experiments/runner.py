@@ -21,7 +21,7 @@ from tensorboardX import SummaryWriter
 from analysis.report import build, format_table, write_summary
 from core import records
 from core.rules import method_label, method_name, select_trial
-from experiments import machine, runlock
+from experiments import machine, packing, runlock
 from experiments import progress as progress_lines
 from experiments.checkpoints import keep_best_pick
 from experiments.collect import collect_trials, error_line
@@ -89,13 +89,20 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
     resources = machine.trial_resources(task, spec.cpus_per_trial, spec.gpus_per_trial)
     if resources["gpu"]:  # one short task with a trial's share, before the run folder: one line, not every trial
         machine.preflight(resources)
+    shares, probed = {}, {}
+    if spec.gpus_per_trial == packing.AUTO and resources["gpu"]:
+        probed, resources = probe_shares(task, options, resources, echo)
+        shares = {key: numbers["share"] for key, numbers in probed.items()}
     run_dir = create_run_dir(spec.results_dir, task.name)
     runlock.acquire(run_dir)  # new and ours: a --resume of it while it runs is refused
     storage = tune_storage(spec, run_dir)
+    # with shares per class, as many at once as the smallest share allows (Ray packs the rest)
+    smallest = {**resources, "gpu": min(shares.values())} if shares else resources
     plan = RunPlan(task=task, num_samples=num_samples,
-                   max_concurrent=spec.max_concurrent or machine.default_max_concurrent(resources),
+                   max_concurrent=spec.max_concurrent or machine.default_max_concurrent(smallest),
                    resources=resources, fixed_config=fixed_config(options, spec.record_test_curves),
-                   max_failures=spec.max_failures, gpu=gpu, keep_checkpoints=spec.keep_checkpoints)
+                   max_failures=spec.max_failures, gpu=gpu, keep_checkpoints=spec.keep_checkpoints,
+                   gpu_shares=shares)
     info = {
         "spec": {**asdict(spec), "results_dir": str(spec.results_dir)},
         "resolved": plan.resolved(options),
@@ -110,6 +117,7 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
         # the session folder of the Ray this run started (None on a cluster): how a later run finds
         # what a kill -9 of this one left running (experiments.orphans)
         "ray_session_dir": None if spec.ray_address else own_session_dir(),
+        "gpu_probe": probed,  # --gpus-per-trial auto: what each memory class measured on the card
     }
     records.write_json(run_dir / "run.json", info)
     print(f"run folder: {run_dir}")  # also with --quiet: the one line that says where the results go
@@ -122,6 +130,23 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
         return run_methods(spec, plan, run_dir, info, [], echo)
     finally:
         runlock.release(run_dir)
+
+
+def probe_shares(task, options, resources: dict, echo) -> tuple[dict, dict]:
+    """--gpus-per-trial auto: every memory class measured alone on the card (experiments.packing),
+    one line with the shares; the run's resources then name the largest share (what scoring holds).
+    A probe that fails stops the run in one line, before the run folder."""
+    import ray
+
+    try:
+        probed = packing.probe(task, options, resources["cpu"])
+    except (ray.exceptions.RayError, TimeoutError) as exc:  # a Ray task's error: its cause's last line
+        raise SpecError(f"the GPU memory probe of --gpus-per-trial auto failed: {str(exc).strip().splitlines()[-1]}") \
+            from None
+    names = ",".join(task.memory_params)
+    echo(f"GPU share by measured memory ({names}): "
+         + "; ".join(f"{key}: {numbers['share']:g} ({numbers['need_mb']:.0f} MiB)" for key, numbers in probed.items()))
+    return probed, {**resources, "gpu": max(numbers["share"] for numbers in probed.values())}
 
 
 def samples_note(spec: ExperimentSpec, task, num_samples: int) -> str | None:

@@ -131,7 +131,9 @@ class ExperimentSpec:
     cpus_per_trial: float | None = None  # None: the task's default
     ray_address: str | None = None  # connect to an existing Ray cluster instead of starting one
     gpu_id: int | None = None  # the one GPU the run is pinned to; None: the first GPU, if any
-    gpus_per_trial: float | None = None  # GPU fraction per trial (0.25 packs four; 0: CPU); None: the task's
+    # GPU fraction per trial (0.25 packs four; 0: CPU); "auto": each trial's by measured memory
+    # (experiments.packing); None: the task's
+    gpus_per_trial: float | str | None = None
     monitor_interval: float = 1.0  # seconds between resource samples
     # Also score the test split after every epoch, into curves.csv (tables for the replay
     # benchmark). The trials' reports carry it; searchers and schedulers read only the metric.
@@ -172,8 +174,9 @@ class ExperimentSpec:
             raise SpecError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
         if self.cpus_per_trial is not None and not (self.cpus_per_trial > 0 and math.isfinite(self.cpus_per_trial)):
             raise SpecError(f"--cpus-per-trial must be a positive number, got {self.cpus_per_trial}")
-        if self.gpus_per_trial is not None and not 0 <= self.gpus_per_trial <= 1:
-            raise SpecError(f"--gpus-per-trial must be in [0, 1] (0: trials on the CPU), got {self.gpus_per_trial}")
+        if self.gpus_per_trial is not None and self.gpus_per_trial != "auto" and not (
+                isinstance(self.gpus_per_trial, (int, float)) and 0 <= self.gpus_per_trial <= 1):
+            raise SpecError(f"--gpus-per-trial must be in [0, 1] (0: trials on the CPU) or auto, got {self.gpus_per_trial}")
         if self.gpu_id is not None and self.ray_address:
             raise SpecError("--gpu-id pins a local run to one card; with --ray-address the cluster places trials on "
                             "its own GPUs (restrict them with CUDA_VISIBLE_DEVICES when starting its nodes)")

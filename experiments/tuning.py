@@ -55,7 +55,7 @@ def tune_method(plan: RunPlan, method: Method, storage_path: Path | str, callbac
     # The snapshot after every trial's checkpoint (num_to_keep=1, below) is deliberate: Tune's
     # warning that snapshots come often would print on every fast task.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    trainable = tune.with_resources(task.load_trainable(), dict(plan.resources))
+    trainable = tune.with_resources(task.load_trainable(), plan.resource_request())
     storage = str(storage_path) if is_uri(storage_path) else str(Path(storage_path).absolute())
     if resume:
         tuner = tune.Tuner.restore(f"{storage}/{method.name}", trainable=trainable, resume_unfinished=True,

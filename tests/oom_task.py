@@ -10,10 +10,6 @@ from torch import nn
 
 from core.task import TaskSpec
 from trainables.base import EpochTrainable, TrainingRun
-from trainables.memory import gpu_share
-
-SHARE = 0.0  # the share of the card the running trial holds (one trial per worker process at a time)
-
 
 class NeedsMemoryRun(TrainingRun):
     def __init__(self, config, data, device):
@@ -21,9 +17,10 @@ class NeedsMemoryRun(TrainingRun):
         self.model = nn.Linear(2, 2)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
         self.n_train = 1
+        self.share = 0.0  # the share of the card the trial holds (set by the trainable)
 
     def train_epoch(self) -> float:
-        if self.config["needs"] > SHARE:
+        if self.config["needs"] > self.share:
             raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {self.config['needs']:g} of the card "
                                          "(simulated)")
         return 0.1
@@ -38,11 +35,14 @@ class NeedsMemoryTrainable(EpochTrainable):
     load_data = staticmethod(lambda config: None)
 
     def trial_device(self):
-        global SHARE
-        SHARE = gpu_share(self)
         return torch.device("cpu")
+
+    def _start(self, config):
+        super()._start(config)
+        self._run.share = self._share  # the share Ray granted this trial (EpochTrainable.setup read it)
 
 
 TASK = TaskSpec(name="needs_memory", trainable="tests.oom_task:NeedsMemoryTrainable",
-                space={"needs": (0.1, 0.5, 2.0), "num_epochs": (2,)}, gpus_per_trial=0.25)
+                space={"needs": (0.1, 0.5, 2.0), "num_epochs": (2,)}, gpus_per_trial=0.25, memory_params=("needs",),
+                smoke_space={"needs": (0.1, 0.5, 2.0), "num_epochs": (1,)})
 NeedsMemoryTrainable.task = TASK

@@ -290,6 +290,9 @@ TASK = TaskSpec(
     reduction_factor=3,
     cpus_per_trial=1.0,
     gpus_per_trial=0.25,  # four DistilBERT trials share one GPU
+    memory_params=("batch_size", "max_seq_length"),
+    # a few batches, each padded to max_seq_length: dynamic padding's longest batch, at once
+    probe_options={"subset": 96, "padding": "max_length"},
     smoke_space=SMOKE_SPACE,
     smoke_grace_period=1,
     smoke_num_samples=2,

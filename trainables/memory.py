@@ -35,3 +35,30 @@ def out_of_memory_line(share: float, error: BaseException) -> str:
     return (f"out of GPU memory at {share:g} of the card ({first.strip()[:160]}); re-queued once alone on the card "
             "where --max-failures allows; to pack fewer trials: a smaller --max-concurrent, a larger "
             "--gpus-per-trial, or --gpus-per-trial auto")
+
+
+def probe_need_mb(trainable_cls, config, device: torch.device | None = None, data=None) -> dict:
+    """What one configuration needs of the card, measured alone on it (experiments.packing): one
+    short epoch of ``config`` (the task's probe_options make it a few batches at its largest),
+    then the card's memory in use before the run (this process's CUDA context, and anything
+    else on the card) plus the allocator's peak reservation. MiB. ``device`` and ``data``: Ray's
+    assignment and the task's loader where not given (benchmarks/gpu_check.py gives both)."""
+    from trainables.base import choose_device, seed_everything
+
+    device = device or choose_device()
+    if device.type != "cuda":
+        raise RuntimeError("the memory probe needs the GPU Ray assigned (it ran without one)")
+    torch.cuda.init()
+    torch.zeros(1, device=device)  # the CUDA context exists from here on
+    free, total = torch.cuda.mem_get_info(device)
+    before = total - free
+    data = trainable_cls.load_data(config) if data is None else data
+    seed_everything(int(config.get("seed", 0)))
+    torch.cuda.reset_peak_memory_stats(device)
+    run = trainable_cls.run_cls(config, data, device)
+    run.train_epoch()
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_reserved(device)
+    run.release()
+    return {"need_mb": (before + peak) / 2**20, "context_mb": before / 2**20, "peak_reserved_mb": peak / 2**20,
+            "card_mb": total / 2**20}
