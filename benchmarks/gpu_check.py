@@ -12,6 +12,7 @@ prints one ``key=value`` line per check, ``key=skipped: <why>`` for what it cann
 - memory: 1 and 4 processes train the real IMDB TrainingRun (full-size DistilBERT, batch 32 x 256
   tokens); each one's ``max_memory_allocated`` and ``max_memory_reserved``, the card's use at the
   peak, and whether the default ``--gpus-per-trial 0.25`` fits a 24 GB card;
+- our CIFAR-10 epoch against benchmarks/cifar10_throughput.py's plain loop on the card (ABBA rounds);
 - ``--gpus-per-trial auto``'s memory probe for each CIFAR-10 batch size, alone in a fresh process:
   the MiB it measures, the share it would ask for and how many such trials fit, against 0.25's four;
 - a checkpoint saved and restored on the card through the real trainable, driven without Tune;
@@ -196,6 +197,33 @@ def _bert_entry(on_gpu, model_dir, barrier, results):
     bert_trial(on_gpu, barrier, results, model_dir)
 
 
+def check_cifar_ratio(on_gpu: bool, rounds: int = 4) -> None:
+    """Our CIFAR-10 epoch against benchmarks/cifar10_throughput.py's plain loop on the same device and
+    precision, paired rounds in ABBA order (the median of the rounds' ratios): the on-device
+    augmentation must not cost the card what it does not cost the CPU."""
+    import statistics
+
+    from _common import epoch_throughput
+    from cifar10_throughput import plain_loop
+    from trainables.cifar10 import Cifar10Run
+
+    size, device = sizes(on_gpu), device_of(on_gpu)
+    data = synthetic_cifar(size["images"])
+    images, labels = data["train"]
+    config = {"learning_rate": 1e-3, "batch_size": size["cifar_batch"], "dropout_rate": 0.2, "seed": 0,
+              "model": "resnet18"}
+    sides = [lambda: epoch_throughput(Cifar10Run, config, data, device),
+             lambda: plain_loop(images, labels, size["cifar_batch"], 1e-3, 0.2, 0, device)]
+    sides[1]()  # warm-up (cudnn autotuning, the allocator)
+    ratios = []
+    for k in range(rounds if on_gpu else 2):
+        first, second = (sides[0](), sides[1]()) if k % 2 == 0 else (sides[1](), sides[0]())[::-1]
+        ratios.append(first / second)
+    tag = "" if on_gpu else " (CPU rehearsal, tiny sizes: not a GPU figure)"
+    say("cifar10_ours_vs_plain", f"{statistics.median(ratios):.3f} (rounds: {' '.join(f'{r:.3f}' for r in ratios)}; "
+                                 f"{size['images']} images, batch {size['cifar_batch']}){tag}")
+
+
 def check_memory_probe(on_gpu: bool) -> None:
     """--gpus-per-trial auto's probe (experiments.packing) on the card: each CIFAR-10 batch size of the
     space measured alone in a fresh process (its own CUDA context), the share it would ask for, and
@@ -322,7 +350,7 @@ def check_precision(on_gpu: bool) -> None:
 
 
 GPU_ONLY = ("packing_1_img_per_s", "packing_2_img_per_s", "packing_4_img_per_s", "packing_4_vs_1",
-            "distilbert_1_trials_mib", "distilbert_4_trials_mib", "distilbert_quarter_of_24gb", "memory_probe",
+            "distilbert_1_trials_mib", "distilbert_4_trials_mib", "distilbert_quarter_of_24gb", "memory_probe", "cifar10_ours_vs_plain",
             "checkpoint_round_trip", "peak_trial_gpu_mem_reset", "precision")
 
 
@@ -363,6 +391,7 @@ def main(argv=None) -> int:
     counts = tuple(int(n) for n in args.trials.split(","))
     if on_gpu or args.rehearse_on_cpu:
         check_packing(on_gpu, gpu, counts)
+        check_cifar_ratio(on_gpu)
         check_bert_memory(on_gpu, gpu, work, (counts[0], counts[-1]))
         check_memory_probe(on_gpu)
         check_checkpoint(on_gpu, work)

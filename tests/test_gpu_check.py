@@ -23,7 +23,8 @@ def run_check(*args: str) -> dict[str, str]:
 def test_without_a_gpu_every_gpu_line_says_skipped():
     lines = run_check("--no-ray")
     assert lines["trainables_import"] == "ok (Ray absent)"
-    for key in ("packing_4_vs_1", "distilbert_quarter_of_24gb", "checkpoint_round_trip", "precision"):
+    for key in ("packing_4_vs_1", "distilbert_quarter_of_24gb", "checkpoint_round_trip", "precision", "memory_probe",
+                "cifar10_ours_vs_plain"):
         assert lines[key] == "skipped: no GPU", key
     assert lines["ray_checks"] == "skipped: --no-ray"
 
@@ -36,3 +37,5 @@ def test_the_ray_free_path_runs_end_to_end_on_the_cpu_without_ray():
     assert lines["distilbert_1_trials"].startswith("trained") and lines["distilbert_2_trials"].startswith("trained")
     assert lines["checkpoint_round_trip"].startswith('{"device": "cpu", "epoch": true, "best_on_cpu": true}')
     assert lines["precision"] == "skipped: no GPU"
+    assert float(lines["cifar10_ours_vs_plain"].split()[0]) > 0 and "CPU rehearsal" in lines["cifar10_ours_vs_plain"]
+    assert lines["memory_probe"].startswith("skipped: no GPU (the probe measures CUDA memory")
