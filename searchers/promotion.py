@@ -1,0 +1,131 @@
+"""Promotion-type ASHA (Li et al. 2020, Algorithm 2; Syne Tune's ``type="promotion"``) as a Ray Tune
+``TrialScheduler``: trials pause at each rung and continue only when they rank in the top
+1/reduction_factor of the trials recorded there.
+
+Ray's own ``ASHAScheduler`` stops and never pauses (ray issues 4401, 32634, 44256): a trial above
+its rung's cutoff runs on, and with one worker a rung with no cutoff yet (too few trials) lets the
+first trial run to the end. Here no trial trains past a rung on a comparison made with too few
+peers; compute goes to the configurations that earned it.
+
+Rungs are ``grace_period * reduction_factor**k`` epochs below ``max_t`` (Ray's ASHA's rungs). At a
+rung, a trial is recorded; if it is in the top ``floor(n / reduction_factor)`` of the ``n`` trials
+recorded there, it continues at once (the same as pausing it and promoting it at once, without
+the save and restore); otherwise it pauses (its worker is freed; Tune saves it and restores it
+from that checkpoint when it resumes). When a worker is free, ``choose_trial_to_run`` resumes the
+best promotable paused trial, highest rung first, before a new trial starts. Once nothing runs and
+nothing waits to start (the searcher has no more configurations), the paused trials that never
+qualified are stopped for good.
+
+Not wired into ``SCHEDULERS`` yet: real runs need the trainables' resumable checkpoints and a
+concurrency limit that does not count paused trials (the issue on pause and resume).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+
+def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
+    """The epochs at which trials are compared: grace_period x reduction_factor**k below max_t."""
+    levels, level = [], grace_period
+    while level < max_t:
+        levels.append(level)
+        level *= reduction_factor
+    return levels
+
+
+class PromotionASHA(FIFOScheduler):
+    def __init__(self, time_attr: str, max_t: int, grace_period: int = 1, reduction_factor: int = 3,
+                 metric: str | None = None, mode: str | None = None):
+        super().__init__()
+        self._time_attr = time_attr
+        self._metric, self._mode = metric, mode
+        self._eta = reduction_factor
+        self._rungs = rungs(grace_period, reduction_factor, max_t)
+        self._recorded: list[dict[str, float]] = [{} for _ in self._rungs]  # rung -> trial id -> signed value
+        self._promoted: list[set[str]] = [set() for _ in self._rungs]  # trial ids that went past each rung
+        self._paused: dict[str, int] = {}  # trial id -> the rung it waits at
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        if self._metric and metric and self._metric != metric:
+            return False
+        self._metric = self._metric or metric
+        self._mode = self._mode or mode
+        return True
+
+    # --- the rule ---------------------------------------------------------------------------
+    def _signed(self, value: float) -> float:
+        return value if self._mode == "max" else -value
+
+    def _promotable(self, rung: int, trial_id: str) -> bool:
+        """In the top floor(n / eta) of the n trials recorded at the rung, not promoted from it yet."""
+        recorded = self._recorded[rung]
+        if trial_id in self._promoted[rung] or trial_id not in recorded:
+            return False
+        top = max_promotions(len(recorded), self._eta)
+        better = sum(value > recorded[trial_id] for value in recorded.values())
+        return better < top
+
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        epoch = result.get(self._time_attr)
+        if epoch not in self._rungs or result.get(self._metric) is None:
+            return TrialScheduler.CONTINUE
+        rung = self._rungs.index(epoch)
+        if trial.trial_id in self._recorded[rung]:  # a resumed trial reports its rung again: nothing new
+            return TrialScheduler.CONTINUE
+        self._recorded[rung][trial.trial_id] = self._signed(float(result[self._metric]))
+        if self._promotable(rung, trial.trial_id):
+            self._promoted[rung].add(trial.trial_id)
+            return TrialScheduler.CONTINUE
+        self._paused[trial.trial_id] = rung
+        return TrialScheduler.PAUSE
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        trials = tune_controller.get_trials()
+        paused = [t for t in trials if t.status == Trial.PAUSED and t.trial_id in self._paused]
+        for rung in reversed(range(len(self._rungs))):
+            ready = [t for t in paused if self._paused[t.trial_id] == rung and self._promotable(rung, t.trial_id)]
+            if ready:
+                best = max(ready, key=lambda t: self._recorded[rung][t.trial_id])
+                self._promoted[rung].add(best.trial_id)
+                del self._paused[best.trial_id]
+                return best
+        for trial in trials:
+            if trial.status == Trial.PENDING:
+                return trial
+        if paused and not any(t.status == Trial.RUNNING for t in trials):
+            # nothing runs and nothing waits: no result can come that would promote them
+            for trial in paused:
+                del self._paused[trial.trial_id]
+                tune_controller.stop_trial(trial)
+        return None
+
+    def on_trial_remove(self, tune_controller, trial: Trial):
+        self._paused.pop(trial.trial_id, None)
+
+    def on_trial_complete(self, tune_controller, trial: Trial, result: dict):
+        self._paused.pop(trial.trial_id, None)
+
+    def on_trial_error(self, tune_controller, trial: Trial):
+        self._paused.pop(trial.trial_id, None)
+
+    def debug_string(self) -> str:
+        counts = ", ".join(f"{level}: {len(r)} ({len(p)} promoted)"
+                           for level, r, p in zip(self._rungs, self._recorded, self._promoted))
+        return f"PromotionASHA rungs (epoch: trials) {counts}; {len(self._paused)} paused"
+
+    @property
+    def paused_trials(self) -> set[str]:
+        return set(self._paused)
+
+    @property
+    def rung_levels(self) -> list[int]:
+        return list(self._rungs)
+
+
+def max_promotions(n: int, reduction_factor: int) -> int:
+    """How many of n trials recorded at a rung go on: floor(n / reduction_factor)."""
+    return math.floor(n / reduction_factor)

@@ -1,0 +1,126 @@
+"""Promotion-type ASHA's decisions against rungs worked out by hand (reduction factor 3, rungs at
+epochs 1 and 3 of 9): who pauses, who continues, who is resumed first, and when the paused ones
+are stopped for good. A stand-in controller holds the trials' statuses as Tune would."""
+
+from __future__ import annotations
+
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+
+from searchers.promotion import PromotionASHA, max_promotions, rungs
+
+CONTINUE, PAUSE = TrialScheduler.CONTINUE, TrialScheduler.PAUSE
+
+
+class FakeTrial:
+    def __init__(self, trial_id: str, status: str = Trial.PENDING):
+        self.trial_id, self.status = trial_id, status
+
+    def __repr__(self):
+        return self.trial_id
+
+
+class FakeController:
+    def __init__(self, trials):
+        self.trials, self.stopped = list(trials), []
+
+    def get_trials(self):
+        return self.trials
+
+    def stop_trial(self, trial):
+        trial.status = Trial.TERMINATED
+        self.stopped.append(trial.trial_id)
+
+
+def report(scheduler, controller, trial, epoch, value):
+    decision = scheduler.on_trial_result(controller, trial, {"epoch": epoch, "val_accuracy": value})
+    trial.status = Trial.PAUSED if decision == PAUSE else Trial.RUNNING
+    return decision
+
+
+def scheduler(mode="max"):
+    return PromotionASHA("epoch", max_t=9, grace_period=1, reduction_factor=3, metric="val_accuracy", mode=mode)
+
+
+def test_the_rungs_are_ashas():
+    assert rungs(1, 3, 9) == [1, 3] and rungs(1, 3, 30) == [1, 3, 9, 27] and rungs(3, 3, 30) == [3, 9, 27]
+    assert [max_promotions(n, 3) for n in range(1, 8)] == [0, 0, 1, 1, 1, 2, 2]
+
+
+def test_one_worker_no_trial_goes_past_a_rung_on_too_few_peers():
+    s = scheduler()
+    t = {name: FakeTrial(name) for name in ("T1", "T2", "T3", "T4", "T5", "T6")}
+    c = FakeController(t.values())
+    assert s.choose_trial_to_run(c) is t["T1"]
+    t["T1"].status = Trial.RUNNING
+    assert report(s, c, t["T1"], 1, 0.5) == PAUSE  # alone at rung 1: floor(1/3) = 0 go on
+    assert s.choose_trial_to_run(c) is t["T2"]  # nothing promotable: a new trial
+    t["T2"].status = Trial.RUNNING
+    assert report(s, c, t["T2"], 1, 0.7) == PAUSE  # 2 at the rung: still none go on
+    t["T3"].status = Trial.RUNNING
+    assert report(s, c, t["T3"], 1, 0.6) == PAUSE  # 3 at the rung: the top 1 goes on, T2 (0.7), not T3
+    assert s.choose_trial_to_run(c) is t["T2"]  # the paused T2 is resumed before a new trial starts
+    t["T2"].status = Trial.RUNNING
+    assert report(s, c, t["T2"], 2, 0.75) == CONTINUE  # between rungs
+    assert report(s, c, t["T2"], 3, 0.8) == PAUSE  # alone at rung 3
+    assert s.choose_trial_to_run(c) is t["T4"]
+    t["T4"].status = Trial.RUNNING
+    assert report(s, c, t["T4"], 1, 0.9) == CONTINUE  # 4 at rung 1, 1 place: T4 ranks first, goes on at once
+    assert report(s, c, t["T4"], 3, 0.85) == PAUSE  # 2 at rung 3: none go on
+    t["T5"].status = Trial.RUNNING
+    assert report(s, c, t["T5"], 1, 0.1) == PAUSE
+    t["T6"].status = Trial.RUNNING
+    assert report(s, c, t["T6"], 1, 0.65) == PAUSE  # 6 at rung 1, 2 places: T4 and T2 (gone on); T6 third
+    assert s.paused_trials == {"T1", "T3", "T5", "T6", "T2", "T4"}
+    # nothing runs, nothing waits to start: no result can promote them, so all stop for good
+    assert s.choose_trial_to_run(c) is None
+    assert sorted(c.stopped) == ["T1", "T2", "T3", "T4", "T5", "T6"] and not s.paused_trials
+
+
+def test_two_workers_a_loss_and_nothing_stopped_while_a_trial_runs():
+    s = scheduler(mode="min")  # lower is better
+    t = {name: FakeTrial(name) for name in ("A", "B", "C", "D", "E", "F", "G")}
+    c = FakeController(t.values())
+    t["A"].status = t["B"].status = Trial.RUNNING
+    assert report(s, c, t["A"], 1, 0.30) == PAUSE
+    assert report(s, c, t["B"], 1, 0.20) == PAUSE
+    t["C"].status = t["D"].status = Trial.RUNNING
+    assert report(s, c, t["C"], 1, 0.10) == CONTINUE  # 3 at rung 1: the lowest loss goes on at once
+    assert report(s, c, t["D"], 1, 0.40) == PAUSE  # 4 at rung 1, 1 place, taken by C
+    assert report(s, c, t["C"], 3, 0.05) == PAUSE  # alone at rung 3
+    t["E"].status = t["F"].status = Trial.RUNNING
+    assert s.choose_trial_to_run(c) is t["G"]  # no paused trial qualifies: the waiting new one
+    assert report(s, c, t["E"], 1, 0.15) == PAUSE  # 5 at rung 1, 1 place (C's)
+    assert report(s, c, t["F"], 1, 0.12) == CONTINUE  # 6 at rung 1, 2 places: C and F
+    assert report(s, c, t["F"], 3, 0.08) == PAUSE  # 2 at rung 3: none go on
+    t["G"].status = Trial.RUNNING
+    assert s.choose_trial_to_run(c) is None and not c.stopped  # G runs: its result may promote someone
+    assert report(s, c, t["G"], 1, 0.50) == PAUSE
+    assert s.choose_trial_to_run(c) is None and sorted(c.stopped) == ["A", "B", "C", "D", "E", "F", "G"]
+
+
+def test_the_highest_rung_is_resumed_first():
+    s = PromotionASHA("epoch", max_t=8, grace_period=1, reduction_factor=2, metric="val_accuracy", mode="max")
+    assert s.rung_levels == [1, 2, 4]
+    q = {name: FakeTrial(name) for name in ("Q1", "Q2", "Q3", "Q4", "Q5", "Q6")}
+    c = FakeController(q.values())
+    q["Q1"].status = q["Q2"].status = Trial.RUNNING
+    assert report(s, c, q["Q1"], 1, 0.9) == PAUSE
+    assert report(s, c, q["Q2"], 1, 0.8) == PAUSE  # 2 at rung 1, 1 place: Q1's
+    assert s.choose_trial_to_run(c) is q["Q1"]
+    q["Q1"].status = Trial.RUNNING
+    assert report(s, c, q["Q1"], 2, 0.9) == PAUSE  # alone at rung 2
+    q["Q3"].status = Trial.RUNNING
+    assert report(s, c, q["Q3"], 1, 0.1) == PAUSE
+    q["Q4"].status = Trial.RUNNING
+    assert report(s, c, q["Q4"], 1, 0.2) == PAUSE  # 4 at rung 1, 2 places: Q1 (gone on), Q2 (paused)
+    assert s.choose_trial_to_run(c) is q["Q2"]
+    q["Q2"].status = Trial.RUNNING
+    assert report(s, c, q["Q2"], 2, 0.5) == PAUSE  # 2 at rung 2, 1 place: Q1 now qualifies, paused
+    q["Q5"].status = q["Q6"].status = Trial.RUNNING
+    assert report(s, c, q["Q5"], 1, 0.15) == PAUSE
+    assert report(s, c, q["Q6"], 1, 0.05) == PAUSE  # 6 at rung 1, 3 places: Q1, Q2, and now Q4
+    # both Q1 (rung 2) and Q4 (rung 1) qualify: the one further along first
+    assert s.choose_trial_to_run(c) is q["Q1"]
+    assert s.choose_trial_to_run(c) is q["Q4"]
+    assert s.paused_trials == {"Q2", "Q3", "Q5", "Q6"}
