@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.rules import method_label
-from searchers import DEFAULT_METHODS, DEFAULT_SCHEDULER, SCHEDULERS, SEARCHERS
+from searchers import DEFAULT_METHODS, DEFAULT_SCHEDULER, REPLAY_ONLY, SCHEDULERS, SEARCHERS
 from trainables import TASK_MODULES, get_task
 
 BUDGETS = ("smoke", "full")
@@ -41,7 +41,7 @@ def parse_methods(text: str) -> tuple[tuple[str, str], ...]:
 
     A searcher named alone gets its default scheduler (``searchers.DEFAULT_SCHEDULER``: fifo
     for grid and random, asha for the model-based searchers); ``searcher:*`` means that
-    searcher with every scheduler.
+    searcher with fifo and asha (every scheduler but the replay-only ones, which are named).
     """
     methods = []
     items = [item.strip() for item in text.split(",")]
@@ -53,7 +53,7 @@ def parse_methods(text: str) -> tuple[tuple[str, str], ...]:
             raise SpecError(f"unknown searcher {searcher!r} in --methods; allowed: {', '.join(SEARCHERS)}")
         if sep and scheduler != "*" and scheduler not in SCHEDULERS:
             raise SpecError(f"unknown scheduler {scheduler!r} in --methods; allowed: {', '.join(SCHEDULERS)} or *")
-        schedulers = list(SCHEDULERS) if scheduler == "*" else [scheduler if sep else DEFAULT_SCHEDULER[searcher]]
+        schedulers = [s for s in SCHEDULERS if s not in REPLAY_ONLY] if scheduler == "*" else [scheduler if sep else DEFAULT_SCHEDULER[searcher]]
         for pair in ((searcher, s) for s in schedulers):
             if pair in methods:
                 raise SpecError(f"method {method_label(*pair)} is named twice in --methods")
@@ -163,6 +163,9 @@ class ExperimentSpec:
                 raise SpecError(f"unknown searcher {searcher!r}; allowed: {', '.join(SEARCHERS)}")
             if scheduler not in SCHEDULERS:
                 raise SpecError(f"unknown scheduler {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
+            if scheduler in REPLAY_ONLY:
+                raise SpecError(f"scheduler {scheduler} is not available in real runs yet: {REPLAY_ONLY[scheduler]} "
+                                f"(python -m experiments.replay --methods {searcher}:{scheduler})")
         if self.num_samples is not None and self.num_samples < 1:
             raise SpecError(f"--num-samples must be at least 1, got {self.num_samples}")
         if not self.seeds:

@@ -106,6 +106,14 @@ def make_asha(args: MethodArgs):
     )
 
 
+def make_promotion(args: MethodArgs):
+    from searchers.promotion import PromotionASHA
+
+    task = args.task
+    return PromotionASHA(time_attr=task.resource_attr, max_t=task.max_t, grace_period=min(task.grace_period, task.max_t),
+                         reduction_factor=task.reduction_factor)
+
+
 SEARCHERS: dict[str, Callable[[MethodArgs], SearchPlan]] = {
     "grid": make_grid,
     "random": make_random,
@@ -116,7 +124,13 @@ SEARCHERS: dict[str, Callable[[MethodArgs], SearchPlan]] = {
 SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     "fifo": make_fifo,
     "asha": make_asha,
+    # promotion-type ASHA: trials pause at each rung, resumed inside its top 1/eta (searchers/promotion.py);
+    # the replay only, for now (REPLAY_ONLY)
+    "promotion": make_promotion,
 }
+# Schedulers the replay runs but real runs refuse, and why (one line for the user).
+REPLAY_ONLY = {"promotion": "a paused trial cannot be resumed by the trainables yet (their checkpoints hold the "
+                            "best weights, not the training state); it runs in the replay benchmark"}
 # The scheduler a searcher named alone in --methods runs with: the baselines run to completion
 # (as a practitioner would), the model-based searchers under ASHA (docs/DESIGN.md).
 DEFAULT_SCHEDULER = {"grid": "fifo", "random": "fifo", "hyperopt": "asha", "bayesopt": "asha", "rungbo": "asha"}

@@ -22,6 +22,7 @@ concurrency limit that does not count paused trials (the issue on pause and resu
 
 from __future__ import annotations
 
+import bisect
 import math
 
 from ray.tune.experiment import Trial
@@ -46,8 +47,11 @@ class PromotionASHA(FIFOScheduler):
         self._eta = reduction_factor
         self._rungs = rungs(grace_period, reduction_factor, max_t)
         self._recorded: list[dict[str, float]] = [{} for _ in self._rungs]  # rung -> trial id -> signed value
+        # rung -> (-signed value, arrival, trial id), best first: the top 1/eta is a prefix, a rank a bisect
+        self._ranked: list[list[tuple]] = [[] for _ in self._rungs]
         self._promoted: list[set[str]] = [set() for _ in self._rungs]  # trial ids that went past each rung
         self._paused: dict[str, int] = {}  # trial id -> the rung it waits at
+        self._paused_trials: dict[str, Trial] = {}
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         if self._metric and metric and self._metric != metric:
@@ -65,9 +69,8 @@ class PromotionASHA(FIFOScheduler):
         recorded = self._recorded[rung]
         if trial_id in self._promoted[rung] or trial_id not in recorded:
             return False
-        top = max_promotions(len(recorded), self._eta)
-        better = sum(value > recorded[trial_id] for value in recorded.values())
-        return better < top
+        better = bisect.bisect_left(self._ranked[rung], (-recorded[trial_id],))  # trials strictly better
+        return better < max_promotions(len(recorded), self._eta)
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         epoch = result.get(self._time_attr)
@@ -76,41 +79,49 @@ class PromotionASHA(FIFOScheduler):
         rung = self._rungs.index(epoch)
         if trial.trial_id in self._recorded[rung]:  # a resumed trial reports its rung again: nothing new
             return TrialScheduler.CONTINUE
-        self._recorded[rung][trial.trial_id] = self._signed(float(result[self._metric]))
+        value = self._signed(float(result[self._metric]))
+        self._recorded[rung][trial.trial_id] = value
+        bisect.insort(self._ranked[rung], (-value, len(self._recorded[rung]), trial.trial_id))
         if self._promotable(rung, trial.trial_id):
             self._promoted[rung].add(trial.trial_id)
             return TrialScheduler.CONTINUE
         self._paused[trial.trial_id] = rung
+        self._paused_trials[trial.trial_id] = trial
         return TrialScheduler.PAUSE
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
-        trials = tune_controller.get_trials()
-        paused = [t for t in trials if t.status == Trial.PAUSED and t.trial_id in self._paused]
         for rung in reversed(range(len(self._rungs))):
-            ready = [t for t in paused if self._paused[t.trial_id] == rung and self._promotable(rung, t.trial_id)]
-            if ready:
-                best = max(ready, key=lambda t: self._recorded[rung][t.trial_id])
-                self._promoted[rung].add(best.trial_id)
-                del self._paused[best.trial_id]
-                return best
-        for trial in trials:
+            top = max_promotions(len(self._recorded[rung]), self._eta)
+            for _, _, trial_id in self._ranked[rung][:top]:  # best first: the first paused one is the best
+                if self._paused.get(trial_id) == rung and trial_id not in self._promoted[rung]:
+                    self._promoted[rung].add(trial_id)
+                    del self._paused[trial_id]
+                    return self._paused_trials.pop(trial_id)
+        running = False
+        for trial in tune_controller.get_trials():
             if trial.status == Trial.PENDING:
                 return trial
-        if paused and not any(t.status == Trial.RUNNING for t in trials):
+            running = running or trial.status == Trial.RUNNING
+        if self._paused and not running:
             # nothing runs and nothing waits: no result can come that would promote them
-            for trial in paused:
-                del self._paused[trial.trial_id]
+            for trial in list(self._paused_trials.values()):
+                self._forget(trial.trial_id)
                 tune_controller.stop_trial(trial)
         return None
 
+    def _forget(self, trial_id: str) -> None:
+        """The trial waits no more (stopped, ended, failed)."""
+        self._paused.pop(trial_id, None)
+        self._paused_trials.pop(trial_id, None)
+
     def on_trial_remove(self, tune_controller, trial: Trial):
-        self._paused.pop(trial.trial_id, None)
+        self._forget(trial.trial_id)
 
     def on_trial_complete(self, tune_controller, trial: Trial, result: dict):
-        self._paused.pop(trial.trial_id, None)
+        self.on_trial_remove(tune_controller, trial)
 
     def on_trial_error(self, tune_controller, trial: Trial):
-        self._paused.pop(trial.trial_id, None)
+        self.on_trial_remove(tune_controller, trial)
 
     def debug_string(self) -> str:
         counts = ", ".join(f"{level}: {len(r)} ({len(p)} promoted)"

@@ -4,6 +4,7 @@ are stopped for good. A stand-in controller holds the trials' statuses as Tune w
 
 from __future__ import annotations
 
+import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
@@ -124,3 +125,48 @@ def test_the_highest_rung_is_resumed_first():
     assert s.choose_trial_to_run(c) is q["Q1"]
     assert s.choose_trial_to_run(c) is q["Q4"]
     assert s.paused_trials == {"Q2", "Q3", "Q5", "Q6"}
+
+
+# --- the replay runs it: paused trials hold no worker, the clock charges trained epochs only ---------
+def test_the_replay_pauses_and_resumes_on_its_recorded_curve():
+    from experiments import replay
+
+    table = replay.load_table(replay.BUILTIN / "breast_cancer")  # the shipped 3-seed grid, rungs at 10/30/90
+    run = replay.replay_method(table, "random", "promotion", seed=1, num_samples=60, max_concurrent=2)
+    events = run.events.sort_values(["sim_time"], kind="stable")
+    # each trial's epochs are 1, 2, ... with no gap and no repeat, whatever its pauses
+    for trial_id, epochs in events.groupby("trial_id")["epoch"]:
+        assert list(epochs) == list(range(1, len(epochs) + 1)), trial_id
+    # compute is the recorded seconds of the epochs trained, nothing for waiting
+    trained = {t["trial_id"]: t["epochs"] for t in run.trials}
+    seconds = 0.0
+    for t in run.trials:
+        curve = next(c for c in table.curves[t["key"]] if c.seed == t["training_seed"])
+        seconds += float(sum(curve.epoch_seconds[:trained[t["trial_id"]]]))
+    assert run.compute == pytest.approx(seconds)
+    # no trial trains past a rung before eta trials were compared there (Ray's stopping ASHA, with a
+    # rung that has no cutoff yet, lets the first trials run on)
+    task = table.task_spec()
+    levels = rungs(task.grace_period, task.reduction_factor, task.max_t)
+    order = run.events.reset_index(drop=True)  # rows in the order the simulator processed them
+    for level in levels[:2]:
+        at_rung = order.index[order["epoch"] == level]
+        past = order.index[order["epoch"] == level + 1]
+        assert len(at_rung) >= task.reduction_factor and len(past) > 0, level
+        assert past[0] > at_rung[task.reduction_factor - 1], level
+    asha = replay.replay_method(table, "random", "asha", seed=1, num_samples=60, max_concurrent=2).events
+    asha = asha.reset_index(drop=True)
+    first_past = asha.index[asha["epoch"] == levels[0] + 1][0]
+    assert first_past < asha.index[asha["epoch"] == levels[0]][task.reduction_factor - 1]  # ASHA's does
+    assert any(t["status"] == "paused" or t["status"] == "stopped" for t in run.trials)
+
+
+def test_real_runs_refuse_it_in_one_line(tmp_path):
+    import pytest as _pytest
+
+    from experiments.spec import ExperimentSpec, SpecError, parse_methods
+
+    with _pytest.raises(SpecError, match="not available in real runs yet.*experiments.replay --methods random:promotion"):
+        ExperimentSpec(methods=(("random", "promotion"),), results_dir=tmp_path)
+    assert ("random", "promotion") not in parse_methods("random:*")  # named, never implied by *
+    assert ("random", "promotion") in parse_methods("random:promotion")

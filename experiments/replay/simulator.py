@@ -3,6 +3,7 @@ discrete-event loop), and many (method, seed) replays spread over processes."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from ray import tune
-from ray.tune.experiment import Experiment
+from ray.tune.experiment import Experiment, Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -25,6 +26,7 @@ from core.rules import selection_key
 from experiments.replay.stats import seed_row
 from experiments.replay.table import Curve, Table
 from searchers import SCHEDULERS, SEARCHERS, MethodArgs
+from searchers.promotion import PromotionASHA
 
 
 class ReplayedTrial:
@@ -86,14 +88,17 @@ def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_sa
     num_samples = num_samples or table.num_samples
     max_concurrent = max_concurrent or table.max_concurrent
     args = MethodArgs(task=task, seed=seed, num_samples=num_samples, max_concurrent=max_concurrent)
-    plan = SEARCHERS[searcher](args)
     sched = SCHEDULERS[scheduler](args)
+    # A paused trial holds no worker, nor a place in the searcher's concurrency limit (Ray's
+    # limiters count it as live until it ends): the simulated workers are the only limit then.
+    limit = 0 if pauses(sched) else max_concurrent
+    plan = SEARCHERS[searcher](dataclasses.replace(args, max_concurrent=limit))
     # What tune.run does with them (ray/tune/tune.py): wrap, then set metric, mode and space.
     search_alg = plan.search_alg
     if search_alg is None:
-        search_alg = BasicVariantGenerator(max_concurrent=max_concurrent)
+        search_alg = BasicVariantGenerator(max_concurrent=limit)
     elif isinstance(search_alg, Searcher):
-        search_alg = SearchGenerator(ConcurrencyLimiter(search_alg, max_concurrent=max_concurrent))
+        search_alg = SearchGenerator(ConcurrencyLimiter(search_alg, max_concurrent=limit) if limit else search_alg)
     param_space = {**plan.param_space, "seed": seed}
     with tempfile.TemporaryDirectory() as storage:
         experiment = Experiment(name="replay", run=_trainable(), config=param_space, num_samples=plan.num_samples,
@@ -105,24 +110,69 @@ def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_sa
                          searcher, scheduler, seed, budget)
 
 
+def pauses(sched) -> bool:
+    """Whether a scheduler pauses trials and resumes them (promotion-type ASHA) rather than only stopping them."""
+    return isinstance(sched, PromotionASHA)
+
+
+class _Controller:
+    """What a scheduler sees of Tune's controller in the replay: the trials with their statuses, and
+    ``stop_trial`` (for a paused trial, as TuneController.stop_trial does: the scheduler's
+    on_trial_remove and the searcher's on_trial_complete without a result)."""
+
+    def __init__(self, trials, stop):
+        self._trials, self.stop_trial = trials, stop
+
+    def get_trials(self):
+        return self._trials()
+
+
 def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, scheduler, seed, budget=None) -> ReplayRun:
-    STOP = TrialScheduler.STOP  # noqa: N806 - Tune's constant
+    STOP, PAUSE = TrialScheduler.STOP, TrialScheduler.PAUSE  # noqa: N806 - Tune's constants
     objective = table.objective
     clock = 0.0
     done_seconds = 0.0  # compute of finished epochs
     heap: list[tuple[float, int, str]] = []  # (simulated time the epoch ends, order, trial_id)
     order = itertools.count()
     live: dict[str, dict] = {}
+    paused: dict[str, dict] = {}  # trial id -> its state, holding no worker (a pausing scheduler's)
+    pending: list = []  # suggested, not started (a pausing scheduler chooses between it and the paused)
     trials: list[dict] = []
     events: list[tuple] = []
     incumbent = None  # (selection_key, record) of the trial core.rules.select_trial would pick now
 
+    def stop_paused(trial):
+        state = paused.pop(trial.trial_id)
+        trial.set_status(Trial.TERMINATED)
+        sched.on_trial_remove(None, trial)
+        search_alg.on_trial_complete(trial.trial_id)
+        state["record"]["status"] = "stopped"
+
+    # pending first, then running: what the scheduler looks for stops early (the paused are last)
+    controller = _Controller(lambda: itertools.chain(pending, (s["trial"] for s in live.values()),
+                                                     (s["trial"] for s in paused.values())), stop_paused)
+
     def start_trials():
         while len(live) < max_concurrent:
-            trial = search_alg.next_trial()
+            if not pending:
+                trial = search_alg.next_trial()
+                if trial is not None:
+                    sched.on_trial_add(None, trial)
+                    pending.append(trial)
+            if paused:  # Tune asks the scheduler first: a paused trial it promotes, or a pending one
+                trial = sched.choose_trial_to_run(controller)
+            else:
+                trial = pending[0] if pending else None
             if trial is None:
                 return
-            sched.on_trial_add(None, trial)
+            if trial.trial_id in paused:  # resumed from its checkpoint: its recorded curve goes on
+                state = live[trial.trial_id] = paused.pop(trial.trial_id)
+                trial.set_status(Trial.RUNNING)
+                state["epoch_start"] = clock
+                heapq.heappush(heap, (clock + state["replayed"].next_seconds(), next(order), trial.trial_id))
+                continue
+            pending.remove(trial)
+            trial.set_status(Trial.RUNNING)
             key = table.key(trial.config)
             curves = table.curves[key]
             curve = curves[int(draw.integers(len(curves)))] if len(curves) > 1 else curves[0]
@@ -165,14 +215,21 @@ def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, schedule
                        table.value(best["key"], best["epochs"])))
         if decision == STOP:
             result["done"] = True
+            trial.set_status(Trial.TERMINATED)
             sched.on_trial_complete(None, trial, result)
             search_alg.on_trial_complete(trial_id, result=result)
             record["status"] = "completed" if replayed.epoch >= replayed.epochs else "stopped"
             del live[trial_id]
             start_trials()
+        elif decision == PAUSE:  # its worker is free; the scheduler may resume it later
+            trial.set_status(Trial.PAUSED)
+            paused[trial_id] = live.pop(trial_id)
+            start_trials()
         else:
             state["epoch_start"] = clock
             heapq.heappush(heap, (clock + replayed.next_seconds(), next(order), trial_id))
+    for state in paused.values():  # the budget ran out while they waited
+        state["record"]["status"] = "paused"
     frame = pd.DataFrame(events, columns=["sim_time", "compute", "trial_id", "epoch", objective.metric, "value"])
     return ReplayRun(searcher=searcher, scheduler=scheduler, seed=seed, trials=trials, events=frame,
                      selected=incumbent[1] if incumbent else None, sim_seconds=clock, compute=done_seconds)
