@@ -1,5 +1,7 @@
-"""What every task's training shares: seeding, device choice, the metrics and the per-epoch
-Trainable that Ray Tune runs. (The task's declaration, ``TaskSpec``, is ``core.task``.)
+"""What every task's training shares: seeding, the TrainingRun and the per-epoch Trainable that Ray
+Tune runs, checkpoints. (The task's declaration, ``TaskSpec``, is ``core.task``; the device and
+precision are ``trainables.device``, the metrics ``trainables.metrics``, GPU and host memory
+``trainables.memory``, all importable from here.)
 
 A task module (``trainables/<task>.py``) supplies two plain pieces with no Ray in them:
 ``load_data(config)`` (once per worker process, cached by the data options) and a
@@ -14,7 +16,6 @@ import json
 import math
 import os
 import random
-import resource
 import time
 from typing import Any, Callable, ClassVar, Mapping
 
@@ -27,9 +28,16 @@ except ImportError:  # a bare GPU image without Ray (benchmarks/gpu_check.py): t
     _TuneTrainable = object  # an EpochTrainable is driven by hand (gpu_check's bare_trainable); Tune needs Ray
 
 from core.records import EPOCH, test_metrics
-from core.rules import training_precision
 from core.task import TaskSpec
-from trainables.memory import TrialOutOfMemory, cap_allocator, gpu_share, out_of_memory_line
+# Re-exported (__all__): tasks, tests and benchmarks import these from trainables.base
+from trainables.device import CudaUnavailable, MixedPrecision, choose_device, preflight
+from trainables.memory import (TrialOutOfMemory, cap_allocator, gpu_share, out_of_memory_line, peak_rss_mb,
+                               reset_peak_rss)
+from trainables.metrics import classification_metrics, diverged_metrics, regression_metrics
+
+__all__ = ["CudaUnavailable", "EpochTrainable", "MixedPrecision", "TrainingRun", "choose_device", "classification_metrics",
+           "diverged_metrics", "evaluate_checkpoint", "preflight", "read_checkpoint", "regression_metrics",
+           "seed_everything"]
 
 # A trial's checkpoint: what scoring needs and nothing else, in formats whose reading runs no
 # code (a tampered run folder must not execute anything on --resume or scoring).
@@ -42,103 +50,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-class CudaUnavailable(RuntimeError):
-    """Ray gave this worker a GPU, but this torch cannot use CUDA (one line for the user)."""
-
-
-def choose_device(gpu_ids: list | None = None, cuda_available: bool | None = None) -> torch.device:
-    """CUDA where Ray assigned this worker a GPU, else the CPU.
-
-    Only Ray's assignment counts (``ray.get_gpu_ids()``; empty in the driver and outside Ray):
-    a worker that asked for no GPU keeps the driver's CUDA_VISIBLE_DEVICES (ray issue 54868),
-    so ``torch.cuda.is_available()`` alone would put 0-GPU trials on the card. A worker given
-    a GPU that torch cannot use raises ``CudaUnavailable`` rather than training on the CPU
-    unnoticed. The arguments stand in for Ray's and torch's answers (tests)."""
-    if gpu_ids is None:
-        try:
-            import ray
-        except ImportError:  # no Ray, so no Ray assignment: the CPU (gpu_check passes its device itself)
-            ray = None
-        gpu_ids = ray.get_gpu_ids() if ray is not None and ray.is_initialized() else []
-    if not gpu_ids:
-        return torch.device("cpu")
-    if not (torch.cuda.is_available() if cuda_available is None else cuda_available):
-        raise CudaUnavailable(
-            f"Ray gave this trial GPU {', '.join(map(str, gpu_ids))}, but torch {torch.__version__} cannot use CUDA "
-            f"(built for CUDA {torch.version.cuda or 'none: a CPU-only build'}); install a torch build that matches "
-            "the NVIDIA driver, or run with --gpus-per-trial 0")
-    return torch.device("cuda", 0)  # Ray sets CUDA_VISIBLE_DEVICES to the assigned card: it is device 0
-
-
-def diverged_metrics(task: TaskSpec) -> dict[str, float]:
-    """What an epoch whose loss turned NaN or inf reports: the task's declared values (NaN for a
-    metric it declares none of)."""
-    return {name: float(task.diverged_values.get(name, math.nan)) for name in task.metrics}
-
-
-def regression_metrics(y_true: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
-    """RMSE and MAE (scikit-learn's), in the target's units."""
-    from sklearn.metrics import mean_absolute_error, mean_squared_error
-
-    y_true, prediction = np.asarray(y_true, dtype=np.float64), np.asarray(prediction, dtype=np.float64)
-    if not np.all(np.isfinite(prediction)):
-        return {"rmse": math.nan, "mae": math.nan}
-    return {"rmse": float(np.sqrt(mean_squared_error(y_true, prediction))),
-            "mae": float(mean_absolute_error(y_true, prediction))}
-
-
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """Accuracy, F1 and AUC-ROC from class probabilities.
-
-    ``proba`` is (n,) positive-class probabilities for two classes, or (n, C) for C classes
-    (macro F1 and one-vs-rest macro AUC). AUC is NaN where the split holds one class only.
-    """
-    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
-
-    y_true = np.asarray(y_true)
-    proba = np.asarray(proba, dtype=np.float64)
-    binary = proba.ndim == 1
-    y_pred = (proba >= 0.5).astype(int) if binary else proba.argmax(axis=1)
-    metrics = {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "f1": float(f1_score(y_true, y_pred, average="binary" if binary else "macro", zero_division=0)),
-    }
-    if not np.all(np.isfinite(proba)):
-        metrics["auc"] = float("nan")
-    elif len(np.unique(y_true)) < 2:
-        metrics["auc"] = float("nan")
-    elif binary:
-        metrics["auc"] = float(roc_auc_score(y_true, proba))
-    else:
-        proba = proba / proba.sum(axis=1, keepdims=True)
-        labels = np.arange(proba.shape[1])
-        metrics["auc"] = float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=labels))
-    return metrics
-
-
-class MixedPrecision:
-    """Autocast and gradient scaling of a TrainingRun on ``device``, by core.rules.training_precision:
-    bf16 autocast on a card that computes it natively, fp16 autocast with a GradScaler on an older
-    one (fp16's range needs the loss scaled), nothing on the CPU. The master weights stay fp32."""
-
-    def __init__(self, device: torch.device):
-        capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
-        self.name = training_precision(capability)
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name, torch.bfloat16)
-        self.autocast = torch.autocast("cuda", dtype=dtype, enabled=self.name != "fp32")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.name == "fp16")
-
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, clip_norm: float | None = None,
-             parameters=None) -> None:
-        """backward, optional gradient clipping (on the unscaled gradients), optimizer step."""
-        self.scaler.scale(loss).backward()
-        if clip_norm is not None:
-            self.scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
-        self.scaler.step(optimizer)  # skipped where fp16 gradients overflowed; the scale then shrinks
-        self.scaler.update()
 
 
 class TrainingRun:
@@ -192,18 +103,6 @@ class TrainingRun:
             torch.cuda.empty_cache()
 
 
-def preflight() -> dict:
-    """What every trial first does on its GPU, in a second: the device Ray assigned (CudaUnavailable
-    where torch cannot use it) and a matmul under the trials' autocast there (experiments.machine.preflight)."""
-    device = choose_device()
-    precision = MixedPrecision(device)
-    with precision.autocast:
-        product = torch.ones(64, 64, device=device) @ torch.ones(64, 64, device=device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return {"device": str(device), "precision": precision.name, "dtype": str(product.dtype)}
-
-
 def _to_cpu(obj):
     """``obj`` (nested dicts, lists, tuples of tensors) with every tensor copied to the CPU."""
     if isinstance(obj, torch.Tensor):
@@ -221,28 +120,6 @@ def _node_id() -> str | None:
     except ImportError:
         return None
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-
-
-def _reset_peak_rss() -> None:
-    """Start this process's peak resident memory again (Linux: VmHWM, reset through clear_refs), so a
-    trial in a reused worker reports its own peak, not the worker's since it started."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:  # not Linux, or not allowed: the lifetime peak (ru_maxrss) stands
-        pass
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory (MiB) since the last ``_reset_peak_rss``."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux: the lifetime peak
 
 
 class EpochTrainable(_TuneTrainable):
@@ -301,7 +178,7 @@ class EpochTrainable(_TuneTrainable):
         seed_everything(int(config.get("seed", 0)))
         if self._device.type == "cuda":  # the peak this trial reports is its own, not the worker's so far
             torch.cuda.reset_peak_memory_stats(self._device)
-        _reset_peak_rss()  # likewise the host memory: a reused worker's earlier trials are not this one's
+        reset_peak_rss()  # likewise the host memory: a reused worker's earlier trials are not this one's
         self._run = self.run_cls(config, self._data, self._device)
         self._offloaded = None  # the run's state on the CPU, after a checkpoint released the GPU (if kept)
         self._released = False  # the run gave its model and optimizer up at a checkpoint
@@ -384,7 +261,7 @@ class EpochTrainable(_TuneTrainable):
             "epoch_seconds": epoch_seconds,  # training and validation
             "samples_per_second": self._run.n_train / train_seconds if train_seconds else None,
             "end_time": time.time(),  # wall clock at the epoch's end, for anytime curves
-            "peak_rss_mb": _peak_rss_mb(),
+            "peak_rss_mb": peak_rss_mb(),
             "node_id": _node_id(),  # which machine of a cluster trained it
             "diverged": diverged,
             "gpu_share": self._share,

@@ -4,6 +4,8 @@ such a trial once with the whole card, core.rules.oom_retry_share)."""
 
 from __future__ import annotations
 
+import resource
+
 import torch
 
 
@@ -62,3 +64,26 @@ def probe_need_mb(trainable_cls, config, device: torch.device | None = None, dat
     run.release()
     return {"need_mb": (before + peak) / 2**20, "context_mb": before / 2**20, "peak_reserved_mb": peak / 2**20,
             "card_mb": total / 2**20}
+
+
+# --- the host memory a trial reports ----------------------------------------------------------
+def reset_peak_rss() -> None:
+    """Start this process's peak resident memory again (Linux: VmHWM, reset through clear_refs), so a
+    trial in a reused worker reports its own peak, not the worker's since it started."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:  # not Linux, or not allowed: the lifetime peak (ru_maxrss) stands
+        pass
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MiB) since the last ``reset_peak_rss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux: the lifetime peak
