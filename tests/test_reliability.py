@@ -325,7 +325,9 @@ def test_a_trial_in_a_reused_worker_reports_its_own_peak_host_memory(breast_canc
     trainable = breast_cancer_trainable
     held = np.ones(400 * 2**20 // 8)  # the worker's earlier peak
     held[:] = 2.0
-    earlier = base._peak_rss_mb()
+    from trainables.memory import peak_rss_mb
+
+    earlier = peak_rss_mb()
     del held
     trainable.reset_config(dict(trainable.config))
     result = trainable.step()
