@@ -18,6 +18,7 @@ check_not_shadowed("experiments", "analysis", "searchers", "trainables")  # befo
 from core.cli import OneLineErrorParser  # noqa: E402
 from experiments.spec import (BUDGETS, ExperimentSpec, RunFailed, SpecError, StorageFailed,  # noqa: E402
                               format_methods, parse_methods, parse_seeds)
+from experiments.packing import AUTO  # noqa: E402
 from searchers import DEFAULT_METHODS, SCHEDULERS, SEARCHERS  # noqa: E402
 from trainables import task_file, task_names  # noqa: E402
 
@@ -92,8 +93,8 @@ TASK_OPTION_FLAGS = ("data_dir", "model", "subset", "cache_dir")
 
 def _gpu_share(text: str) -> float | str:
     """--gpus-per-trial: a number, or auto (the spec checks the number's range)."""
-    if text.strip().lower() == "auto":
-        return "auto"
+    if text.strip().lower() == AUTO:
+        return AUTO
     try:
         return float(text)
     except ValueError:

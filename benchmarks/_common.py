@@ -44,6 +44,21 @@ def synchronize(device) -> None:
         torch.cuda.synchronize()
 
 
+def paired_rounds(ours, plain, rounds: int) -> tuple[list[float], list[float]]:
+    """``ours()`` and ``plain()`` measured ``rounds`` times in ABBA order (ours first in even rounds,
+    second in odd ones): a drift of a shared machine's speed within a round then falls on both
+    sides instead of always on the second. Their values, round by round."""
+    ours_runs, plain_runs = [], []
+    for k in range(rounds):
+        if k % 2 == 0:
+            ours_runs.append(ours())
+            plain_runs.append(plain())
+        else:
+            plain_runs.append(plain())
+            ours_runs.append(ours())
+    return ours_runs, plain_runs
+
+
 def epoch_throughput(run_cls, config: dict, data, device) -> float:
     """Training samples per second of one ``run_cls(config, data, device).train_epoch()``: the
     training part of a trial's ``step()``, timed the way the step times it."""

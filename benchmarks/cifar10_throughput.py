@@ -20,7 +20,7 @@ import argparse
 import statistics
 import time
 
-from _common import epoch_throughput, shared_data, synchronize
+from _common import epoch_throughput, paired_rounds, shared_data, synchronize
 
 
 def plain_loop(images, labels, batch_size: int, lr: float, dropout: float, seed: int, device) -> float:
@@ -78,16 +78,9 @@ def main(argv=None) -> None:
     data = load_data(config)  # decode (or load the cache) before any timing
     images, labels = data["train"]
     plain_loop(images[:2 * args.batch_size], labels[:2 * args.batch_size], args.batch_size, 1e-3, 0.2, 0, device)
-    ours_runs, plain_runs = [], []
-    for k in range(args.rounds):
-        # ABBA order (ours first in even rounds, second in odd ones): a drift of the shared machine's
-        # speed within a round then falls on both sides instead of always on the second
-        sides = [lambda: epoch_throughput(Cifar10Run, config, data, device),
-                 lambda: plain_loop(images, labels, args.batch_size, 1e-3, 0.2, 0, device)]
-        first, second = sides if k % 2 == 0 else sides[::-1]
-        a, b = first(), second()
-        ours_runs.append(a if k % 2 == 0 else b)
-        plain_runs.append(b if k % 2 == 0 else a)
+    ours_runs, plain_runs = paired_rounds(lambda: epoch_throughput(Cifar10Run, config, data, device),
+                                          lambda: plain_loop(images, labels, args.batch_size, 1e-3, 0.2, 0, device),
+                                          args.rounds)
     ratios = [o / p for o, p in zip(ours_runs, plain_runs)]
     ours, plain = statistics.median(ours_runs), statistics.median(plain_runs)
     print(f"{args.images} real CIFAR-10 images, batch {args.batch_size}, ResNet-18, device {device} "

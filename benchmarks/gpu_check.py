@@ -203,7 +203,7 @@ def check_cifar_ratio(on_gpu: bool, rounds: int = 4) -> None:
     augmentation must not cost the card what it does not cost the CPU."""
     import statistics
 
-    from _common import epoch_throughput
+    from _common import epoch_throughput, paired_rounds
     from cifar10_throughput import plain_loop
     from trainables.cifar10 import Cifar10Run
 
@@ -212,13 +212,11 @@ def check_cifar_ratio(on_gpu: bool, rounds: int = 4) -> None:
     images, labels = data["train"]
     config = {"learning_rate": 1e-3, "batch_size": size["cifar_batch"], "dropout_rate": 0.2, "seed": 0,
               "model": "resnet18"}
-    sides = [lambda: epoch_throughput(Cifar10Run, config, data, device),
-             lambda: plain_loop(images, labels, size["cifar_batch"], 1e-3, 0.2, 0, device)]
-    sides[1]()  # warm-up (cudnn autotuning, the allocator)
-    ratios = []
-    for k in range(rounds if on_gpu else 2):
-        first, second = (sides[0](), sides[1]()) if k % 2 == 0 else (sides[1](), sides[0]())[::-1]
-        ratios.append(first / second)
+    plain = lambda: plain_loop(images, labels, size["cifar_batch"], 1e-3, 0.2, 0, device)  # noqa: E731
+    plain()  # warm-up (cudnn autotuning, the allocator)
+    ours_runs, plain_runs = paired_rounds(lambda: epoch_throughput(Cifar10Run, config, data, device), plain,
+                                          rounds if on_gpu else 2)
+    ratios = [o / p for o, p in zip(ours_runs, plain_runs)]
     tag = "" if on_gpu else " (CPU rehearsal, tiny sizes: not a GPU figure)"
     say("cifar10_ours_vs_plain", f"{statistics.median(ratios):.3f} (rounds: {' '.join(f'{r:.3f}' for r in ratios)}; "
                                  f"{size['images']} images, batch {size['cifar_batch']}){tag}")

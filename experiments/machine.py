@@ -17,6 +17,7 @@ import ray
 from core.rules import training_precision
 from experiments.console import filter_ray_noise
 from experiments.gpus import Gpu, mps_running
+from experiments.packing import given_share
 from experiments.spec import ExperimentSpec, SpecError
 
 PACKAGES = ("ray", "torch", "hyperopt", "bayesian-optimization", "scikit-learn", "numpy", "pandas",
@@ -39,7 +40,8 @@ def choose_gpu(spec: ExperimentSpec, gpus: list[Gpu], task_share: float = 0.0) -
     if not gpus:
         return None
     gpu = gpus[spec.gpu_id if spec.gpu_id is not None else 0]
-    share = spec.gpus_per_trial if spec.gpus_per_trial not in (None, "auto") else task_share
+    given = given_share(spec.gpus_per_trial)
+    share = given if given is not None else task_share
     if gpu.exclusive_process and share is not None and 0 < share < 1 and not mps_running():
         # one CUDA context at a time: the second packed trial would fail to create its own
         raise SpecError(f"GPU {gpu.index} ({gpu.name}) is in exclusive-process compute mode: --gpus-per-trial "
@@ -145,7 +147,8 @@ def trial_resources(task, cpus_per_trial: float | None, gpus_per_trial: float | 
     only where the cluster has a GPU."""
     cpus = cpus_per_trial if cpus_per_trial is not None else task.cpus_per_trial
     # auto: the task's share until the probe has measured each trial's (experiments.packing)
-    gpus = gpus_per_trial if gpus_per_trial not in (None, "auto") else task.gpus_per_trial
+    given = given_share(gpus_per_trial)
+    gpus = given if given is not None else task.gpus_per_trial
     return {"cpu": float(cpus), "gpu": float(gpus) if ray.cluster_resources().get("GPU", 0) > 0 else 0.0}
 
 

@@ -18,7 +18,12 @@ from typing import Mapping
 
 from core.task import TaskSpec
 
-AUTO = "auto"
+AUTO = "auto"  # the value of --gpus-per-trial that asks for this
+
+
+def given_share(gpus_per_trial) -> float | None:
+    """--gpus-per-trial as a fixed share, or None where it was not given or is auto."""
+    return None if gpus_per_trial in (None, AUTO) else float(gpus_per_trial)
 # Declared, not tuned: a probe sees a few batches (their peak can miss the allocator's later
 # fragmentation and the evaluation's buffers), so each class asks for 15% above what it measured.
 MARGIN = 0.15

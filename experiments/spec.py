@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.rules import method_label
+from experiments.packing import AUTO
 from searchers import DEFAULT_METHODS, DEFAULT_SCHEDULER, REPLAY_ONLY, SCHEDULERS, SEARCHERS
 from trainables import TASK_MODULES, get_task
 
@@ -177,7 +178,7 @@ class ExperimentSpec:
             raise SpecError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
         if self.cpus_per_trial is not None and not (self.cpus_per_trial > 0 and math.isfinite(self.cpus_per_trial)):
             raise SpecError(f"--cpus-per-trial must be a positive number, got {self.cpus_per_trial}")
-        if self.gpus_per_trial is not None and self.gpus_per_trial != "auto" and not (
+        if self.gpus_per_trial is not None and self.gpus_per_trial != AUTO and not (
                 isinstance(self.gpus_per_trial, (int, float)) and 0 <= self.gpus_per_trial <= 1):
             raise SpecError(f"--gpus-per-trial must be in [0, 1] (0: trials on the CPU) or auto, got {self.gpus_per_trial}")
         if self.gpu_id is not None and self.ray_address:

@@ -16,8 +16,8 @@ best promotable paused trial, highest rung first, before a new trial starts. Onc
 nothing waits to start (the searcher has no more configurations), the paused trials that never
 qualified are stopped for good.
 
-Not wired into ``SCHEDULERS`` yet: real runs need the trainables' resumable checkpoints and a
-concurrency limit that does not count paused trials (the issue on pause and resume).
+In ``SCHEDULERS`` as ``promotion`` for the replay only (``searchers.REPLAY_ONLY``): real runs need
+the trainables' resumable checkpoints and a concurrency limit that does not count paused trials.
 """
 
 from __future__ import annotations

@@ -162,11 +162,9 @@ def test_the_replay_pauses_and_resumes_on_its_recorded_curve():
 
 
 def test_real_runs_refuse_it_in_one_line(tmp_path):
-    import pytest as _pytest
-
     from experiments.spec import ExperimentSpec, SpecError, parse_methods
 
-    with _pytest.raises(SpecError, match="not available in real runs yet.*experiments.replay --methods random:promotion"):
+    with pytest.raises(SpecError, match="not available in real runs yet.*experiments.replay --methods random:promotion"):
         ExperimentSpec(methods=(("random", "promotion"),), results_dir=tmp_path)
     assert ("random", "promotion") not in parse_methods("random:*")  # named, never implied by *
     assert ("random", "promotion") in parse_methods("random:promotion")

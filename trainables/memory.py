@@ -45,7 +45,8 @@ def probe_need_mb(trainable_cls, config, device: torch.device | None = None, dat
     then the card's memory in use before the run (this process's CUDA context, and anything
     else on the card) plus the allocator's peak reservation. MiB. ``device`` and ``data``: Ray's
     assignment and the task's loader where not given (benchmarks/gpu_check.py gives both)."""
-    from trainables.base import choose_device, seed_everything
+    from trainables.base import seed_everything
+    from trainables.device import choose_device
 
     device = device or choose_device()
     if device.type != "cuda":
