@@ -17,6 +17,9 @@ from typing import Iterable, Mapping
 # and val_<name> for each metric the task's evaluation returns (TaskSpec.metrics). A classification
 # task's are CLASSIFICATION_METRICS; its test split reports them all but the loss.
 EPOCH = "epoch"  # the resource ASHA allocates: epochs trained
+# A config key the runner sets for a scheduler that pauses trials (searchers.PAUSING): a checkpoint taken
+# before a trial's last epoch then holds its whole training state (trainables.state), to be resumed from.
+RESUMABLE = "resumable_checkpoints"
 CLASSIFICATION_METRICS = ("accuracy", "f1", "auc", "loss")
 
 

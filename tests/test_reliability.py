@@ -94,19 +94,7 @@ def test_a_trial_that_ends_gives_its_device_memory_back(breast_cancer_trainable,
     weights, rng, meta = base.read_checkpoint(str(tmp_path))
     assert meta["epoch"] == result["epoch"] and meta["best"] == result["best_val_accuracy"]
     assert set(weights) == set(trainable._best_model) and all(t.device.type == "cpu" for t in weights.values())
-    # no scheduler pauses trials: the finished trial keeps nothing else (a cached worker holds no model)
-    assert trainable._offloaded is None
     monkeypatch.undo()
-
-
-def test_a_trial_kept_for_a_pausing_scheduler_goes_on_from_its_cpu_copy(breast_cancer_trainable, monkeypatch,
-                                                                         tmp_path):
-    trainable = breast_cancer_trainable
-    monkeypatch.setattr(type(trainable), "keep_state_after_checkpoint", True)
-    result = trainable.train()
-    trainable.save_checkpoint(str(tmp_path))
-    assert trainable._offloaded is not None and all(t.device.type == "cpu" for t in trainable._offloaded["model"].values())
-    assert trainable.train()["epoch"] == result["epoch"] + 1
 
 
 def test_a_checkpoint_restores_on_the_cpu_and_never_unpickles(breast_cancer_trainable, tmp_path):

@@ -27,13 +27,14 @@ try:
 except ImportError:  # a bare GPU image without Ray (benchmarks/gpu_check.py): the TrainingRuns work, and
     _TuneTrainable = object  # an EpochTrainable is driven by hand (gpu_check's bare_trainable); Tune needs Ray
 
-from core.records import EPOCH, test_metrics
+from core.records import EPOCH, RESUMABLE, test_metrics
 from core.task import TaskSpec
 # Re-exported (__all__): tasks, tests and benchmarks import these from trainables.base
 from trainables.device import CudaUnavailable, MixedPrecision, choose_device, preflight
 from trainables.memory import (TrialOutOfMemory, cap_allocator, gpu_share, out_of_memory_line, peak_rss_mb,
                                reset_peak_rss)
 from trainables.metrics import classification_metrics, diverged_metrics, regression_metrics
+from trainables.state import has_training_state, load_training_state, save_training_state, set_global_generators
 
 __all__ = ["CudaUnavailable", "EpochTrainable", "MixedPrecision", "TrainingRun", "choose_device", "classification_metrics",
            "diverged_metrics", "evaluate_checkpoint", "preflight", "read_checkpoint", "regression_metrics",
@@ -143,24 +144,22 @@ class EpochTrainable(_TuneTrainable):
     ``reset_config`` lets Ray reuse one worker process (and its loaded data) across trials.
 
     Checkpoints: with ``checkpoint_at_end``, Tune saves one as every trial ends, finished or
-    stopped by ASHA, and at no other time: a retried or resumed trial starts again from epoch 1.
-    So a checkpoint holds only what scoring needs (the best-validation weights, the counters and
-    the generators' states), about one model's fp32 weights, not model + optimizer moments + best
-    weights (4x). Restoring one (``load_checkpoint``) reads everything to the CPU first.
+    stopped by ASHA, and (for a scheduler that pauses trials, ``config[RESUMABLE]``) at each pause.
+    The one at the end holds only what scoring needs (the best-validation weights, the counters and
+    the generators' states), about one model's fp32 weights; a pause's adds the whole training state
+    (``trainables.state``: model, optimizer, LR scheduler, every generator), about 4x that, and a
+    restore from it continues exactly where the trial paused. Restoring reads everything to the CPU
+    first. Without a pause's state a retried or resumed trial starts again from epoch 1.
 
     GPU memory (ray issue 23971): after a save the model and optimizer leave the GPU, so a worker
-    Tune caches for reuse holds no GPU memory while it waits, nor a CPU copy unless
-    ``keep_state_after_checkpoint`` keeps one for a later ``step()`` (a paused trial continuing).
+    Tune caches for reuse holds no GPU memory while it waits, nor a CPU copy (DistilBERT's is
+    ~0.8 GB): a paused trial comes back from its checkpoint, on whichever worker Tune gives it.
     """
 
     task: ClassVar[TaskSpec]  # the task's declaration: its epochs_param says when a trial is done
     run_cls: ClassVar[type[TrainingRun]]
     load_data: ClassVar[Callable[[Mapping[str, Any]], Any]]
     data_keys: ClassVar[tuple[str, ...]] = ()  # config keys that change the loaded data
-    # The training state (model and optimizer) is kept on the CPU after a checkpoint only for a
-    # scheduler that pauses trials and resumes them; none does today (Tune checkpoints a trial as it
-    # ends), so a worker Tune caches for reuse keeps nothing (DistilBERT's is ~0.8 GB).
-    keep_state_after_checkpoint: ClassVar[bool] = False
 
     def setup(self, config):
         self._device = self.trial_device()
@@ -180,8 +179,8 @@ class EpochTrainable(_TuneTrainable):
             torch.cuda.reset_peak_memory_stats(self._device)
         reset_peak_rss()  # likewise the host memory: a reused worker's earlier trials are not this one's
         self._run = self.run_cls(config, self._data, self._device)
-        self._offloaded = None  # the run's state on the CPU, after a checkpoint released the GPU (if kept)
         self._released = False  # the run gave its model and optimizer up at a checkpoint
+        self._done = False  # the last result ended the trial: its checkpoint needs no training state
         self._epoch = 0
         self._best = None  # the best value of the task's metric so far (None: no epoch yet)
         self._best_model = None
@@ -207,16 +206,12 @@ class EpochTrainable(_TuneTrainable):
             # the whole card, and still too little: the trial ends here, ranked last like a diverged one
             self._epoch += 1
             result = self._result(float("inf"), diverged_metrics(self.task), None, 0.0, diverged=True)
+            self._done = True
             return {**result, "out_of_memory": True, "done": True}
 
     def _step(self):
-        if self._released:  # after a checkpoint: back onto the device, where the state was kept
-            if self._offloaded is None:
-                raise RuntimeError(f"{type(self).__name__}: the trial ended at its checkpoint and kept no training "
-                                   "state (keep_state_after_checkpoint is off: no scheduler pauses trials)")
-            self._run = self.run_cls(self.config, self._data, self._device)
-            self._run.load_state_dict(self._offloaded)
-            self._offloaded, self._released = None, False
+        if self._released:  # Tune restores (load_checkpoint) before it trains a checkpointed trial again
+            raise RuntimeError(f"{type(self).__name__}: step() after the trial's checkpoint released its model")
         started = time.perf_counter()
         train_loss = self._run.train_epoch()
         if self._device.type == "cuda":
@@ -246,7 +241,7 @@ class EpochTrainable(_TuneTrainable):
             test = self._run.evaluate("test") if not diverged else diverged_metrics(self.task)
             result.update({f"test_{name}": test.get(name) for name in test_metrics(self.task.metrics)})
         if diverged or self._epoch >= int(self.config[self.task.epochs_param]):
-            result["done"] = True
+            result["done"] = self._done = True
         return result
 
     def _result(self, train_loss: float, val: dict, train_seconds: float | None, epoch_seconds: float,
@@ -274,14 +269,10 @@ class EpochTrainable(_TuneTrainable):
     def save_checkpoint(self, checkpoint_dir):
         from safetensors.torch import save_file
 
-        if not self._released and self.keep_state_after_checkpoint:
-            self._offloaded = _to_cpu(self._run.state_dict())
-        if self._best_model is not None:
-            weights = self._best_model
-        elif self._offloaded is not None:
-            weights = self._offloaded["model"]
-        else:  # diverged at its first epoch: the weights it has
-            weights = _to_cpu(self._run.model.state_dict())
+        if self._released:
+            raise RuntimeError(f"{type(self).__name__}: a second checkpoint without training in between")
+        # the best-validation weights; a trial that diverged at its first epoch has only the ones it has
+        weights = self._best_model if self._best_model is not None else _to_cpu(self._run.model.state_dict())
         save_file({k: v.contiguous() for k, v in weights.items()}, os.path.join(checkpoint_dir, WEIGHTS_FILE))
         rng = {"cpu": torch.get_rng_state()}
         if self._device.type == "cuda":
@@ -289,26 +280,33 @@ class EpochTrainable(_TuneTrainable):
         save_file(rng, os.path.join(checkpoint_dir, RNG_FILE))
         with open(os.path.join(checkpoint_dir, META_FILE), "w") as f:
             json.dump({"epoch": self._epoch, "best": self._best}, f)
-        # The trial is over (checkpoints are taken as trials end): free the device.
-        if not self._released:
-            self._run.release()
-            self._released = True
+        if self.config.get(RESUMABLE) and not self._done:  # a pause: everything the next epoch needs
+            save_training_state(checkpoint_dir, self._run.state_dict(), self._device)
+        # The trial ends or pauses here (it comes back, if ever, through load_checkpoint): free the device.
+        self._run.release()
+        self._released = True
 
     def load_checkpoint(self, checkpoint):
         path = checkpoint if isinstance(checkpoint, str) else checkpoint.path
         weights, rng, meta = read_checkpoint(path)
         if self._released:
             self._run = self.run_cls(self.config, self._data, self._device)
-            self._offloaded, self._released = None, False
-        self._run.model.load_state_dict(weights)  # copies onto the run's device
+            self._released = False
         self._epoch = int(meta["epoch"])
         # "best_val_accuracy": checkpoints written before tasks could name their metric
         best = meta.get("best", meta.get("best_val_accuracy"))
         self._best = None if best is None or not math.isfinite(best) else float(best)
-        self._best_model = weights  # stays on the CPU, as the trainable keeps it
         torch.set_rng_state(rng["cpu"])  # a CPU generator takes a CPU state only
         if "cuda" in rng and self._device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self._device)
+        if has_training_state(path):  # a pause's: the trial goes on exactly where it stopped
+            run_state, generators = load_training_state(path)
+            self._run.load_state_dict(run_state)  # copies onto the run's device
+            set_global_generators(generators, self._device)
+            self._best_model = weights if self._best is not None else None
+        else:
+            self._run.model.load_state_dict(weights)  # copies onto the run's device
+            self._best_model = weights  # stays on the CPU, as the trainable keeps it
 
     def cleanup(self):
         self._run.release()
