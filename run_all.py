@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-checkpoints", default="best", choices=("best", "picks", "all"),
                         help="trial checkpoints (best-validation weights) left on disk: the run's best pick "
                              "(default), every method's pick, or all")
+    parser.add_argument("--pause-disk-gb", type=float, default=None,
+                        help="with a pausing scheduler (--methods random:promotion): disk for paused trials' training "
+                             "states; beyond it the lowest-ranked paused trials are stopped for good (default: a "
+                             "quarter of the free disk, at most 20)")
     parser.add_argument("--record-test-curves", action="store_true",
                         help="also score the test split after every epoch, into curves.csv: a grid run made so is "
                              "a table for the replay benchmark (python -m experiments.replay); selection never sees it")
@@ -130,6 +134,7 @@ def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
         record_test_curves=args.record_test_curves,
         max_failures=args.max_failures,
         keep_checkpoints=args.keep_checkpoints,
+        pause_disk_gb=args.pause_disk_gb,
         quiet=args.quiet,
         storage=args.storage if args.storage is None or "://" in args.storage else _absolute(args.storage),
         task_options={name: getattr(args, name) for name in TASK_OPTION_FLAGS if getattr(args, name) is not None},

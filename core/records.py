@@ -20,6 +20,8 @@ EPOCH = "epoch"  # the resource ASHA allocates: epochs trained
 # A config key the runner sets for a scheduler that pauses trials (searchers.PAUSING): a checkpoint taken
 # before a trial's last epoch then holds its whole training state (trainables.state), to be resumed from.
 RESUMABLE = "resumable_checkpoints"
+STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"  # that state's files, next to the weights
+STATE_FILES = (STATE_TENSORS, STATE_JSON)
 CLASSIFICATION_METRICS = ("accuracy", "f1", "auc", "loss")
 
 
@@ -63,7 +65,7 @@ def summary_columns(metric: str, metrics: Iterable[str]) -> tuple[str, ...]:
     """summary.csv: one row per method and seed; best_<metric> is its pick's best validation value,
     test_* the pick's scores on the test split."""
     return METHOD_COLUMNS + (
-        "n_trials", "n_failed", "n_oom", "n_repeats", "epochs_trained", f"best_{metric}",
+        "n_trials", "n_failed", "n_oom", "n_evicted", "n_repeats", "epochs_trained", f"best_{metric}",
         *test_columns(metrics),
         "wall_seconds", "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb",
         "peak_card_gpu_mem_mb", "peak_rss_mb", "best_trial_id", "best_config")
@@ -80,6 +82,7 @@ COMPLETED = "completed"  # trained all of its own epochs
 STOPPED = "stopped"  # stopped early by the scheduler (ASHA)
 DIVERGED = "diverged"  # its loss became NaN or inf; reported as the worst value
 FAILED = "error"  # raised; the error is in the `error` column
+EVICTED = "evicted"  # paused at a rung, then stopped for good: the paused states took their disk budget
 OUT_OF_MEMORY = "oom"  # out of GPU memory, alone on the card or with no retry left (core.rules.oom_retry_share)
 
 

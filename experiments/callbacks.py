@@ -5,7 +5,7 @@ from __future__ import annotations
 from ray import tune
 
 from core.rules import is_out_of_memory, oom_retry_share
-from experiments.tune_adapter import failure_texts, retry_with_gpu_share, trial_gpu_share
+from experiments.tune_adapter import failure_texts, retry_with_gpu_share, trial_gpu_share, upload_trial_logs
 
 
 class SchedulerState(tune.Callback):
@@ -27,6 +27,15 @@ class SchedulerState(tune.Callback):
 
     def set_state(self, state: dict) -> None:
         self.scheduler.__dict__.update(state["scheduler"])
+
+
+class KeepPausedTrialLogs(tune.Callback):
+    """A pausing scheduler's trials keep their whole curve: as a trial's pause checkpoint is saved, its
+    log files go to storage, so Tune's copy back when it resumes the trial is current
+    (tune_adapter.upload_trial_logs)."""
+
+    def on_trial_save(self, iteration, trials, trial, **info):
+        upload_trial_logs(trial)
 
 
 class OutOfMemoryRetry(tune.Callback):

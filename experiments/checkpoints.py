@@ -21,14 +21,45 @@ from pathlib import Path
 
 from ray import tune
 
+from core.records import STATE_FILES
 from core.rules import Objective, method_name, selection_key
 from experiments.tune_adapter import best_reported
+
+
+def default_pause_disk_gb(folder: Path) -> float:
+    """The disk paused trials' states may take when --pause-disk-gb is not given: a quarter of what is
+    free where the run folder lives, at most 20 GB (a laptop's spare; ~25 paused DistilBERT trials)."""
+    return round(min(20.0, shutil.disk_usage(folder).free / 4 / 2**30), 2)
 
 
 def delete(checkpoint) -> None:
     """Remove a Tune ``Checkpoint``'s folder, on whatever file system it lives (local or pyarrow's)."""
     if checkpoint is not None:
         checkpoint.filesystem.delete_dir(checkpoint.path)
+
+
+class DropTrainingState(tune.Callback):
+    """A paused trial's checkpoint holds its training state (trainables.state, ~4x the weights). When
+    the trial ends for good while paused (the scheduler stops it) that state can never be used:
+    it goes at once, and the weights stay for KeepSelectable (next in the callbacks) to judge."""
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._drop(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._drop(trial)
+
+    @staticmethod
+    def _drop(trial) -> None:
+        checkpoint = trial.checkpoint
+        if checkpoint is None:
+            return
+        from pyarrow.fs import FileType
+
+        for name in STATE_FILES:
+            path = f"{checkpoint.path}/{name}"
+            if checkpoint.filesystem.get_file_info(path).type == FileType.File:
+                checkpoint.filesystem.delete_file(path)
 
 
 def _key(trial, order: int, objective: Objective) -> tuple | None:

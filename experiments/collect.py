@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import records
-from core.records import COMPLETED, DIVERGED, FAILED, OUT_OF_MEMORY, STOPPED
+from core.records import COMPLETED, DIVERGED, EVICTED, FAILED, OUT_OF_MEMORY, STOPPED
 from core.rules import epoch_of, is_out_of_memory, last_attempt
 from core.task import TaskSpec
 from experiments.plan import Method
@@ -45,9 +45,10 @@ def trial_status(reports: list[dict], error: Any, epochs: int, own_epochs: int) 
     return STOPPED if epochs < own_epochs else COMPLETED
 
 
-def collect_trials(results, task: TaskSpec, method: Method, started: float) -> Collected:
+def collect_trials(results, task: TaskSpec, method: Method, started: float, evicted=frozenset()) -> Collected:
     """The rows of every trial of a ResultGrid. ``started``: when the method started
-    (curves' ``wall_seconds`` count from it)."""
+    (curves' ``wall_seconds`` count from it); ``evicted``: trials a pausing scheduler stopped for
+    good for its disk budget."""
     identity = method.identity(task.name)
     columns = [c for c in records.curve_columns(task.metrics) if c.startswith(("val_", "test_"))] + ["epoch_seconds"]
     trials, curves, by_trial = [], [], {}
@@ -60,7 +61,8 @@ def collect_trials(results, task: TaskSpec, method: Method, started: float) -> C
         values = [r[objective.metric] for r in reports if number(r.get(objective.metric)) is not None]
         trials.append({
             **identity, "trial_id": trial_id,
-            "status": trial_status(reports, result.error, epochs, int(config[task.epochs_param])),
+            "status": EVICTED if trial_id in evicted else trial_status(reports, result.error, epochs,
+                                                                       int(config[task.epochs_param])),
             **{f"config/{name}": config.get(name) for name in task.space},
             "epochs": epochs,
             objective.best_column: objective.best(values) if values else None,

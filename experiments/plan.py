@@ -47,6 +47,8 @@ class RunPlan:
     # --gpus-per-trial auto: memory class -> GPU share (experiments.packing); empty: every trial
     # asks for resources["gpu"] (then the largest share: what scoring a pick holds)
     gpu_shares: Mapping[str, float] = field(default_factory=dict)
+    # a pausing scheduler's disk budget for paused trials' training states (searchers.promotion); None: none
+    pause_disk_gb: float | None = None
 
     @property
     def gpus_per_trial(self) -> float:
@@ -69,7 +71,8 @@ class RunPlan:
                 "max_concurrent": self.max_concurrent, "resources": dict(self.resources), "metric": task.metric,
                 "mode": task.mode, "metrics": list(task.metrics), "max_t": task.max_t, "epochs_param": task.epochs_param,
                 "resource_attr": task.resource_attr, "grace_period": task.grace_period,
-                "reduction_factor": task.reduction_factor, "gpu_shares": dict(self.gpu_shares)}
+                "reduction_factor": task.reduction_factor, "gpu_shares": dict(self.gpu_shares),
+                "pause_disk_gb": self.pause_disk_gb}
 
     @classmethod
     def from_resolved(cls, task: TaskSpec, resolved: Mapping[str, Any], *, record_test_curves: bool,
@@ -88,7 +91,7 @@ class RunPlan:
                    max_concurrent=int(resolved["max_concurrent"]), resources=dict(resolved["resources"]),
                    fixed_config=fixed_config(resolved["task_options"], record_test_curves),
                    max_failures=max_failures, gpu=gpu, keep_checkpoints=keep_checkpoints,
-                   gpu_shares=dict(resolved.get("gpu_shares") or {}))
+                   gpu_shares=dict(resolved.get("gpu_shares") or {}), pause_disk_gb=resolved.get("pause_disk_gb"))
 
 
 def fixed_config(options: Mapping[str, Any], record_test_curves: bool) -> dict:

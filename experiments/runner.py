@@ -23,7 +23,7 @@ from core import records
 from core.rules import method_label, method_name, select_trial
 from experiments import machine, packing, runlock
 from experiments import progress as progress_lines
-from experiments.checkpoints import keep_best_pick
+from experiments.checkpoints import default_pause_disk_gb, keep_best_pick
 from experiments.collect import collect_trials, error_line
 from experiments.console import next_steps
 from experiments.gpus import GpuProbeError, visible_gpus
@@ -102,7 +102,7 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
                    max_concurrent=spec.max_concurrent or machine.default_max_concurrent(smallest),
                    resources=resources, fixed_config=fixed_config(options, spec.record_test_curves),
                    max_failures=spec.max_failures, gpu=gpu, keep_checkpoints=spec.keep_checkpoints,
-                   gpu_shares=shares)
+                   gpu_shares=shares, pause_disk_gb=spec.pause_disk_gb or default_pause_disk_gb(run_dir))
     info = {
         "spec": {**asdict(spec), "results_dir": str(spec.results_dir)},
         "resolved": plan.resolved(options),
@@ -174,7 +174,7 @@ def run_method(plan: RunPlan, method: Method, storage: str, monitor=None,
         if monitor is not None:
             monitor.set_method(None)
     origin = tuned.started if first_started is None else first_started
-    collected = collect_trials(tuned.results, plan.task, method, origin)
+    collected = collect_trials(tuned.results, plan.task, method, origin, evicted=tuned.evicted)
     wall = tuned.wall_seconds
     if first_started is not None:
         # Wall-clock of a resumed method: from its first start, less the time it lay dead

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from core import records
-from core.records import FAILED, OUT_OF_MEMORY
+from core.records import EVICTED, FAILED, OUT_OF_MEMORY
 from core.task import TaskSpec
 from experiments.plan import Method, RunPlan
 
@@ -63,6 +63,7 @@ def summarize_method(task: TaskSpec, method: Method, trials, wall_seconds: float
         "n_trials": len(trials),
         "n_failed": sum(t["status"] == FAILED for t in trials),
         "n_oom": sum(t["status"] == OUT_OF_MEMORY for t in trials),  # out of GPU memory for good (core.rules)
+        "n_evicted": sum(t["status"] == EVICTED for t in trials),  # paused, then stopped for the disk budget
         # trials whose configuration an earlier trial of the method had: random search and TPE draw
         # with replacement from the grid's values (more trials than configurations makes many)
         "n_repeats": len(trials) - len({tuple(str(t.get(f"config/{k}")) for k in task.space) for t in trials}),

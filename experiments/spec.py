@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core.rules import method_label
 from experiments.packing import AUTO
-from searchers import DEFAULT_METHODS, DEFAULT_SCHEDULER, REPLAY_ONLY, SCHEDULERS, SEARCHERS
+from searchers import DEFAULT_METHODS, DEFAULT_SCHEDULER, PAUSING, SCHEDULERS, SEARCHERS
 from trainables import TASK_MODULES, get_task
 
 BUDGETS = ("smoke", "full")
@@ -54,7 +54,7 @@ def parse_methods(text: str) -> tuple[tuple[str, str], ...]:
             raise SpecError(f"unknown searcher {searcher!r} in --methods; allowed: {', '.join(SEARCHERS)}")
         if sep and scheduler != "*" and scheduler not in SCHEDULERS:
             raise SpecError(f"unknown scheduler {scheduler!r} in --methods; allowed: {', '.join(SCHEDULERS)} or *")
-        schedulers = [s for s in SCHEDULERS if s not in REPLAY_ONLY] if scheduler == "*" else [scheduler if sep else DEFAULT_SCHEDULER[searcher]]
+        schedulers = [s for s in SCHEDULERS if s not in PAUSING] if scheduler == "*" else [scheduler if sep else DEFAULT_SCHEDULER[searcher]]
         for pair in ((searcher, s) for s in schedulers):
             if pair in methods:
                 raise SpecError(f"method {method_label(*pair)} is named twice in --methods")
@@ -150,6 +150,9 @@ class ExperimentSpec:
     # Where Ray Tune keeps the trial folders: a path every node of a cluster can reach (NFS) or
     # a pyarrow URI (s3://, gs://); None: the run folder's tune/. See is_uri.
     storage: str | None = None
+    # Disk for paused trials' training states under a pausing scheduler (--methods x:promotion);
+    # beyond it the lowest-ranked paused trials are stopped for good. None: DEFAULT_PAUSE_DISK_GB.
+    pause_disk_gb: float | None = None
 
     def __post_init__(self):
         if self.task not in TASK_MODULES:  # a user's task file or module: imported and checked now
@@ -164,9 +167,6 @@ class ExperimentSpec:
                 raise SpecError(f"unknown searcher {searcher!r}; allowed: {', '.join(SEARCHERS)}")
             if scheduler not in SCHEDULERS:
                 raise SpecError(f"unknown scheduler {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
-            if scheduler in REPLAY_ONLY:
-                raise SpecError(f"scheduler {scheduler} is not available in real runs yet: {REPLAY_ONLY[scheduler]} "
-                                f"(python -m experiments.replay --methods {searcher}:{scheduler})")
         if self.num_samples is not None and self.num_samples < 1:
             raise SpecError(f"--num-samples must be at least 1, got {self.num_samples}")
         if not self.seeds:
@@ -192,6 +192,8 @@ class ExperimentSpec:
             raise SpecError(f"--subset must be at least 1, got {self.task_options['subset']}")
         if self.keep_checkpoints not in KEEP_CHECKPOINTS:
             raise SpecError(f"unknown --keep-checkpoints {self.keep_checkpoints!r}; allowed: {', '.join(KEEP_CHECKPOINTS)}")
+        if self.pause_disk_gb is not None and not (self.pause_disk_gb > 0 and math.isfinite(self.pause_disk_gb)):
+            raise SpecError(f"--pause-disk-gb must be a positive number of GB, got {self.pause_disk_gb}")
         if self.max_failures < 0:
             raise SpecError(f"--max-failures must be 0 or more, got {self.max_failures}")
         check_writable_dir(self.results_dir)

@@ -53,6 +53,34 @@ def retry_with_gpu_share(trial, share: float, last: bool) -> None:
         trial.max_failures = trial.run_metadata.num_failures
 
 
+def upload_trial_logs(trial) -> None:
+    """Copy the files Tune's loggers write for a trial (result.json, progress.csv, TensorBoard events) from
+    the driver's staging folder to the trial's folder in storage, now.
+
+    Tune syncs them only with its experiment snapshots, and when it starts a trial that has a
+    checkpoint it first copies them back from storage over the staging copies
+    (``LoggerCallback._restore_from_remote``): a paused trial resumed before the next sync lost the
+    reports of its first epochs (result.json held epoch 2 only; ray 2.60)."""
+    import pyarrow.fs
+
+    local = Path(trial.local_path)
+    remote = Path(trial.storage.trial_fs_path).as_posix()
+    if not local.is_dir() or local.resolve().as_posix() == remote:
+        return
+    target = trial.storage.storage_filesystem
+    for path in local.iterdir():
+        if path.is_file():
+            pyarrow.fs.copy_files(path.as_posix(), f"{remote}/{path.name}", source_filesystem=pyarrow.fs.LocalFileSystem(),
+                                  destination_filesystem=target)
+
+
+def tuner_scheduler(tuner):
+    """The scheduler a Tuner ran with (a restored Tuner's is the one unpickled with it); None where
+    this Ray keeps it elsewhere."""
+    config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
+    return getattr(config, "scheduler", None)
+
+
 def newest_state(method_dir: Path) -> dict | None:
     """The newest experiment state Tune saved in a method folder; None where there is none
     yet or it cannot be read (a truncated file: ray issue 58179)."""

@@ -11,11 +11,13 @@ from typing import Any
 
 from ray import tune
 
-from experiments.callbacks import OutOfMemoryRetry, SchedulerState
-from experiments.checkpoints import KeepSelectable
+from core.records import RESUMABLE
+from experiments.callbacks import KeepPausedTrialLogs, OutOfMemoryRetry, SchedulerState
+from experiments.checkpoints import DropTrainingState, KeepSelectable
 from experiments.plan import Method, RunPlan
 from experiments.spec import is_uri
-from searchers import SCHEDULERS, SEARCHERS, MethodArgs
+from experiments.tune_adapter import tuner_scheduler
+from searchers import PAUSING, MethodArgs, build_method
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class Tuned:
     results: Any  # ray.tune.ResultGrid
     started: float  # time.time() at the start of fit
     wall_seconds: float
+    evicted: frozenset = frozenset()  # trials a pausing scheduler stopped for good for its disk budget
 
 
 def expected_trials(plan: RunPlan, method: Method) -> int:
@@ -64,25 +67,30 @@ def tune_method(plan: RunPlan, method: Method, storage_path: Path | str, callbac
         tuner = _new_tuner(plan, method, trainable, storage, callbacks)
     started = time.time()
     results = tuner.fit()
-    return Tuned(results, started, time.time() - started)
+    scheduler = tuner_scheduler(tuner)
+    return Tuned(results, started, time.time() - started, frozenset(getattr(scheduler, "evicted", ())))
 
 
 def _new_tuner(plan: RunPlan, method: Method, trainable, storage: str, callbacks) -> tune.Tuner:
     task = plan.task
-    args = MethodArgs(task=task, seed=method.seed, num_samples=plan.num_samples, max_concurrent=plan.max_concurrent)
-    search = SEARCHERS[method.searcher](args)
-    scheduler = SCHEDULERS[method.scheduler](args)
+    args = MethodArgs(task=task, seed=method.seed, num_samples=plan.num_samples, max_concurrent=plan.max_concurrent,
+                      pause_disk_gb=plan.pause_disk_gb)
+    search, scheduler = build_method(method.searcher, method.scheduler, args)
+    pausing = method.scheduler in PAUSING
     return tune.Tuner(
         trainable,
-        # The seed travels in the config: trainables read nothing else.
-        param_space={**search.param_space, **plan.fixed_config, "seed": method.seed},
+        # The seed travels in the config: trainables read nothing else. Under a pausing scheduler a
+        # checkpoint before a trial's end holds its training state (trainables.state), to resume from.
+        param_space={**search.param_space, **plan.fixed_config, "seed": method.seed,
+                     **({RESUMABLE: True} if pausing else {})},
         tune_config=tune.TuneConfig(
             metric=task.metric,
             mode=task.mode,
             search_alg=search.search_alg,
             scheduler=scheduler,
             num_samples=search.num_samples,
-            max_concurrent_trials=plan.max_concurrent,
+            # a pausing scheduler's searcher has its own limit, which leaves the paused trials out (searchers.pausing)
+            max_concurrent_trials=None if pausing else plan.max_concurrent,
             reuse_actors=True,  # one worker process (and its loaded data) serves many trials
             trial_dirname_creator=trial_dirname,
         ),
@@ -91,11 +99,12 @@ def _new_tuner(plan: RunPlan, method: Method, trainable, storage: str, callbacks
             storage_path=storage,
             verbose=0,
             callbacks=[*(callbacks or []), SchedulerState(scheduler), OutOfMemoryRetry(),
+                       *([DropTrainingState(), KeepPausedTrialLogs()] if pausing else []),
                        *([KeepSelectable(task.objective)] if plan.keep_checkpoints != "all" else [])],
             # The checkpoint holds the best-validation weights that the test split scores.
             # num_to_keep makes Tune snapshot the experiment state after every checkpoint, that
-            # is as each trial ends: a run killed at any moment resumes without rerunning a
-            # finished trial (one snapshot per trial; trials checkpoint only at their end).
+            # is as each trial ends (or pauses): a run killed at any moment resumes without rerunning
+            # a finished trial; and a paused trial's newer state replaces its older one.
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True, num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),
         ),

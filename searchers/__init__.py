@@ -7,6 +7,7 @@ free (``run_all.py --help`` stays fast).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -20,6 +21,11 @@ class MethodArgs:
     seed: int
     num_samples: int  # trials for the sampling searchers (the grid runs every configuration)
     max_concurrent: int = 0  # trials at once; 0: no limit (searchers Tune does not wrap need it)
+    # A pausing scheduler's (build_method fills it in): the ids of the trials paused now, which hold no
+    # place in the concurrency limit (searchers/pausing.py)
+    paused: Callable[[], set] | None = None
+    pause_disk_gb: float | None = None  # a pausing scheduler's budget for paused trials' states (None: none)
+    state_bytes: Callable[[Any], float | None] | None = None  # a paused trial's state size; None: its checkpoint's
 
 
 @dataclass
@@ -44,19 +50,28 @@ def _choice_space(task) -> dict:
             for name, values in task.space.items()}
 
 
+def _generator(args: MethodArgs, **kwargs):
+    """Ray's generator of grid and random configurations, counting paused trials out under a pausing scheduler.
+    Tune's max_concurrent_trials does not reach a generator passed in: it is given its limit here."""
+    if args.paused is None:
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(max_concurrent=args.max_concurrent, **kwargs)
+    from searchers.pausing import PauseAwareGenerator
+
+    return PauseAwareGenerator(max_concurrent=args.max_concurrent, paused=args.paused, **kwargs)
+
+
 def make_grid(args: MethodArgs) -> SearchPlan:
     from ray import tune
 
     space = {name: tune.grid_search(list(values)) for name, values in args.task.space.items()}
-    return SearchPlan(search_alg=None, param_space=space, num_samples=1)
+    # no generator: Tune makes one with max_concurrent_trials (but it would count the paused trials)
+    return SearchPlan(search_alg=_generator(args) if args.paused else None, param_space=space, num_samples=1)
 
 
 def make_random(args: MethodArgs) -> SearchPlan:
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    # Tune's max_concurrent_trials does not reach a BasicVariantGenerator passed in: give it here.
-    generator = BasicVariantGenerator(random_state=args.seed, max_concurrent=args.max_concurrent)
-    return SearchPlan(generator, _choice_space(args.task), args.num_samples)
+    return SearchPlan(_generator(args, random_state=args.seed), _choice_space(args.task), args.num_samples)
 
 
 def make_hyperopt(args: MethodArgs) -> SearchPlan:
@@ -111,7 +126,9 @@ def make_promotion(args: MethodArgs):
 
     task = args.task
     return PromotionASHA(time_attr=task.resource_attr, max_t=task.max_t, grace_period=min(task.grace_period, task.max_t),
-                         reduction_factor=task.reduction_factor)
+                         reduction_factor=task.reduction_factor,
+                         pause_disk_bytes=None if args.pause_disk_gb is None else args.pause_disk_gb * 2**30,
+                         state_bytes=args.state_bytes)
 
 
 SEARCHERS: dict[str, Callable[[MethodArgs], SearchPlan]] = {
@@ -124,13 +141,31 @@ SEARCHERS: dict[str, Callable[[MethodArgs], SearchPlan]] = {
 SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     "fifo": make_fifo,
     "asha": make_asha,
-    # promotion-type ASHA: trials pause at each rung, resumed inside its top 1/eta (searchers/promotion.py);
-    # the replay only, for now (REPLAY_ONLY)
+    # promotion-type ASHA: trials pause at each rung, resumed inside its top 1/eta (searchers/promotion.py)
     "promotion": make_promotion,
 }
-# Schedulers the replay runs but real runs refuse, and why (one line for the user).
-REPLAY_ONLY = {"promotion": "a paused trial cannot be resumed by the trainables yet (their checkpoints hold the "
-                            "best weights, not the training state); it runs in the replay benchmark"}
+# Schedulers that pause trials and resume them from their checkpoints (the rest only stop them).
+PAUSING = frozenset({"promotion"})
+
+
+def build_method(searcher: str, scheduler: str, args: MethodArgs) -> tuple[SearchPlan, Any]:
+    """The searcher and the scheduler of one method, wired to each other: the one place a real run
+    (experiments.tuning) and the replay build a method, so the replay simulates what a run does.
+    Under a pausing scheduler the searcher's concurrency limit counts paused trials out, and a
+    model-based searcher hears a paused trial's last result when it is stopped (searchers/pausing.py)."""
+    sched = SCHEDULERS[scheduler](args)
+    if scheduler not in PAUSING:
+        return SEARCHERS[searcher](args), sched
+    if args.max_concurrent < 1:
+        raise ValueError(f"scheduler {scheduler} needs a limit on the trials at once (max_concurrent >= 1)")
+    plan = SEARCHERS[searcher](dataclasses.replace(args, paused=sched.paused_ids))
+    from ray.tune.search import Searcher
+
+    if isinstance(plan.search_alg, Searcher):
+        from searchers.pausing import PauseAwareLimiter
+
+        plan.search_alg = PauseAwareLimiter(plan.search_alg, args.max_concurrent, sched.paused_ids)
+    return plan, sched
 # The scheduler a searcher named alone in --methods runs with: the baselines run to completion
 # (as a practitioner would), the model-based searchers under ASHA (docs/DESIGN.md).
 DEFAULT_SCHEDULER = {"grid": "fifo", "random": "fifo", "hyperopt": "asha", "bayesopt": "asha", "rungbo": "asha"}

@@ -16,14 +16,21 @@ best promotable paused trial, highest rung first, before a new trial starts. Onc
 nothing waits to start (the searcher has no more configurations), the paused trials that never
 qualified are stopped for good.
 
-In ``SCHEDULERS`` as ``promotion`` for the replay only (``searchers.REPLAY_ONLY``): real runs need
-the trainables' resumable checkpoints and a concurrency limit that does not count paused trials.
+Paused trials' states take disk (a DistilBERT trial's ~0.8 GB, trainables.state): with
+``pause_disk_bytes`` set, once the paused states take more, the lowest-ranked paused trials (the
+largest share of better trials at their rung; at a tie the lower rung) are stopped for good
+(``evicted``), and the replay applies the same rule with a stated size per state.
+
+Survives ``--resume``: the state is trial ids and numbers (experiments.callbacks.SchedulerState saves
+it); a trial Tune restores as PENDING that waits at a rung here is put back to PAUSED.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+
+from typing import Callable
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -40,7 +47,8 @@ def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
 
 class PromotionASHA(FIFOScheduler):
     def __init__(self, time_attr: str, max_t: int, grace_period: int = 1, reduction_factor: int = 3,
-                 metric: str | None = None, mode: str | None = None):
+                 metric: str | None = None, mode: str | None = None, pause_disk_bytes: float | None = None,
+                 state_bytes: Callable[[Trial], float | None] | None = None):
         super().__init__()
         self._time_attr = time_attr
         self._metric, self._mode = metric, mode
@@ -51,7 +59,10 @@ class PromotionASHA(FIFOScheduler):
         self._ranked: list[list[tuple]] = [[] for _ in self._rungs]
         self._promoted: list[set[str]] = [set() for _ in self._rungs]  # trial ids that went past each rung
         self._paused: dict[str, int] = {}  # trial id -> the rung it waits at
-        self._paused_trials: dict[str, Trial] = {}
+        self._pause_disk_bytes = pause_disk_bytes
+        self._state_bytes = state_bytes or checkpoint_bytes  # None: its state is not on disk yet
+        self._sizes: dict[str, float] = {}  # paused trial id -> its state's bytes, once known
+        self.evicted: list[str] = []  # trials stopped for good because the paused states took too much disk
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         if self._metric and metric and self._metric != metric:
@@ -86,17 +97,24 @@ class PromotionASHA(FIFOScheduler):
             self._promoted[rung].add(trial.trial_id)
             return TrialScheduler.CONTINUE
         self._paused[trial.trial_id] = rung
-        self._paused_trials[trial.trial_id] = trial
         return TrialScheduler.PAUSE
 
+    def on_trial_add(self, tune_controller, trial: Trial):
+        # Tuner.restore re-queues a paused trial as PENDING, and Tune would start it at once; it has not
+        # earned its promotion. on_trial_add comes before Tune files the trial under its status.
+        if trial.trial_id in self._paused and trial.status == Trial.PENDING:
+            trial.set_status(Trial.PAUSED)
+
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        if self._pause_disk_bytes is not None and self._paused:
+            self._evict(tune_controller)
         for rung in reversed(range(len(self._rungs))):
             top = max_promotions(len(self._recorded[rung]), self._eta)
             for _, _, trial_id in self._ranked[rung][:top]:  # best first: the first paused one is the best
                 if self._paused.get(trial_id) == rung and trial_id not in self._promoted[rung]:
                     self._promoted[rung].add(trial_id)
-                    del self._paused[trial_id]
-                    return self._paused_trials.pop(trial_id)
+                    self._forget(trial_id)
+                    return _find(tune_controller, trial_id)
         running = False
         for trial in tune_controller.get_trials():
             if trial.status == Trial.PENDING:
@@ -104,15 +122,45 @@ class PromotionASHA(FIFOScheduler):
             running = running or trial.status == Trial.RUNNING
         if self._paused and not running:
             # nothing runs and nothing waits: no result can come that would promote them
-            for trial in list(self._paused_trials.values()):
-                self._forget(trial.trial_id)
-                tune_controller.stop_trial(trial)
+            self._stop_paused(tune_controller, list(self._paused))
         return None
 
+    def _stop_paused(self, tune_controller, trial_ids: list[str]) -> None:
+        wanted = set(trial_ids)
+        for trial in [t for t in tune_controller.get_trials() if t.trial_id in wanted]:
+            self._forget(trial.trial_id)
+            tune_controller.stop_trial(trial)
+
+    def _relative_rank(self, trial_id: str) -> tuple[float, int]:
+        """(share of the trials at its rung that are strictly better, -rung): larger is evicted first."""
+        rung = self._paused[trial_id]
+        better = bisect.bisect_left(self._ranked[rung], (-self._recorded[rung][trial_id],))
+        return better / len(self._recorded[rung]), -rung
+
+    def _evict(self, tune_controller) -> None:
+        """Stop the lowest-ranked paused trials for good while the paused states take more than the budget."""
+        unknown = [t for t in self._paused if t not in self._sizes]
+        if unknown:
+            for trial in tune_controller.get_trials():
+                if trial.trial_id in unknown:
+                    size = self._state_bytes(trial)
+                    if size is not None:
+                        self._sizes[trial.trial_id] = float(size)
+        by_rank = sorted((t for t in self._paused if t in self._sizes), key=self._relative_rank)
+        total = sum(self._sizes[t] for t in by_rank)
+        victims = []
+        while by_rank and total > self._pause_disk_bytes:
+            victim = by_rank.pop()
+            total -= self._sizes[victim]
+            victims.append(victim)
+        if victims:
+            self.evicted.extend(victims)
+            self._stop_paused(tune_controller, victims)
+
     def _forget(self, trial_id: str) -> None:
-        """The trial waits no more (stopped, ended, failed)."""
+        """The trial waits no more (promoted, stopped, ended, failed)."""
         self._paused.pop(trial_id, None)
-        self._paused_trials.pop(trial_id, None)
+        self._sizes.pop(trial_id, None)
 
     def on_trial_remove(self, tune_controller, trial: Trial):
         self._forget(trial.trial_id)
@@ -128,13 +176,29 @@ class PromotionASHA(FIFOScheduler):
                            for level, r, p in zip(self._rungs, self._recorded, self._promoted))
         return f"PromotionASHA rungs (epoch: trials) {counts}; {len(self._paused)} paused"
 
-    @property
-    def paused_trials(self) -> set[str]:
+    def paused_ids(self) -> set[str]:
+        """The trials waiting at a rung now (the searchers' concurrency limit leaves them out: searchers.pausing)."""
         return set(self._paused)
 
     @property
     def rung_levels(self) -> list[int]:
         return list(self._rungs)
+
+
+def _find(tune_controller, trial_id: str) -> Trial:
+    return next(t for t in tune_controller.get_trials() if t.trial_id == trial_id)
+
+
+def checkpoint_bytes(trial: Trial) -> float | None:
+    """The size of the trial's latest checkpoint (a paused trial's: its training state), on whatever file
+    system it lives; None while it has none."""
+    checkpoint = trial.checkpoint
+    if checkpoint is None:
+        return None
+    from pyarrow.fs import FileSelector, FileType
+
+    infos = checkpoint.filesystem.get_file_info(FileSelector(checkpoint.path, recursive=True))
+    return float(sum(info.size for info in infos if info.type == FileType.File))
 
 
 def max_promotions(n: int, reduction_factor: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -62,10 +63,14 @@ class AnalyticTrainable(tune.Trainable):
                 "done": self.epoch >= self.config["epochs"]}
 
     def save_checkpoint(self, checkpoint_dir):
-        return None
+        # the epoch is its whole state: a paused trial (promotion-type ASHA) goes on from it
+        Path(checkpoint_dir, "epoch.json").write_text(json.dumps({"epoch": self.epoch}))
 
     def load_checkpoint(self, checkpoint):
-        pass
+        path = checkpoint if isinstance(checkpoint, str) else checkpoint.path
+        saved = Path(path, "epoch.json")
+        if saved.exists():
+            self.epoch = json.loads(saved.read_text())["epoch"]
 
 
 TASK = TaskSpec(name="analytic", trainable="tests.analytic:AnalyticTrainable", space=SPACE, epochs_param="epochs",

@@ -72,10 +72,10 @@ def test_one_worker_no_trial_goes_past_a_rung_on_too_few_peers():
     assert report(s, c, t["T5"], 1, 0.1) == PAUSE
     t["T6"].status = Trial.RUNNING
     assert report(s, c, t["T6"], 1, 0.65) == PAUSE  # 6 at rung 1, 2 places: T4 and T2 (gone on); T6 third
-    assert s.paused_trials == {"T1", "T3", "T5", "T6", "T2", "T4"}
+    assert s.paused_ids() == {"T1", "T3", "T5", "T6", "T2", "T4"}
     # nothing runs, nothing waits to start: no result can promote them, so all stop for good
     assert s.choose_trial_to_run(c) is None
-    assert sorted(c.stopped) == ["T1", "T2", "T3", "T4", "T5", "T6"] and not s.paused_trials
+    assert sorted(c.stopped) == ["T1", "T2", "T3", "T4", "T5", "T6"] and not s.paused_ids()
 
 
 def test_two_workers_a_loss_and_nothing_stopped_while_a_trial_runs():
@@ -124,7 +124,7 @@ def test_the_highest_rung_is_resumed_first():
     # both Q1 (rung 2) and Q4 (rung 1) qualify: the one further along first
     assert s.choose_trial_to_run(c) is q["Q1"]
     assert s.choose_trial_to_run(c) is q["Q4"]
-    assert s.paused_trials == {"Q2", "Q3", "Q5", "Q6"}
+    assert s.paused_ids() == {"Q2", "Q3", "Q5", "Q6"}
 
 
 # --- the replay runs it: paused trials hold no worker, the clock charges trained epochs only ---------
@@ -161,10 +161,121 @@ def test_the_replay_pauses_and_resumes_on_its_recorded_curve():
     assert any(t["status"] == "paused" or t["status"] == "stopped" for t in run.trials)
 
 
-def test_real_runs_refuse_it_in_one_line(tmp_path):
-    from experiments.spec import ExperimentSpec, SpecError, parse_methods
+def test_it_is_named_never_implied_by_a_star():
+    from experiments.spec import parse_methods
 
-    with pytest.raises(SpecError, match="not available in real runs yet.*experiments.replay --methods random:promotion"):
-        ExperimentSpec(methods=(("random", "promotion"),), results_dir=tmp_path)
-    assert ("random", "promotion") not in parse_methods("random:*")  # named, never implied by *
+    assert ("random", "promotion") not in parse_methods("random:*")  # * is the stopping schedulers
     assert ("random", "promotion") in parse_methods("random:promotion")
+
+
+def test_the_replay_keeps_the_paused_states_within_the_disk_budget():
+    """Two states fit: at no moment are more than two trials paused, and the rest were stopped (evicted)
+    lowest-ranked first; without a budget more wait at once."""
+    from experiments import replay
+
+    table = replay.load_table(replay.BUILTIN / "breast_cancer")
+    free = replay.replay_method(table, "random", "promotion", seed=1, num_samples=60, max_concurrent=2)
+    bounded = replay.replay_method(table, "random", "promotion", seed=1, num_samples=60, max_concurrent=2,
+                                   pause_disk_gb=2 * 100 / 1024, state_mb=100)
+    assert bounded.peak_paused <= 2 < free.peak_paused
+    assert bounded.n_evicted > 0 and free.n_evicted == 0
+
+
+# --- real runs (Ray Tune), on Breast Cancer ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def promotion_run(ray_session, tmp_path_factory):
+    import run_all
+
+    results = tmp_path_factory.mktemp("results")
+    argv = ["--task", "breast_cancer", "--budget", "smoke", "--results-dir", str(results), "--methods",
+            "random:promotion,bayesopt:promotion", "--num-samples", "8", "--max-concurrent", "2", "--quiet"]
+    assert run_all.main(argv) == 0
+    (run_dir,) = (results / "breast_cancer").iterdir()
+    return run_dir
+
+
+def test_a_real_run_pauses_resumes_and_leaves_no_training_state(promotion_run):
+    import pandas as pd
+
+    from core.records import STATE_FILES
+
+    trials = pd.read_csv(promotion_run / "trials.csv")
+    curves = pd.read_csv(promotion_run / "curves.csv")
+    assert len(trials) == 16 and set(trials["status"]) <= {"completed", "stopped"}
+    # a resumed trial's curve goes on where it paused: epochs 1..n once each, whatever its pauses
+    for trial_id, epochs in curves.groupby("trial_id")["epoch"]:
+        assert sorted(epochs) == list(range(1, len(epochs) + 1)), trial_id
+    assert (trials["status"] == "completed").any() and (trials["status"] == "stopped").any()
+    # stopped at a rung (epochs 1 and 3 of the smoke space's 4): paused there and never promoted
+    assert set(trials.loc[trials["status"] == "stopped", "epochs"]) <= {1, 3}
+    # no paused trial's training state is left behind (stopped for good: dropped; --keep-checkpoints best)
+    assert not [p for name in STATE_FILES for p in (promotion_run / "tune").rglob(name)]
+    summary = pd.read_csv(promotion_run / "summary.csv")
+    assert list(summary["n_evicted"]) == [0, 0] and summary["test_accuracy"].notna().all()
+
+
+def test_a_real_run_with_a_tiny_disk_budget_evicts_and_says_so(ray_session, tmp_path):
+    import pandas as pd
+
+    import run_all
+
+    argv = ["--task", "breast_cancer", "--budget", "smoke", "--results-dir", str(tmp_path), "--methods",
+            "random:promotion", "--num-samples", "8", "--max-concurrent", "2", "--quiet", "--pause-disk-gb", "1e-6"]
+    assert run_all.main(argv) == 0
+    (run_dir,) = (tmp_path / "breast_cancer").iterdir()
+    trials = pd.read_csv(run_dir / "trials.csv")
+    summary = pd.read_csv(run_dir / "summary.csv")
+    evicted = trials[trials["status"] == "evicted"]
+    assert len(evicted) > 0 and summary["n_evicted"].iloc[0] == len(evicted)
+    assert set(evicted["epochs"]) <= {1, 3}  # paused at a rung, never trained on
+
+
+def test_paused_trials_stay_paused_across_a_kill_and_resume(ray_session, tmp_path):
+    """Killed while trials wait at a rung, then --resume: Tune re-queues them as PENDING and would start
+    them; the restored scheduler keeps them paused until they earn a promotion. So, over the whole run,
+    no more trials went past a rung than its top 1/eta allows, and every curve goes on without a gap."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    from experiments.tune_adapter import trial_statuses
+    from tests.conftest import ROOT
+    from tests.test_reliability import _run_all
+
+    results = tmp_path / "results"
+    args = ["--task", "breast_cancer", "--budget", "smoke", "--methods", "random:promotion", "--num-samples", "12",
+            "--max-concurrent", "1", "--results-dir", str(results), "--monitor-interval", "0.2"]
+    log = open(tmp_path / "killed-run.log", "w")  # noqa: SIM115 - closed below
+    process = _run_all(args, log, start_new_session=True)
+    deadline, killed_with = time.time() + 300, None
+    while time.time() < deadline and process.poll() is None:
+        folders = list((results / "breast_cancer").glob("*/tune/random-promotion-s0"))
+        states = trial_statuses(folders[0]) if folders else {}
+        if list(states.values()).count("PAUSED") >= 2:
+            os.killpg(process.pid, signal.SIGKILL)
+            killed_with = states
+            break
+        time.sleep(0.02)
+    process.wait(timeout=60)
+    log.close()
+    assert killed_with is not None, "never caught with paused trials: " + (tmp_path / "killed-run.log").read_text()[-2000:]
+    (run_dir,) = (results / "breast_cancer").iterdir()
+    resumed = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--resume", str(run_dir)], check=False, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    trials = pd.read_csv(run_dir / "trials.csv")
+    curves = pd.read_csv(run_dir / "curves.csv")
+    assert len(trials) == 12
+    for level in (1, 3):  # the smoke space's rungs (grace period 1, eta 3, 4 epochs at most)
+        reached = int((trials["epochs"] >= level).sum())
+        assert int((trials["epochs"] > level).sum()) <= max_promotions(reached, 3), level
+    for trial_id, epochs in curves.groupby("trial_id")["epoch"]:
+        assert list(epochs.sort_values()) == list(range(1, len(epochs) + 1)), trial_id
+    paused_at_kill = [t for t, s in killed_with.items() if s == "PAUSED"]
+    assert set(paused_at_kill) <= set(trials["trial_id"])

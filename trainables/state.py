@@ -23,9 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-STATE_TENSORS = "state.safetensors"
-STATE_JSON = "state.json"
-STATE_FILES = (STATE_TENSORS, STATE_JSON)
+from core.records import STATE_FILES, STATE_JSON, STATE_TENSORS  # noqa: F401 - STATE_FILES: for importers
 
 
 def flatten(obj: Any, tensors: dict[str, torch.Tensor], path: str = "s") -> Any:

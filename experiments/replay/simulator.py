@@ -3,7 +3,6 @@ discrete-event loop), and many (method, seed) replays spread over processes."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import heapq
 import itertools
@@ -25,8 +24,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from core.rules import selection_key
 from experiments.replay.stats import seed_row
 from experiments.replay.table import Curve, Table
-from searchers import SCHEDULERS, SEARCHERS, MethodArgs
-from searchers.promotion import PromotionASHA
+from searchers import MethodArgs, build_method
 
 
 class ReplayedTrial:
@@ -63,6 +61,8 @@ class ReplayRun:
     selected: dict | None  # the trial select_trial's rule picks at the end
     sim_seconds: float
     compute: float
+    peak_paused: int = 0  # the most trials paused at once (a pausing scheduler's)
+    n_evicted: int = 0  # paused trials stopped for good for the disk budget
 
 
 @functools.cache
@@ -76,10 +76,12 @@ def _trainable():
 
 
 def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_samples: int | None = None,
-                  max_concurrent: int | None = None, budget: float | None = None) -> ReplayRun:
+                  max_concurrent: int | None = None, budget: float | None = None,
+                  pause_disk_gb: float | None = None, state_mb: float | None = None) -> ReplayRun:
     """Run one method on the table with the simulated clock; deterministic in its arguments.
     ``budget``: stop once the method has spent this share of the grid's compute (None: when
-    its searcher is done)."""
+    its searcher is done). ``pause_disk_gb``, ``state_mb``: a pausing scheduler's disk budget for
+    paused states and the size of one (a real run measures each checkpoint; the replay states it)."""
     # Global generators some libraries draw from (ASHA picks brackets with np.random).
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -87,18 +89,18 @@ def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_sa
     task = table.task_spec()
     num_samples = num_samples or table.num_samples
     max_concurrent = max_concurrent or table.max_concurrent
-    args = MethodArgs(task=task, seed=seed, num_samples=num_samples, max_concurrent=max_concurrent)
-    sched = SCHEDULERS[scheduler](args)
-    # A paused trial holds no worker, nor a place in the searcher's concurrency limit (Ray's
-    # limiters count it as live until it ends): the simulated workers are the only limit then.
-    limit = 0 if pauses(sched) else max_concurrent
-    plan = SEARCHERS[searcher](dataclasses.replace(args, max_concurrent=limit))
+    state_bytes = None if state_mb is None else (lambda trial: state_mb * 2**20)
+    args = MethodArgs(task=task, seed=seed, num_samples=num_samples, max_concurrent=max_concurrent,
+                      pause_disk_gb=pause_disk_gb, state_bytes=state_bytes)
+    plan, sched = build_method(searcher, scheduler, args)  # as experiments.tuning builds it
     # What tune.run does with them (ray/tune/tune.py): wrap, then set metric, mode and space.
     search_alg = plan.search_alg
     if search_alg is None:
-        search_alg = BasicVariantGenerator(max_concurrent=limit)
+        search_alg = BasicVariantGenerator(max_concurrent=max_concurrent)
     elif isinstance(search_alg, Searcher):
-        search_alg = SearchGenerator(ConcurrencyLimiter(search_alg, max_concurrent=limit) if limit else search_alg)
+        if not isinstance(search_alg, ConcurrencyLimiter):
+            search_alg = ConcurrencyLimiter(search_alg, max_concurrent=max_concurrent)
+        search_alg = SearchGenerator(search_alg)
     param_space = {**plan.param_space, "seed": seed}
     with tempfile.TemporaryDirectory() as storage:
         experiment = Experiment(name="replay", run=_trainable(), config=param_space, num_samples=plan.num_samples,
@@ -108,11 +110,6 @@ def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_sa
         search_alg.add_configurations([experiment])
         return _simulate(table, search_alg, sched, draw, max_concurrent,
                          searcher, scheduler, seed, budget)
-
-
-def pauses(sched) -> bool:
-    """Whether a scheduler pauses trials and resumes them (promotion-type ASHA) rather than only stopping them."""
-    return isinstance(sched, PromotionASHA)
 
 
 class _Controller:
@@ -140,13 +137,14 @@ def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, schedule
     trials: list[dict] = []
     events: list[tuple] = []
     incumbent = None  # (selection_key, record) of the trial core.rules.select_trial would pick now
+    peak_paused = 0
 
     def stop_paused(trial):
         state = paused.pop(trial.trial_id)
         trial.set_status(Trial.TERMINATED)
         sched.on_trial_remove(None, trial)
-        search_alg.on_trial_complete(trial.trial_id)
-        state["record"]["status"] = "stopped"
+        search_alg.on_trial_complete(trial.trial_id)  # no result, as TuneController.stop_trial gives none
+        state["record"]["status"] = "evicted" if trial.trial_id in getattr(sched, "evicted", ()) else "stopped"
 
     # pending first, then running: what the scheduler looks for stops early (the paused are last)
     controller = _Controller(lambda: itertools.chain(pending, (s["trial"] for s in live.values()),
@@ -224,7 +222,8 @@ def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, schedule
         elif decision == PAUSE:  # its worker is free; the scheduler may resume it later
             trial.set_status(Trial.PAUSED)
             paused[trial_id] = live.pop(trial_id)
-            start_trials()
+            start_trials()  # a pausing scheduler with a disk budget evicts here, as it does in a run
+            peak_paused = max(peak_paused, len(paused))
         else:
             state["epoch_start"] = clock
             heapq.heappush(heap, (clock + replayed.next_seconds(), next(order), trial_id))
@@ -232,7 +231,8 @@ def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, schedule
         state["record"]["status"] = "paused"
     frame = pd.DataFrame(events, columns=["sim_time", "compute", "trial_id", "epoch", objective.metric, "value"])
     return ReplayRun(searcher=searcher, scheduler=scheduler, seed=seed, trials=trials, events=frame,
-                     selected=incumbent[1] if incumbent else None, sim_seconds=clock, compute=done_seconds)
+                     selected=incumbent[1] if incumbent else None, sim_seconds=clock, compute=done_seconds,
+                     peak_paused=peak_paused, n_evicted=len(getattr(sched, "evicted", ())))
 
 
 def _blas_libraries_loaded() -> None:

@@ -1,0 +1,74 @@
+"""Searchers under a scheduler that pauses trials (``searchers.promotion``): the concurrency limit
+counts the trials that hold a worker or wait for one, never the paused.
+
+Ray's ``ConcurrencyLimiter`` and ``BasicVariantGenerator`` count a trial as live from its
+suggestion until it ends, so with promotion-type ASHA the paused trials would fill the limit:
+no new configuration could start while workers sit idle, and the run would end early by
+stopping every paused trial. And when Tune stops a paused trial for good (``TuneController.
+stop_trial`` on a PAUSED trial) it tells the searcher ``on_trial_complete`` without a result:
+TPE and BayesOpt would learn nothing from it. ``PauseAwareLimiter`` hands the searcher the trial's
+last result instead. The replay (``experiments.replay``) wires the same classes, so what it
+simulates is what a real run does.
+
+``paused`` is the scheduler's ``paused_ids``: the trials waiting at a rung now. It is not part of
+the state Tune saves (a pickled copy would point at a copy of the scheduler); Tune's own pickle
+of the Tuner keeps the reference, and ``--resume`` restores it from there.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+
+class PauseAwareLimiter(ConcurrencyLimiter):
+    def __init__(self, searcher, max_concurrent: int, paused: Callable[[], set]):
+        super().__init__(searcher, max_concurrent=max_concurrent)
+        self._paused = paused
+        self._last_results: dict[str, dict] = {}  # trial id -> its last result, for a stop while paused
+
+    def suggest(self, trial_id: str):
+        if self._limit_concurrency and len(self.live_trials - self._paused()) >= self.max_concurrent:
+            return None
+        limit, self.max_concurrent = self.max_concurrent, 10**9  # the parent's count is the one above
+        try:
+            return super().suggest(trial_id)
+        finally:
+            self.max_concurrent = limit
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._last_results[trial_id] = result
+        super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        last = self._last_results.pop(trial_id, None)
+        super().on_trial_complete(trial_id, result=result if result or error else last, error=error)
+
+    def get_state(self) -> dict:
+        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in ("searcher", "_paused")})
+
+
+class PauseAwareGenerator(BasicVariantGenerator):
+    """Grid and random search (Ray's generator) with the same count: paused trials hold no place."""
+
+    def __init__(self, *args, paused: Callable[[], set], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._paused = paused
+
+    def next_trial(self):
+        if self.max_concurrent > 0 and len(self._live_trials - self._paused()) >= self.max_concurrent:
+            return None
+        limit, self.max_concurrent = self.max_concurrent, 0  # the parent's count is the one above
+        try:
+            return super().next_trial()
+        finally:
+            self.max_concurrent = limit
+
+    def get_state(self):
+        state = super().get_state()
+        if state:
+            state = {k: v for k, v in state.items() if k != "_paused"}
+        return state
