@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core.rules import method_label
 from experiments.packing import AUTO
-from searchers import DEFAULT_METHODS, DEFAULT_SCHEDULER, PAUSING, SCHEDULERS, SEARCHERS
+from searchers import DEFAULT_METHODS, DEFAULT_SCHEDULER, SCHEDULERS, SEARCHERS, STAR_SCHEDULERS
 from trainables import TASK_MODULES, get_task
 
 BUDGETS = ("smoke", "full")
@@ -54,7 +54,7 @@ def parse_methods(text: str) -> tuple[tuple[str, str], ...]:
             raise SpecError(f"unknown searcher {searcher!r} in --methods; allowed: {', '.join(SEARCHERS)}")
         if sep and scheduler != "*" and scheduler not in SCHEDULERS:
             raise SpecError(f"unknown scheduler {scheduler!r} in --methods; allowed: {', '.join(SCHEDULERS)} or *")
-        schedulers = [s for s in SCHEDULERS if s not in PAUSING] if scheduler == "*" else [scheduler if sep else DEFAULT_SCHEDULER[searcher]]
+        schedulers = list(STAR_SCHEDULERS) if scheduler == "*" else [scheduler if sep else DEFAULT_SCHEDULER[searcher]]
         for pair in ((searcher, s) for s in schedulers):
             if pair in methods:
                 raise SpecError(f"method {method_label(*pair)} is named twice in --methods")

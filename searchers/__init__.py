@@ -109,7 +109,7 @@ def make_fifo(args: MethodArgs):
     return FIFOScheduler()
 
 
-def make_asha(args: MethodArgs):
+def make_asha(args: MethodArgs, brackets: int = 1):
     from ray.tune.schedulers import ASHAScheduler
 
     task = args.task
@@ -118,17 +118,33 @@ def make_asha(args: MethodArgs):
         max_t=task.max_t,  # the largest epoch count in the space
         grace_period=min(task.grace_period, task.max_t),  # epochs: the first rung
         reduction_factor=task.reduction_factor,
+        brackets=brackets,
     )
 
 
-def make_promotion(args: MethodArgs):
+def make_promotion(args: MethodArgs, brackets: int = 1):
     from searchers.promotion import PromotionASHA
 
     task = args.task
     return PromotionASHA(time_attr=task.resource_attr, max_t=task.max_t, grace_period=min(task.grace_period, task.max_t),
                          reduction_factor=task.reduction_factor,
                          pause_disk_bytes=None if args.pause_disk_gb is None else args.pause_disk_gb * 2**30,
-                         state_bytes=args.state_bytes)
+                         state_bytes=args.state_bytes, brackets=brackets, seed=args.seed)
+
+
+def _all_brackets(args: MethodArgs) -> int:
+    from searchers.promotion import n_brackets
+
+    task = args.task
+    return n_brackets(min(task.grace_period, task.max_t), task.reduction_factor, task.max_t)
+
+
+def make_hyperband(args: MethodArgs):
+    return make_asha(args, brackets=_all_brackets(args))
+
+
+def make_hyperband_promotion(args: MethodArgs):
+    return make_promotion(args, brackets=_all_brackets(args))
 
 
 SEARCHERS: dict[str, Callable[[MethodArgs], SearchPlan]] = {
@@ -143,9 +159,16 @@ SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     "asha": make_asha,
     # promotion-type ASHA: trials pause at each rung, resumed inside its top 1/eta (searchers/promotion.py)
     "promotion": make_promotion,
+    # asynchronous Hyperband: ASHA over every bracket of grace periods, a trial's drawn at random (Ray's
+    # ASHAScheduler with brackets; Li et al. 2020, 3.3), stopping or pausing
+    "hyperband": make_hyperband,
+    "hyperband_promotion": make_hyperband_promotion,
 }
+# What `searcher:*` in --methods expands to: the two every searcher is compared under (docs/DESIGN.md);
+# the Hyperband and pausing schedulers are named.
+STAR_SCHEDULERS = ("fifo", "asha")
 # Schedulers that pause trials and resume them from their checkpoints (the rest only stop them).
-PAUSING = frozenset({"promotion"})
+PAUSING = frozenset({"promotion", "hyperband_promotion"})
 
 
 def build_method(searcher: str, scheduler: str, args: MethodArgs) -> tuple[SearchPlan, Any]:

@@ -21,6 +21,13 @@ Paused trials' states take disk (a DistilBERT trial's ~0.8 GB, trainables.state)
 largest share of better trials at their rung; at a tie the lower rung) are stopped for good
 (``evicted``), and the replay applies the same rule with a stated size per state.
 
+Hyperband brackets (``brackets`` > 1; Li et al. 2020, section 3.3): bracket ``b``'s rungs start at
+``grace_period * reduction_factor**b``, so later brackets judge trials on later epochs, a hedge for
+tasks whose early epochs mislead; the last of ``n_brackets`` has no rung (its trials run to the end).
+Each new trial draws its bracket as Ray's ASHA does (probability proportional to
+``e**(its rungs - the most rungs)``), from the scheduler's own seeded generator, so a replay and a
+run draw the same; rungs are compared within a bracket only.
+
 Survives ``--resume``: the state is trial ids and numbers (experiments.callbacks.SchedulerState saves
 it); a trial Tune restores as PENDING that waits at a rung here is put back to PAUSED.
 """
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 import bisect
 import math
-
+import random
 from typing import Callable
 
 from ray.tune.experiment import Trial
@@ -45,19 +52,38 @@ def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
     return levels
 
 
+def n_brackets(grace_period: int, reduction_factor: int, max_t: int) -> int:
+    """Hyperband's full set of brackets: one per rung, and one with none (trials run to the end)."""
+    return len(rungs(grace_period, reduction_factor, max_t)) + 1
+
+
+def bracket_weights(sizes: list[int]) -> list[float]:
+    """Ray's ASHA's draw of a new trial's bracket (async_hyperband.py, on_trial_add): e**(rungs - most rungs)."""
+    top = max(sizes)
+    return [math.exp(n - top) for n in sizes]
+
+
 class PromotionASHA(FIFOScheduler):
     def __init__(self, time_attr: str, max_t: int, grace_period: int = 1, reduction_factor: int = 3,
                  metric: str | None = None, mode: str | None = None, pause_disk_bytes: float | None = None,
-                 state_bytes: Callable[[Trial], float | None] | None = None):
+                 state_bytes: Callable[[Trial], float | None] | None = None, brackets: int = 1, seed: int = 0):
         super().__init__()
         self._time_attr = time_attr
         self._metric, self._mode = metric, mode
         self._eta = reduction_factor
-        self._rungs = rungs(grace_period, reduction_factor, max_t)
-        self._recorded: list[dict[str, float]] = [{} for _ in self._rungs]  # rung -> trial id -> signed value
+        # Every bracket's rungs, numbered together: rung i is (its bracket, its epoch); state is per rung.
+        levels = [rungs(grace_period * reduction_factor**b, reduction_factor, max_t) for b in range(brackets)]
+        self._rung_keys = [(b, epoch) for b, epochs in enumerate(levels) for epoch in epochs]
+        self._rung_of = [{epoch: self._rung_keys.index((b, epoch)) for epoch in epochs} for b, epochs in enumerate(levels)]
+        # where a free worker looks first: the highest epoch, then the earlier bracket
+        self._promotion_order = sorted(range(len(self._rung_keys)), key=lambda i: (-self._rung_keys[i][1], i))
+        self._bracket_weights = bracket_weights([len(epochs) for epochs in levels])
+        self._draw = random.Random(seed)
+        self._bracket: dict[str, int] = {}  # trial id -> its bracket
+        self._recorded: list[dict[str, float]] = [{} for _ in self._rung_keys]  # rung -> trial id -> signed value
         # rung -> (-signed value, arrival, trial id), best first: the top 1/eta is a prefix, a rank a bisect
-        self._ranked: list[list[tuple]] = [[] for _ in self._rungs]
-        self._promoted: list[set[str]] = [set() for _ in self._rungs]  # trial ids that went past each rung
+        self._ranked: list[list[tuple]] = [[] for _ in self._rung_keys]
+        self._promoted: list[set[str]] = [set() for _ in self._rung_keys]  # trial ids that went past each rung
         self._paused: dict[str, int] = {}  # trial id -> the rung it waits at
         self._pause_disk_bytes = pause_disk_bytes
         self._state_bytes = state_bytes or checkpoint_bytes  # None: its state is not on disk yet
@@ -83,11 +109,17 @@ class PromotionASHA(FIFOScheduler):
         better = bisect.bisect_left(self._ranked[rung], (-recorded[trial_id],))  # trials strictly better
         return better < max_promotions(len(recorded), self._eta)
 
+    def _bracket_of(self, trial_id: str) -> int:
+        if trial_id not in self._bracket:
+            weights = self._bracket_weights
+            self._bracket[trial_id] = self._draw.choices(range(len(weights)), weights)[0] if len(weights) > 1 else 0
+        return self._bracket[trial_id]
+
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         epoch = result.get(self._time_attr)
-        if epoch not in self._rungs or result.get(self._metric) is None:
+        rung = self._rung_of[self._bracket_of(trial.trial_id)].get(epoch)
+        if rung is None or result.get(self._metric) is None:
             return TrialScheduler.CONTINUE
-        rung = self._rungs.index(epoch)
         if trial.trial_id in self._recorded[rung]:  # a resumed trial reports its rung again: nothing new
             return TrialScheduler.CONTINUE
         value = self._signed(float(result[self._metric]))
@@ -100,6 +132,7 @@ class PromotionASHA(FIFOScheduler):
         return TrialScheduler.PAUSE
 
     def on_trial_add(self, tune_controller, trial: Trial):
+        self._bracket_of(trial.trial_id)  # drawn in the order trials are created, as Ray's ASHA draws
         # Tuner.restore re-queues a paused trial as PENDING, and Tune would start it at once; it has not
         # earned its promotion. on_trial_add comes before Tune files the trial under its status.
         if trial.trial_id in self._paused and trial.status == Trial.PENDING:
@@ -108,7 +141,7 @@ class PromotionASHA(FIFOScheduler):
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         if self._pause_disk_bytes is not None and self._paused:
             self._evict(tune_controller)
-        for rung in reversed(range(len(self._rungs))):
+        for rung in self._promotion_order:
             top = max_promotions(len(self._recorded[rung]), self._eta)
             for _, _, trial_id in self._ranked[rung][:top]:  # best first: the first paused one is the best
                 if self._paused.get(trial_id) == rung and trial_id not in self._promoted[rung]:
@@ -132,10 +165,10 @@ class PromotionASHA(FIFOScheduler):
             tune_controller.stop_trial(trial)
 
     def _relative_rank(self, trial_id: str) -> tuple[float, int]:
-        """(share of the trials at its rung that are strictly better, -rung): larger is evicted first."""
+        """(share of the trials at its rung that are strictly better, -its epochs): larger is evicted first."""
         rung = self._paused[trial_id]
         better = bisect.bisect_left(self._ranked[rung], (-self._recorded[rung][trial_id],))
-        return better / len(self._recorded[rung]), -rung
+        return better / len(self._recorded[rung]), -self._rung_keys[rung][1]
 
     def _evict(self, tune_controller) -> None:
         """Stop the lowest-ranked paused trials for good while the paused states take more than the budget."""
@@ -172,9 +205,9 @@ class PromotionASHA(FIFOScheduler):
         self.on_trial_remove(tune_controller, trial)
 
     def debug_string(self) -> str:
-        counts = ", ".join(f"{level}: {len(r)} ({len(p)} promoted)"
-                           for level, r, p in zip(self._rungs, self._recorded, self._promoted))
-        return f"PromotionASHA rungs (epoch: trials) {counts}; {len(self._paused)} paused"
+        counts = ", ".join(f"{b}/{level}: {len(r)} ({len(p)} promoted)"
+                           for (b, level), r, p in zip(self._rung_keys, self._recorded, self._promoted))
+        return f"PromotionASHA rungs (bracket/epoch: trials) {counts}; {len(self._paused)} paused"
 
     def paused_ids(self) -> set[str]:
         """The trials waiting at a rung now (the searchers' concurrency limit leaves them out: searchers.pausing)."""
@@ -182,7 +215,8 @@ class PromotionASHA(FIFOScheduler):
 
     @property
     def rung_levels(self) -> list[int]:
-        return list(self._rungs)
+        """The first bracket's rungs (epochs)."""
+        return [epoch for b, epoch in self._rung_keys if b == 0]
 
 
 def _find(tune_controller, trial_id: str) -> Trial:

@@ -161,6 +161,47 @@ def test_the_replay_pauses_and_resumes_on_its_recorded_curve():
     assert any(t["status"] == "paused" or t["status"] == "stopped" for t in run.trials)
 
 
+# --- Hyperband brackets -----------------------------------------------------------------------------------
+def test_brackets_start_their_rungs_later_and_compare_within_themselves():
+    """Two brackets of max_t 9, eta 3: bracket 0 compares at epochs 1 and 3, bracket 1 at 3 only. A bracket-1
+    trial runs through epoch 1 uncompared and meets only bracket-1 trials at epoch 3."""
+    s = PromotionASHA(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3, metric="val_accuracy",
+                      mode="max", brackets=2)
+    assert s._rung_keys == [(0, 1), (0, 3), (1, 3)] and s.rung_levels == [1, 3]
+    trials = {name: FakeTrial(name, Trial.RUNNING) for name in ("A1", "A2", "A3", "B1", "B2", "B3")}
+    for name, trial in trials.items():
+        s._bracket[name] = 0 if name.startswith("A") else 1  # pinned: the draw is tested below
+    c = FakeController(trials.values())
+    assert report(s, c, trials["B1"], 1, 0.1) == CONTINUE  # no rung at epoch 1 in bracket 1
+    assert report(s, c, trials["B1"], 3, 0.9) == PAUSE  # alone at its rung: floor(1/3) = 0 go on
+    for name, value in (("A1", 0.5), ("A2", 0.4), ("A3", 0.3)):  # bracket 0's first rung, epoch 1
+        assert report(s, c, trials[name], 1, value) == PAUSE  # the first two alone; A3 third of three
+    assert report(s, c, trials["B2"], 3, 0.5) == PAUSE
+    assert report(s, c, trials["B3"], 3, 0.2) == PAUSE  # three at bracket 1's rung: B1 (0.9) is its top one
+    assert s._recorded[1] == {}  # bracket 0's epoch-3 rung: the B trials were not recorded there
+    c.trials = list(trials.values())  # all paused, nothing pending
+    # every worker free: the highest epoch first (bracket 1's rung at 3), then bracket 0's at 1
+    assert [s.choose_trial_to_run(c).trial_id for _ in range(2)] == ["B1", "A1"]
+
+
+def test_a_new_trial_draws_its_bracket_as_rays_asha_does():
+    from searchers.promotion import bracket_weights, n_brackets
+
+    assert n_brackets(1, 3, 9) == 3 and n_brackets(1, 3, 27) == 4
+    weights = bracket_weights([2, 1, 0])
+    s = PromotionASHA(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3, metric="val_accuracy",
+                      mode="max", brackets=3, seed=7)
+    c = FakeController([])
+    for i in range(3000):
+        s.on_trial_add(c, FakeTrial(f"T{i}"))
+    shares = [list(s._bracket.values()).count(b) / 3000 for b in range(3)]
+    assert shares == pytest.approx([w / sum(weights) for w in weights], abs=0.03)
+    again = PromotionASHA(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3, brackets=3, seed=7)
+    for i in range(50):
+        again.on_trial_add(c, FakeTrial(f"T{i}"))
+    assert [again._bracket[f"T{i}"] for i in range(50)] == [s._bracket[f"T{i}"] for i in range(50)]  # seeded
+
+
 def test_it_is_named_never_implied_by_a_star():
     from experiments.spec import parse_methods
 

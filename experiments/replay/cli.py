@@ -52,7 +52,7 @@ def parse_args(argv):
     parser.add_argument("--methods", default=",".join(f"{s}:*" for s in SEARCHERS),
                         help="comma-separated searcher[:scheduler], as in run_all.py: a searcher alone gets its "
                              "default scheduler, searcher:* every scheduler "
-                             f"({', '.join(SCHEDULERS)}); default: every searcher with every scheduler")
+                             f"({', '.join(SCHEDULERS)}); default: every searcher with fifo and asha")
     parser.add_argument("--num-samples", type=int, default=None,
                         help="trials per sampling searcher (default: the recorded run's)")
     parser.add_argument("--max-concurrent", type=int, default=None,
