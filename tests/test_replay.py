@@ -312,3 +312,21 @@ def test_replays_compute_with_one_blas_thread_whatever_loads_it(workers):
 
     for threads in map_jobs(_blas_threads, [0, 1], workers):
         assert threads and set(threads.values()) == {1}, threads
+
+
+@pytest.mark.parametrize("searcher,scheduler", [("random", "asha"), ("random", "hyperband"), ("grid", "asha"),
+                                                ("random", "promotion")])
+def test_drawing_the_generators_configurations_once_changes_no_replay(monkeypatch, searcher, scheduler):
+    """Grid and random replays read the configurations Ray's generator draws from a per-process list
+    (variants.FAST_VARIANTS): every replay is the same as with the generator itself, twice in a row."""
+    from experiments.replay import variants
+
+    table = replay.load_table(replay.BUILTIN / "breast_cancer")
+    runs = []
+    for fast in (False, True, True):
+        monkeypatch.setattr(variants, "FAST_VARIANTS", fast)
+        runs.append(replay.replay_method(table, searcher, scheduler, seed=2, num_samples=40, max_concurrent=2))
+    for run in runs[1:]:
+        assert [t["key"] for t in run.trials] == [t["key"] for t in runs[0].trials]
+        assert [t["epochs"] for t in run.trials] == [t["epochs"] for t in runs[0].trials]
+        pd.testing.assert_frame_equal(run.events.drop(columns="trial_id"), runs[0].events.drop(columns="trial_id"))

@@ -22,6 +22,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from core.rules import selection_key
+from experiments.replay import variants
 from experiments.replay.stats import seed_row
 from experiments.replay.table import Curve, Table
 from searchers import MethodArgs, build_method
@@ -105,9 +106,13 @@ def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_sa
     with tempfile.TemporaryDirectory() as storage:
         experiment = Experiment(name="replay", run=_trainable(), config=param_space, num_samples=plan.num_samples,
                                 storage_path=storage)
-        search_alg.set_search_properties(task.metric, task.mode, param_space, **experiment.public_spec)
         sched.set_search_properties(task.metric, task.mode, **experiment.public_spec)
-        search_alg.add_configurations([experiment])
+        if variants.FAST_VARIANTS and isinstance(search_alg, BasicVariantGenerator):
+            # grid and random search: the configurations Ray's generator draws, drawn once per process
+            search_alg = variants.replayed(searcher, args, param_space, _trainable())
+        else:
+            search_alg.set_search_properties(task.metric, task.mode, param_space, **experiment.public_spec)
+            search_alg.add_configurations([experiment])
         return _simulate(table, search_alg, sched, draw, max_concurrent,
                          searcher, scheduler, seed, budget)
 

@@ -24,6 +24,11 @@ REACH_POINTS = 0.5  # in the regret's unit: "within 0.5 points of the grid's bes
 CONTROLS = dict(zip(rules.CONTROLS, ("vs_random", "vs_random_asha")))
 ANYTIME_POINTS = np.geomspace(0.005, 1.0, 120)  # compute fractions of the anytime curves
 
+
+def pct(fraction: float) -> str:
+    """A share of the grid's compute as its column names spell it: 0.005 -> '0.5', 0.1 -> '10'."""
+    return f"{fraction * 100:g}"
+
 # What looks self-contradictory in a replay's tables, and why it is not; summary.md says it.
 READING_NOTES = (
     "Reading the numbers:",
@@ -54,7 +59,7 @@ def regret_at(run, table: Table, fractions) -> np.ndarray:
 
 
 def regret_column(table: Table, fraction: float) -> str:
-    return f"regret_{table.objective.regret_unit}_at_{round(fraction * 100)}pct"
+    return f"regret_{table.objective.regret_unit}_at_{pct(fraction)}pct"
 
 
 def compute_to_reach(run, table: Table, points: float = REACH_POINTS) -> float:
@@ -102,7 +107,7 @@ def summary_columns(table: Table) -> tuple[str, ...]:
         + ("compute_to_reach_median", "reach_share", "compute_share_median", f"{test}_median",
            f"grid_{test}", f"{test}_vs_grid_{unit}")
         # against each control (CONTROLS): vs_random_* is random:fifo, vs_random_asha_* is random:asha
-        + tuple(f"{prefix}_at_{round(f * 100)}pct_{s}" for prefix in CONTROLS.values() for f in REGRET_FRACTIONS
+        + tuple(f"{prefix}_at_{pct(f)}pct_{s}" for prefix in CONTROLS.values() for f in REGRET_FRACTIONS
                 for s in ("diff_median", "p", "r"))
     )
 
@@ -126,7 +131,7 @@ def summarize(seeds: pd.DataFrame, table: Table) -> pd.DataFrame:
                     continue
                 paired = frame.set_index("seed")[column].align(reference[column], join="inner")
                 p, r = wilcoxon(*paired)
-                at = f"{prefix}_at_{round(f * 100)}pct"
+                at = f"{prefix}_at_{pct(f)}pct"
                 row.update({f"{at}_diff_median": float(np.median(paired[0] - paired[1])), f"{at}_p": p, f"{at}_r": r})
         reach = frame["compute_to_reach"].to_numpy()
         row["compute_to_reach_median"] = float(np.median(reach))  # inf where most seeds never get there

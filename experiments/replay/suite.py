@@ -44,11 +44,11 @@ from analysis.stats import wilcoxon
 from core import records
 from core.rules import method_label
 from experiments.replay.fidelity import fidelity_lines
-from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, regret_at, seed_row
+from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, pct, regret_at, seed_row
 from experiments.replay.table import Table, load_table
 
-SUITE_FRACTIONS = (0.01, 0.02, 0.05, 0.10, 0.25)  # shares of the grid's compute the suite reports
-TESTED_FRACTIONS = (0.02, 0.10, 0.25)  # ... and where it tests methods against each other
+SUITE_FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.10, 0.25)  # shares of the grid's compute the suite reports
+TESTED_FRACTIONS = (0.01, 0.02, 0.10, 0.25)  # ... and where it tests methods against each other
 BUDGET = 0.25  # a method stops once it has spent this share of the grid's compute
 # A guard, not a budget: far above the ~7,000 trials ASHA starts within 25% of an LCBench grid
 # (most stop after one epoch). The 1,000 of before ended every ASHA method near 3% of the grid's
@@ -64,7 +64,12 @@ def tables_of(folder: Path, half: str | None = None) -> list[str]:
         return tasks
     return tasks[HALVES.index(half)::2]
 PAIRS = (("rungbo:asha", "bayesopt:asha"), ("rungbo:asha", "hyperopt:asha"), ("rungbo:asha", "random:asha"),
-         ("rungbo:fifo", "bayesopt:fifo"))
+         ("rungbo:fifo", "bayesopt:fifo"),
+         # pausing against stopping, brackets against one grace period, and each against BayesOpt run to the end
+         ("random:promotion", "random:asha"), ("random:hyperband", "random:asha"),
+         ("random:hyperband_promotion", "random:promotion"), ("random:promotion", "bayesopt:fifo"),
+         ("random:hyperband_promotion", "bayesopt:fifo"), ("rungbo:promotion", "rungbo:asha"),
+         ("rungbo:promotion", "bayesopt:fifo"))
 
 
 def default_tables_dir() -> Path:
@@ -277,19 +282,19 @@ def cross_dataset(rows: pd.DataFrame) -> pd.DataFrame:
     for method in dict.fromkeys(rows["method"]):
         row = {"method": method, "n_datasets": rows.loc[rows["method"] == method, "task"].nunique()}
         for f in SUITE_FRACTIONS:
-            pct = round(f * 100)
+            at_f = pct(f)
             mine = per_task[f][method]
-            row[f"norm_regret_at_{pct}pct_mean"] = float(mine.mean())
-            row[f"norm_regret_at_{pct}pct_q25"], row[f"norm_regret_at_{pct}pct_q75"] = np.percentile(mine, [25, 75])
-            row[f"avg_rank_at_{pct}pct"] = float(ranks.loc[method, ANYTIME_POINTS[at(ANYTIME_POINTS, f)]])
+            row[f"norm_regret_at_{at_f}pct_mean"] = float(mine.mean())
+            row[f"norm_regret_at_{at_f}pct_q25"], row[f"norm_regret_at_{at_f}pct_q75"] = np.percentile(mine, [25, 75])
+            row[f"avg_rank_at_{at_f}pct"] = float(ranks.loc[method, ANYTIME_POINTS[at(ANYTIME_POINTS, f)]])
             for (s, c), prefix in CONTROLS.items():
                 control = method_label(s, c)
                 if control == method or control not in per_task[f].index.get_level_values(0):
                     continue
                 x, y = mine.align(per_task[f][control], join="inner")
                 p, r = wilcoxon(x, y)
-                row.update({f"{prefix}_at_{pct}pct_p": p, f"{prefix}_at_{pct}pct_r": r,
-                            f"{prefix}_at_{pct}pct_wins": int((x < y).sum()), f"{prefix}_at_{pct}pct_n": int(len(x))})
+                row.update({f"{prefix}_at_{at_f}pct_p": p, f"{prefix}_at_{at_f}pct_r": r,
+                            f"{prefix}_at_{at_f}pct_wins": int((x < y).sum()), f"{prefix}_at_{at_f}pct_n": int(len(x))})
         out.append(row)
     return pd.DataFrame(out)
 
@@ -308,8 +313,8 @@ def pairwise(rows: pd.DataFrame, pairs=PAIRS) -> pd.DataFrame:
             series = pd.Series(norm[:, at(ANYTIME_POINTS, f)], index=rows.index).groupby([method, rows["task"]]).median()
             x, y = series[a].align(series[b], join="inner")
             p, r = wilcoxon(x, y)
-            pct = round(f * 100)
-            row.update({f"p_at_{pct}pct": p, f"r_at_{pct}pct": r, f"wins_at_{pct}pct": int((x < y).sum()),
-                        f"ties_at_{pct}pct": int((x == y).sum()), f"n_at_{pct}pct": int(len(x))})
+            at_f = pct(f)
+            row.update({f"p_at_{at_f}pct": p, f"r_at_{at_f}pct": r, f"wins_at_{at_f}pct": int((x < y).sum()),
+                        f"ties_at_{at_f}pct": int((x == y).sum()), f"n_at_{at_f}pct": int(len(x))})
         out.append(row)
     return pd.DataFrame(out)

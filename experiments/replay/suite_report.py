@@ -13,7 +13,7 @@ from core import records
 from core.rules import method_label
 from experiments.replay.fidelity import fidelity_lines
 from experiments.replay.report import _fmt  # one cell format for every replay table
-from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, READING_NOTES, summarize
+from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, READING_NOTES, pct, summarize
 from experiments.replay.suite import (FIDELITY_FILE, SUITE_FRACTIONS, TESTED_FRACTIONS, _fidelity_of, _table,
                                       average_rank, cross_dataset, normalized, pairwise)
 
@@ -84,7 +84,7 @@ def half_line(settings: dict) -> str:
 
 def markdown(cross: pd.DataFrame, settings: dict, pairs: pd.DataFrame | None = None, early: list[str] = (),
              fidelity: list[str] = ()) -> str:
-    tested = [round(f * 100) for f in TESTED_FRACTIONS]
+    tested = [pct(f) for f in TESTED_FRACTIONS]
     lines = [f"# LCBench suite: {settings['n_datasets']} data sets x {settings['n_seeds']} seeds per method", "",
              half_line(settings), "",
              (f"Each method ran until it had spent {100 * settings['budget']:.0f}% of the grid's compute (or its "
@@ -96,14 +96,14 @@ def markdown(cross: pd.DataFrame, settings: dict, pairs: pd.DataFrame | None = N
               "data sets and seeds. Wilcoxon: signed-rank test across data sets (two-sided), r = rank-biserial "
               "effect size (negative: the method's regret is lower), wins = data sets where the method's median "
               "normalized regret is lower."), "",
-             "| method | " + " | ".join(f"norm. regret @{round(f * 100)}%" for f in SUITE_FRACTIONS)
+             "| method | " + " | ".join(f"norm. regret @{pct(f)}%" for f in SUITE_FRACTIONS)
              + " | " + " | ".join(f"avg rank @{t}%" for t in tested) + " | "
              + " | ".join(f"vs {method_label(s, c)} @{t}%: p, r, wins" for s, c in CONTROLS for t in tested) + " |",
              "|---" * (1 + len(SUITE_FRACTIONS) + len(tested) + 2 * len(tested)) + "|"]
     for row in cross.to_dict("records"):
-        cells = [f"{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_mean'], 3)} "
-                 f"[{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_q25'], 3)}, "
-                 f"{_fmt(row[f'norm_regret_at_{round(f * 100)}pct_q75'], 3)}]" for f in SUITE_FRACTIONS]
+        cells = [f"{_fmt(row[f'norm_regret_at_{pct(f)}pct_mean'], 3)} "
+                 f"[{_fmt(row[f'norm_regret_at_{pct(f)}pct_q25'], 3)}, "
+                 f"{_fmt(row[f'norm_regret_at_{pct(f)}pct_q75'], 3)}]" for f in SUITE_FRACTIONS]
         ranks = [_fmt(row[f"avg_rank_at_{t}pct"]) for t in tested]
         tests = [_test_cell(row.get(f"{prefix}_at_{t}pct_p"), row.get(f"{prefix}_at_{t}pct_r"),
                             row.get(f"{prefix}_at_{t}pct_wins"), row.get(f"{prefix}_at_{t}pct_n"))
