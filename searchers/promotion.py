@@ -172,7 +172,7 @@ class PromotionASHA(FIFOScheduler):
 
     def _evict(self, tune_controller) -> None:
         """Stop the lowest-ranked paused trials for good while the paused states take more than the budget."""
-        unknown = [t for t in self._paused if t not in self._sizes]
+        unknown = {t for t in self._paused if t not in self._sizes}
         if unknown:
             for trial in tune_controller.get_trials():
                 if trial.trial_id in unknown:

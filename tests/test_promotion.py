@@ -161,6 +161,28 @@ def test_the_replay_pauses_and_resumes_on_its_recorded_curve():
     assert any(t["status"] == "paused" or t["status"] == "stopped" for t in run.trials)
 
 
+def test_over_the_disk_budget_the_lowest_ranked_paused_trial_goes_first():
+    """Budget: two states of 1 byte. Paused: P1 (2nd of 3 at epoch 1), P2 and P3 (3rd of 3 at epoch 1, and
+    last of 3 at epoch 3). P2 and P3 share the worst rank (2 of 3 better); the lower rung goes first: P2."""
+    s = PromotionASHA(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3, metric="val_accuracy",
+                      mode="max", pause_disk_bytes=2, state_bytes=lambda trial: 1)
+    trials = {name: FakeTrial(name, Trial.RUNNING) for name in ("P1", "P2", "Q1", "Q2", "P3")}
+    c = FakeController(trials.values())
+    report(s, c, trials["Q1"], 1, 0.9)  # alone: paused, then the top of three
+    report(s, c, trials["P1"], 1, 0.5)
+    report(s, c, trials["P2"], 1, 0.1)
+    s._forget("Q1")  # as if promoted: it waits no more
+    s._promoted[0].add("Q1")
+    report(s, c, trials["Q2"], 3, 0.9)
+    report(s, c, trials["Q1"], 3, 0.8)
+    s._forget("Q2"), s._forget("Q1")
+    report(s, c, trials["P3"], 3, 0.1)
+    assert s.paused_ids() == {"P1", "P2", "P3"}
+    trials["Q1"].status = Trial.RUNNING  # still training: the paused may yet be promoted
+    assert s.choose_trial_to_run(c) is None
+    assert s.evicted == ["P2"] and c.stopped == ["P2"] and s.paused_ids() == {"P1", "P3"}
+
+
 # --- Hyperband brackets -----------------------------------------------------------------------------------
 def test_brackets_start_their_rungs_later_and_compare_within_themselves():
     """Two brackets of max_t 9, eta 3: bracket 0 compares at epochs 1 and 3, bracket 1 at 3 only. A bracket-1
