@@ -299,34 +299,19 @@ def test_paused_trials_stay_paused_across_a_kill_and_resume(ray_session, tmp_pat
     no more trials went past a rung than its top 1/eta allows, and every curve goes on without a gap."""
     import json
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     import pandas as pd
 
-    from experiments.tune_adapter import trial_statuses
     from tests.conftest import ROOT
-    from tests.test_reliability import _run_all
+    from tests.test_reliability import kill_when
 
     results = tmp_path / "results"
     args = ["--task", "breast_cancer", "--budget", "smoke", "--methods", "random:promotion", "--num-samples", "12",
             "--max-concurrent", "1", "--results-dir", str(results), "--monitor-interval", "0.2"]
-    log = open(tmp_path / "killed-run.log", "w")  # noqa: SIM115 - closed below
-    process = _run_all(args, log, start_new_session=True)
-    deadline, killed_with = time.time() + 300, None
-    while time.time() < deadline and process.poll() is None:
-        folders = list((results / "breast_cancer").glob("*/tune/random-promotion-s0"))
-        states = trial_statuses(folders[0]) if folders else {}
-        if list(states.values()).count("PAUSED") >= 2:
-            os.killpg(process.pid, signal.SIGKILL)
-            killed_with = states
-            break
-        time.sleep(0.02)
-    process.wait(timeout=60)
-    log.close()
-    assert killed_with is not None, "never caught with paused trials: " + (tmp_path / "killed-run.log").read_text()[-2000:]
+    killed_with = kill_when(args, results / "breast_cancer", "random-promotion-s0", tmp_path / "killed-run.log",
+                            lambda states: list(states.values()).count("PAUSED") >= 2, poll=0.02)
     (run_dir,) = (results / "breast_cancer").iterdir()
     resumed = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--resume", str(run_dir)], check=False, cwd=ROOT,
                              env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -137,25 +138,31 @@ def _run_all(args, log, **kwargs):
                             **kwargs)
 
 
+def kill_when(args, task_dir, method: str, log_path, condition, poll: float = 0.05) -> dict:
+    """Start run_all.py with ``args`` and kill -9 it (the driver and all it started, at once) as soon as
+    ``condition`` holds of the trial statuses Tune last saved for ``method``; those statuses."""
+    with open(log_path, "w") as log:
+        process = _run_all(args, log, start_new_session=True)
+        deadline, killed_with = time.time() + 300, None
+        while time.time() < deadline and process.poll() is None:
+            folders = list(Path(task_dir).glob(f"*/tune/{method}"))
+            states = trial_statuses(folders[0]) if folders else {}
+            if states and condition(states):
+                os.killpg(process.pid, signal.SIGKILL)
+                killed_with = states
+                break
+            time.sleep(poll)
+        process.wait(timeout=60)
+    assert killed_with is not None, "never caught as wanted: " + Path(log_path).read_text()[-2000:]
+    return killed_with
+
+
 def test_a_run_killed_mid_method_resumes_without_rerunning_finished_trials(smoke_run, tmp_path):
     results = tmp_path / "results"
     args = ["--task", "breast_cancer", "--budget", "smoke", "--methods", "grid:fifo,random:fifo,bayesopt:asha",
             "--results-dir", str(results), "--monitor-interval", "0.2"]
-    log = open(tmp_path / "killed-run.log", "w")  # noqa: SIM115 - closed below
-    process = _run_all(args, log, start_new_session=True)
-    deadline = time.time() + 300
-    killed_with = None
-    while time.time() < deadline and process.poll() is None:
-        folders = list((results / "breast_cancer").glob("*/tune/random-fifo-s0"))
-        states = trial_statuses(folders[0]) if folders else {}
-        if any(s == "TERMINATED" for s in states.values()) and any(s != "TERMINATED" for s in states.values()):
-            os.killpg(process.pid, signal.SIGKILL)  # the driver and everything it started, at once
-            killed_with = states
-            break
-        time.sleep(0.05)
-    process.wait(timeout=60)
-    log.close()
-    assert killed_with is not None, "never caught mid-way: " + (tmp_path / "killed-run.log").read_text()[-2000:]
+    killed_with = kill_when(args, results / "breast_cancer", "random-fifo-s0", tmp_path / "killed-run.log",
+                            lambda states: "TERMINATED" in states.values() and set(states.values()) != {"TERMINATED"})
     (run_dir,) = (results / "breast_cancer").iterdir()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
     finished_before = {t for t, s in killed_with.items() if s == "TERMINATED"}

@@ -111,7 +111,7 @@ def test_help_imports_neither_torch_nor_ray():
 @pytest.mark.parametrize("args, expected", [
     (["--task", "mnist"], "unknown task 'mnist'; allowed: breast_cancer"),
     (["--methods", "grid,sobol"], "unknown searcher 'sobol'"),
-    (["--methods", "random:hyperband"], "unknown scheduler 'hyperband'"),
+    (["--methods", "random:pbt"], "unknown scheduler 'pbt'"),
     (["--methods", "grid,,random"], "is malformed"),
     (["--num-samples", "0"], "--num-samples must be at least 1"),
     (["--num-samples", "many"], "invalid int value: 'many'"),

@@ -48,7 +48,7 @@ from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, pct, regret_at, s
 from experiments.replay.table import Table, load_table
 
 SUITE_FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.10, 0.25)  # shares of the grid's compute the suite reports
-TESTED_FRACTIONS = (0.01, 0.02, 0.10, 0.25)  # ... and where it tests methods against each other
+TESTED_FRACTIONS = (0.005, 0.01, 0.02, 0.10, 0.25)  # ... and where it tests methods against each other
 BUDGET = 0.25  # a method stops once it has spent this share of the grid's compute
 # A guard, not a budget: far above the ~7,000 trials ASHA starts within 25% of an LCBench grid
 # (most stop after one epoch). The 1,000 of before ended every ASHA method near 3% of the grid's
