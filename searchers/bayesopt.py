@@ -136,6 +136,9 @@ class BayesOptSearcher(Searcher):
         self._observations: list[tuple[dict, float]] = []  # (bayes_opt params, target) of finished trials
         self._rng = np.random.RandomState(random_state)
         self._live: dict[str, dict] = {}  # trial_id -> bayes_opt params of a running trial
+        # Ids of live trials a pausing scheduler holds at a rung (set by searchers.pausing before each
+        # suggestion): they train nothing now, so they are not pending points of the GP
+        self.paused: set = set()
         self._best: dict[str, float] = {}  # trial_id -> best target reported so far
         self._tried: set[tuple] = set()  # configurations suggested (finished or running)
         self._deferred_failures: list[dict] = []  # failed before any finite target existed
@@ -240,8 +243,9 @@ class BayesOptSearcher(Searcher):
 
     def _training_data(self) -> tuple[list[tuple[dict, float]], list[dict]]:
         """What the GP is fitted to: (params, target) of the finished trials, and the params of the
-        running ones (pending). A subclass may answer from other observations (searchers.rungbo)."""
-        return self._observations, list(self._live.values())
+        running ones (pending; a paused trial is not running). A subclass may answer from other
+        observations (searchers.rungbo)."""
+        return self._observations, [p for t, p in self._live.items() if t not in self.paused]
 
     def _model_suggestion(self, observed: list[tuple[dict, float]], pending: list[dict]) -> dict | None:
         """The untried configuration of highest log-EI given ``observed``, with every ``pending``

@@ -13,7 +13,8 @@ What counts as an observation at resource r: the best value the trial reported a
 (the project's rule for what a trial is worth, applied up to r). Results reach the searcher
 through Ray's ``on_trial_result`` (every report ASHA lets continue) and ``on_trial_complete``
 (the report at which ASHA stopped it, which Tune does not pass to ``on_trial_result``). Trials
-still running below r are pending (the kriging believer of ``BayesOptSearcher``); errored or
+still running below r are pending (the kriging believer of ``BayesOptSearcher``; a trial paused
+at a rung is not running, so not pending); errored or
 NaN trials score the worst value observed at r. Until some resource has ``min_points`` trials,
 suggestions are random, as in BOHB. Under FIFO the same rule learns from the partial curves
 of running trials.
@@ -96,7 +97,7 @@ class RungBOSearcher(BayesOptSearcher):
             curve = self._curves.get(trial_id, {})
             if level in curve:
                 observed.append((params, curve[level]))
-            elif trial_id in self._live and trial_id not in self._failed:
+            elif trial_id in self._live and trial_id not in self._failed and trial_id not in self.paused:
                 pending.append(params)
         worst = min(t for _, t in observed)
         observed += [(self._params_of[t], worst) for t in self._failed if t in self._params_of and level not in
