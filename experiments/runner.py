@@ -149,15 +149,20 @@ def probe_shares(task, options, resources: dict, echo) -> tuple[dict, dict]:
     return probed, {**resources, "gpu": max(numbers["share"] for numbers in probed.values())}
 
 
+NEVER_REPEAT = ("bayesopt", "rungbo", "shuffle")  # searchers that never suggest a configuration twice
+
+
 def samples_note(spec: ExperimentSpec, task, num_samples: int) -> str | None:
     """One line where --num-samples is above the space's size: what each sampling searcher does then."""
     sampling = sorted({s for s, _ in spec.methods if s != "grid"})
     if num_samples <= task.grid_size or not sampling:
         return None
-    repeat = [s for s in sampling if s != "bayesopt"]
+    once = [s for s in sampling if s in NEVER_REPEAT]
+    repeat = [s for s in sampling if s not in NEVER_REPEAT]
     return (f"--num-samples {num_samples} is above the {task.grid_size} configurations of the space: "
-            + ("bayesopt tries each configuration once (at most that many trials)" if "bayesopt" in sampling else "")
-            + ("; " if "bayesopt" in sampling and repeat else "")
+            + (f"{', '.join(once)} tr{'ies' if len(once) == 1 else 'y'} each configuration once (at most that many "
+               "trials)" if once else "")
+            + ("; " if once and repeat else "")
             + (f"{', '.join(repeat)} draw with replacement and repeat configurations (n_repeats in summary.csv)"
                if repeat else ""))
 

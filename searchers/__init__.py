@@ -147,9 +147,27 @@ def make_hyperband_promotion(args: MethodArgs):
     return make_promotion(args, brackets=_all_brackets(args))
 
 
+def make_shuffle(args: MethodArgs) -> SearchPlan:
+    """Random search without repeats: every grid configuration at most once, in a seeded random
+    order (Syne Tune's RandomSearch with ``restrict_configurations``). Ray's random search draws
+    each value independently, so on a finite grid it repeats configurations: by the grid's size in
+    trials about a third of them are repeats (1 - 1/e of the draws are new). Ray's generator yields
+    the shuffled grid as its ``points_to_evaluate``."""
+    import itertools
+    import random
+
+    names = list(args.task.space)
+    grid = [dict(zip(names, values)) for values in itertools.product(*(args.task.space[n] for n in names))]
+    random.Random(args.seed).shuffle(grid)
+    n = min(args.num_samples, len(grid))
+    return SearchPlan(_generator(args, points_to_evaluate=grid[:n], random_state=args.seed),
+                      _choice_space(args.task), n)
+
+
 SEARCHERS: dict[str, Callable[[MethodArgs], SearchPlan]] = {
     "grid": make_grid,
     "random": make_random,
+    "shuffle": make_shuffle,  # random search that never repeats a configuration
     "hyperopt": make_hyperopt,
     "bayesopt": make_bayesopt,
     "rungbo": make_rungbo,  # BayesOpt fitted at the highest well-populated ASHA rung (searchers/rungbo.py)
@@ -191,7 +209,7 @@ def build_method(searcher: str, scheduler: str, args: MethodArgs) -> tuple[Searc
     return plan, sched
 # The scheduler a searcher named alone in --methods runs with: the baselines run to completion
 # (as a practitioner would), the model-based searchers under ASHA (docs/DESIGN.md).
-DEFAULT_SCHEDULER = {"grid": "fifo", "random": "fifo", "hyperopt": "asha", "bayesopt": "asha", "rungbo": "asha"}
+DEFAULT_SCHEDULER = {"grid": "fifo", "random": "fifo", "shuffle": "fifo", "hyperopt": "asha", "bayesopt": "asha", "rungbo": "asha"}
 # What `run_all.py` compares when --methods is not given: the baselines, the proposed methods,
 # and random search under ASHA, the control that tells a gain of the searcher from one of the
 # scheduler (docs/DESIGN.md, "The methods compared").

@@ -209,6 +209,8 @@ def test_more_samples_than_configurations_is_said_and_repeats_are_counted():
     assert note.startswith(f"--num-samples {task.grid_size + 42} is above the {task.grid_size} configurations")
     assert "bayesopt tries each configuration once" in note and "random draw with replacement" in note
     assert samples_note(spec, task, task.grid_size) is None
+    both = samples_note(ExperimentSpec(methods=(("shuffle", "fifo"), ("rungbo", "asha"))), task, task.grid_size + 1)
+    assert "rungbo, shuffle try each configuration once" in both and "replacement" not in both
     assert samples_note(ExperimentSpec(methods=(("grid", "fifo"),)), task, 10**6) is None  # the grid samples nothing
     config = {f"config/{k}": v[0] for k, v in task.space.items()}
     trials = [{**config, "status": "completed", "epochs": 1, "train_seconds": 1.0, "peak_rss_mb": None,

@@ -5,6 +5,7 @@ space, reproduces its suggestions under a fixed seed, and survives NaN results."
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import pytest
@@ -57,3 +58,17 @@ def test_nan_results_do_not_crash_it(ray_session, tmp_path, searcher):
     values = [r.metrics["val_accuracy"] for r in results]
     assert any(math.isnan(v) for v in values), "the objective never returned NaN: the test proves nothing"
     assert any(math.isfinite(v) for v in values)
+
+
+def test_shuffle_runs_every_configuration_once_where_random_repeats(ray_session, tmp_path):
+    """shuffle is random search without repeats: asked for more trials than the grid has, it runs
+    each configuration once and ends; Ray's random search, asked for as many as the grid has,
+    repeats some (about a third of the draws are repeats by then)."""
+    grid = sorted(itertools.product(*SMALL.space.values()))
+    shuffled = tune(SMALL, "shuffle", "fifo", 5, tmp_path / "s", num_samples=len(grid) + 5, max_concurrent=1,
+                    resources=RESOURCES).results
+    assert sorted(suggested(shuffled, SMALL.space)) == grid
+    assert suggested(shuffled, SMALL.space) != grid  # in a random order, not the grid's
+    drawn = tune(SMALL, "random", "fifo", 5, tmp_path / "r", num_samples=len(grid), max_concurrent=1,
+                 resources=RESOURCES).results
+    assert len(set(suggested(drawn, SMALL.space))) < len(grid)
