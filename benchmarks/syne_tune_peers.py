@@ -51,8 +51,20 @@ N_WORKERS = 4  # the replay tables' concurrency
 MAX_TRIALS = 1000
 
 
-def blackbox(table):
-    """The table as a Syne Tune ``BlackboxTabular``: val_accuracy and cumulative seconds per epoch."""
+def _ordinal(values):
+    """A grid's value list as Syne Tune's ordinal domain, encoded as our BayesOpt encodes it
+    (searchers/bayesopt.py): by position, so values spaced by a constant factor on a log scale."""
+    from syne_tune.config_space import logordinal, ordinal
+
+    values = sorted(values)
+    ratios = np.array(values[1:]) / np.array(values[:-1]) if min(values) > 0 else None
+    geometric = ratios is not None and len(values) > 2 and np.allclose(ratios, ratios[0])
+    return logordinal(values) if geometric else ordinal(values, kind="nn")
+
+
+def blackbox(table, encoding: str = "choice"):
+    """The table as a Syne Tune ``BlackboxTabular``: val_accuracy and cumulative seconds per epoch.
+    ``encoding``: "choice" (categorical domains) or "ordinal" (``_ordinal``, for model-based peers)."""
     from syne_tune.blackbox_repository.blackbox_tabular import BlackboxTabular
     from syne_tune.config_space import choice, randint
 
@@ -65,7 +77,8 @@ def blackbox(table):
         evaluations[i, 0, :, 0] = curve.val["val_accuracy"]
         evaluations[i, 0, :, 1] = np.cumsum(curve.epoch_seconds)
     hyperparameters = pd.DataFrame([table.config_of(key) for key in keys])[searched]
-    space = {name: choice(list(table.space[name])) for name in searched}
+    domain = _ordinal if encoding == "ordinal" else (lambda values: choice(list(values)))
+    space = {name: domain(table.space[name]) for name in searched}
     return BlackboxTabular(hyperparameters=hyperparameters, configuration_space=space,
                            fidelity_space={"epoch": randint(1, epochs)}, objectives_evaluations=evaluations,
                            fidelity_values=np.arange(1, epochs + 1), objectives_names=["val_accuracy", "elapsed_time"])
@@ -188,10 +201,12 @@ def run_syne(table, method: str, seed: int, budget: float, points=None, ray_rule
     return frame
 
 
-def regret_curve(table, frame: pd.DataFrame, fractions=FRACTIONS) -> np.ndarray:
+def regret_curve(table, frame: pd.DataFrame, fractions=FRACTIONS, with_compute: bool = False):
     """Regret (points) of the incumbent at each share of the grid's compute: the trial with the best
     validation accuracy so far (core.rules' selection, earlier start breaking ties) and the value of
-    its configuration at the epochs it trained; compute counts finished epochs."""
+    its configuration at the epochs it trained; compute counts finished epochs. Before the first
+    result the regret of a value of 0, as our suite counts it (experiments.replay.stats.regret_at).
+    ``with_compute``: also the compute the run spent in all."""
     from core.rules import selection_key
 
     searched = [n for n, v in table.space.items() if len(v) > 1]
@@ -211,7 +226,9 @@ def regret_curve(table, frame: pd.DataFrame, fractions=FRACTIONS) -> np.ndarray:
         if incumbent is None or candidate[0] > incumbent[0]:
             incumbent = candidate
     out += [incumbent] * len(marks)
-    return np.array([100.0 * (table.optimum - table.value(k, e)) for _, k, e in out])
+    regret = np.array([table.objective.regret(table.optimum, 0.0 if pick is None else table.value(*pick[1:]))
+                       for pick in out])
+    return (regret, compute) if with_compute else regret
 
 
 def agreement(table, seed: int, budget: float) -> list[str]:
