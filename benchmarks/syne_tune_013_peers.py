@@ -65,7 +65,10 @@ METHODS = ("syne-random:promotion", "syne-mobster:promotion", "syne-hypertune:pr
 # MOBSTER); the first pair is the implementations' check: the same method in two libraries (both
 # draw the grid without repeats), the second what Ray's repeating random search costs
 PAIRS = (("shuffle:promotion", "syne-random:promotion"), ("random:promotion", "syne-random:promotion"),
-         *((ours, peer) for peer in METHODS[1:] for ours in ("random:promotion", "bayesopt:fifo", "rungbo:promotion")))
+         ("bayesopt:promotion", "syne-random:promotion"), ("bayesopt:promotion", "bayesopt:fifo"),
+         ("bayesopt:promotion", "random:promotion"), ("rungbo:promotion", "bayesopt:promotion"),
+         *((ours, peer) for peer in METHODS[1:]
+           for ours in ("random:promotion", "bayesopt:fifo", "bayesopt:promotion", "rungbo:promotion")))
 BUDGET = 0.25
 MAX_TRIALS = 100_000  # the suite's guard, not a budget
 DYHPO_RUNG_INCREMENT = 2  # Syne Tune's default for DyHPO
@@ -226,7 +229,7 @@ def report(args, folder: Path, tasks: list[str]) -> pd.DataFrame:
     records.write_csv(out / "pairs.csv", list(pairs.columns), pairs.to_dict("records"))
     try:
         (out / "plots").mkdir(exist_ok=True)
-        suite_report.plot(rows, out / "plots" / "peers.png")
+        suite_report.plot(rows, out / "plots" / "lcbench_suite.png")  # the name summary.md links
     except ImportError:
         print("(no matplotlib here: no plot; the tables are complete)")
     print(text + "\n".join(notes))
