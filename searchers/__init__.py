@@ -209,7 +209,8 @@ def build_method(searcher: str, scheduler: str, args: MethodArgs) -> tuple[Searc
     return plan, sched
 # The scheduler a searcher named alone in --methods runs with: the baselines run to completion
 # (as a practitioner would), the model-based searchers under ASHA (docs/DESIGN.md).
-DEFAULT_SCHEDULER = {"grid": "fifo", "random": "fifo", "shuffle": "fifo", "hyperopt": "asha", "bayesopt": "asha", "rungbo": "asha"}
+DEFAULT_SCHEDULER = {"grid": "fifo", "random": "fifo", "shuffle": "fifo",
+                     "hyperopt": "asha", "bayesopt": "asha", "rungbo": "asha"}
 # What `run_all.py` compares when --methods is not given: the baselines, the proposed methods,
 # and random search under ASHA, the control that tells a gain of the searcher from one of the
 # scheduler (docs/DESIGN.md, "The methods compared").
