@@ -166,12 +166,16 @@ def peer_row(job) -> dict:
 
 
 def read_rows(folder: Path) -> list[dict]:
-    """A suite folder's rows (rows.jsonl, or the committed rows.jsonl.gz)."""
-    for name, opener in (("rows.jsonl", open), ("rows.jsonl.gz", gzip.open)):
-        if (folder / name).is_file():
-            with opener(folder / name, "rt") as f:
-                return [json.loads(line) for line in f if line.strip()]
-    raise SystemExit(f"no rows.jsonl(.gz) in {folder}")
+    """A suite folder's rows: rows.jsonl as the suite reads it (a half-written last line skipped),
+    or the committed rows.jsonl.gz."""
+    from experiments.replay.suite import ROWS_FILE, _read_rows
+
+    if (folder / ROWS_FILE).is_file():
+        return _read_rows(folder / ROWS_FILE)
+    if (folder / f"{ROWS_FILE}.gz").is_file():
+        with gzip.open(folder / f"{ROWS_FILE}.gz", "rt") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    raise SystemExit(f"no {ROWS_FILE}(.gz) in {folder}")
 
 
 def run(args, folder: Path, tasks: list[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -131,6 +132,11 @@ class TaskSpec:
     @property
     def grid_size(self) -> int:
         return math.prod(len(v) for v in self.space.values())
+
+    def configurations(self) -> list[dict]:
+        """Every configuration of the grid, in the order of the space's lists."""
+        names = list(self.space)
+        return [dict(zip(names, values)) for values in itertools.product(*(self.space[n] for n in names))]
 
     def load_trainable(self) -> type:
         """The Trainable class named by ``trainable`` (imports the task's module: torch, Ray)."""

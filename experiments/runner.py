@@ -36,6 +36,7 @@ from experiments.scoring import evaluate_selected, summarize_method
 from experiments.spec import ExperimentSpec, RunFailed, SpecError, StorageFailed, is_uri
 from experiments.tune_adapter import can_restore
 from experiments.tuning import expected_trials, tune_method
+from searchers import NEVER_REPEAT
 from trainables import get_task, task_file
 
 
@@ -147,9 +148,6 @@ def probe_shares(task, options, resources: dict, echo) -> tuple[dict, dict]:
     echo(f"GPU share by measured memory ({names}): "
          + "; ".join(f"{key}: {numbers['share']:g} ({numbers['need_mb']:.0f} MiB)" for key, numbers in probed.items()))
     return probed, {**resources, "gpu": max(numbers["share"] for numbers in probed.values())}
-
-
-NEVER_REPEAT = ("bayesopt", "rungbo", "shuffle")  # searchers that never suggest a configuration twice
 
 
 def samples_note(spec: ExperimentSpec, task, num_samples: int) -> str | None:

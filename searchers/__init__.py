@@ -153,11 +153,9 @@ def make_shuffle(args: MethodArgs) -> SearchPlan:
     each value independently, so on a finite grid it repeats configurations: by the grid's size in
     trials about a third of them are repeats (1 - 1/e of the draws are new). Ray's generator yields
     the shuffled grid as its ``points_to_evaluate``."""
-    import itertools
     import random
 
-    names = list(args.task.space)
-    grid = [dict(zip(names, values)) for values in itertools.product(*(args.task.space[n] for n in names))]
+    grid = args.task.configurations()
     random.Random(args.seed).shuffle(grid)
     n = min(args.num_samples, len(grid))
     return SearchPlan(_generator(args, points_to_evaluate=grid[:n], random_state=args.seed),
@@ -172,6 +170,7 @@ SEARCHERS: dict[str, Callable[[MethodArgs], SearchPlan]] = {
     "bayesopt": make_bayesopt,
     "rungbo": make_rungbo,  # BayesOpt fitted at the highest well-populated ASHA rung (searchers/rungbo.py)
 }
+NEVER_REPEAT = ("bayesopt", "rungbo", "shuffle")  # searchers that never suggest a configuration twice
 SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     "fifo": make_fifo,
     "asha": make_asha,
