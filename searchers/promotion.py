@@ -16,6 +16,16 @@ best promotable paused trial, highest rung first, before a new trial starts. Onc
 nothing waits to start (the searcher has no more configurations), the paused trials that never
 qualified are stopped for good.
 
+``anytime`` (scheduler ``promotion_anytime``): once the search algorithm is finished (a finite grid
+tried in full, or its num_samples drawn) and no trial waits to start, a free worker resumes the
+paused trial that ranks best at its rung (the smallest share of strictly better trials there; at a
+tie the rung with more epochs, then the earlier arrival: the eviction order below, reversed)
+instead of leaving the worker idle. On a finite grid promotion ASHA otherwise ends at successive
+halving's compute (LCBench: every configuration tried at ~12% of the grid's compute) with the rest
+of a budget unspent; anytime spends it on the trials that came closest to a promotion, and given
+time trains every trial to max_t. So it is for runs bounded by time (Ctrl-C, a time budget, the
+replay's compute budget), not by num_samples: a run left alone costs what FIFO costs.
+
 Paused trials' states take disk (a DistilBERT trial's ~0.8 GB, trainables.state): with
 ``pause_disk_bytes`` set, once the paused states take more, the lowest-ranked paused trials (the
 largest share of better trials at their rung; at a tie the lower rung) are stopped for good
@@ -64,11 +74,15 @@ def bracket_weights(sizes: list[int]) -> list[float]:
 
 
 class PromotionASHA(FIFOScheduler):
+    _anytime = False  # the default for a scheduler pickled (--resume) before ``anytime`` existed
+
     def __init__(self, time_attr: str, max_t: int, grace_period: int = 1, reduction_factor: int = 3,
                  metric: str | None = None, mode: str | None = None, pause_disk_bytes: float | None = None,
-                 state_bytes: Callable[[Trial], float | None] | None = None, brackets: int = 1, seed: int = 0):
+                 state_bytes: Callable[[Trial], float | None] | None = None, brackets: int = 1, seed: int = 0,
+                 anytime: bool = False):
         super().__init__()
         self._time_attr = time_attr
+        self._anytime = anytime
         self._metric, self._mode = metric, mode
         self._eta = reduction_factor
         # Every bracket's rungs, numbered together: rung i is (its bracket, its epoch); state is per rung.
@@ -153,6 +167,11 @@ class PromotionASHA(FIFOScheduler):
             if trial.status == Trial.PENDING:
                 return trial
             running = running or trial.status == Trial.RUNNING
+        if self._anytime and self._paused and _search_finished(tune_controller):
+            trial_id = self._best_paused()
+            self._promoted[self._paused[trial_id]].add(trial_id)
+            self._forget(trial_id)
+            return _find(tune_controller, trial_id)
         if self._paused and not running:
             # nothing runs and nothing waits: no result can come that would promote them
             self._stop_paused(tune_controller, list(self._paused))
@@ -169,6 +188,14 @@ class PromotionASHA(FIFOScheduler):
         rung = self._paused[trial_id]
         better = bisect.bisect_left(self._ranked[rung], (-self._recorded[rung][trial_id],))
         return better / len(self._recorded[rung]), -self._rung_keys[rung][1]
+
+    def _best_paused(self) -> str:
+        """The paused trial with the smallest _relative_rank (anytime's choice once the search is over).
+        Each rung's best paused trial is the first paused one in its ranking; across rungs, ties go to
+        the one further along (_promotion_order)."""
+        firsts = (next((t for _, _, t in self._ranked[rung] if self._paused.get(t) == rung), None)
+                  for rung in self._promotion_order)
+        return min((t for t in firsts if t is not None), key=self._relative_rank)
 
     def _evict(self, tune_controller) -> None:
         """Stop the lowest-ranked paused trials for good while the paused states take more than the budget."""
@@ -217,6 +244,13 @@ class PromotionASHA(FIFOScheduler):
     def rung_levels(self) -> list[int]:
         """The first bracket's rungs (epochs)."""
         return [epoch for b, epoch in self._rung_keys if b == 0]
+
+
+def _search_finished(tune_controller) -> bool:
+    """Whether the search algorithm will suggest nothing more (Tune's controller exposes it, as Ray's
+    HyperBandForBOHB reads it; the replay's stand-in controller does the same)."""
+    search_alg = getattr(tune_controller, "search_alg", None)
+    return search_alg is not None and search_alg.is_finished()
 
 
 def _find(tune_controller, trial_id: str) -> Trial:

@@ -4,6 +4,7 @@ are stopped for good. A stand-in controller holds the trials' statuses as Tune w
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
@@ -127,6 +128,72 @@ def test_the_highest_rung_is_resumed_first():
     assert s.paused_ids() == {"Q2", "Q3", "Q5", "Q6"}
 
 
+class FakeSearch:
+    def __init__(self):
+        self.finished = False
+
+    def is_finished(self):
+        return self.finished
+
+
+def test_anytime_once_the_search_is_over_resumes_the_best_ranked_paused_trial_first():
+    s = PromotionASHA("epoch", max_t=9, grace_period=1, reduction_factor=3, metric="val_accuracy", mode="max",
+                      anytime=True)
+    t = {name: FakeTrial(name) for name in ("T1", "T2", "T3", "T4")}
+    c = FakeController(t.values())
+    c.search_alg = FakeSearch()
+    for name, value in (("T1", 0.5), ("T2", 0.7), ("T3", 0.6)):
+        assert s.choose_trial_to_run(c) is t[name]
+        t[name].status = Trial.RUNNING
+        assert report(s, c, t[name], 1, value) == PAUSE
+    assert s.choose_trial_to_run(c) is t["T2"]  # the rule: top 1 of 3 at rung 1
+    t["T2"].status = Trial.RUNNING
+    assert report(s, c, t["T2"], 3, 0.8) == PAUSE  # alone at rung 3
+    assert s.choose_trial_to_run(c) is t["T4"]
+    t["T4"].status = Trial.RUNNING
+    c.search_alg.finished = True  # T4 was the last configuration
+    assert report(s, c, t["T4"], 1, 0.55) == PAUSE  # 4 at rung 1, its 1 place taken by T2
+    # Nothing qualifies and nothing new comes. Share of strictly better trials at the rung:
+    # T2 0/1 (rung 3), T3 1/4, T4 2/4, T1 3/4 (rung 1): T2 goes first, and runs to the end.
+    assert s.choose_trial_to_run(c) is t["T2"] and not c.stopped
+    t["T2"].status = Trial.TERMINATED
+    s.on_trial_complete(c, t["T2"], {})
+    assert s.choose_trial_to_run(c) is t["T3"]
+    t["T3"].status = Trial.RUNNING
+    assert report(s, c, t["T3"], 3, 0.9) == PAUSE  # 2 at rung 3: none go on by the rule
+    assert s.choose_trial_to_run(c) is t["T3"]  # 0 of 2 better at rung 3 beats T4's 2 of 4 at rung 1
+    t["T3"].status = Trial.TERMINATED
+    s.on_trial_complete(c, t["T3"], {})
+    assert s.choose_trial_to_run(c) is t["T4"]
+    t["T4"].status = Trial.RUNNING
+    assert report(s, c, t["T4"], 3, 0.1) == PAUSE
+    # T4 at rung 3 (2 of 3 better) against T1 at rung 1 (3 of 4): T4
+    assert s.choose_trial_to_run(c) is t["T4"]
+    t["T4"].status = Trial.TERMINATED
+    s.on_trial_complete(c, t["T4"], {})
+    assert s.choose_trial_to_run(c) is t["T1"]
+    assert not s.paused_ids() and not c.stopped  # every trial trained to the end, none stopped
+
+
+def test_without_anytime_the_same_run_stops_the_paused_once_nothing_runs():
+    s = scheduler()
+    t = {name: FakeTrial(name) for name in ("T1", "T2", "T3")}
+    c = FakeController(t.values())
+    c.search_alg = FakeSearch()
+    c.search_alg.finished = True
+    for name, value in (("T1", 0.5), ("T2", 0.7)):
+        t[name].status = Trial.RUNNING
+        assert report(s, c, t[name], 1, value) == PAUSE
+    assert s.choose_trial_to_run(c) is t["T3"]
+    t["T3"].status = Trial.RUNNING
+    assert s.choose_trial_to_run(c) is None and not c.stopped  # T3 runs
+    assert report(s, c, t["T3"], 1, 0.6) == PAUSE
+    assert s.choose_trial_to_run(c) is t["T2"]  # the rule's promotion
+    t["T2"].status = Trial.RUNNING
+    assert report(s, c, t["T2"], 3, 0.8) == PAUSE
+    assert s.choose_trial_to_run(c) is None and sorted(c.stopped) == ["T1", "T2", "T3"]
+
+
 # --- the replay runs it: paused trials hold no worker, the clock charges trained epochs only ---------
 def test_the_replay_pauses_and_resumes_on_its_recorded_curve():
     from experiments import replay
@@ -159,6 +226,34 @@ def test_the_replay_pauses_and_resumes_on_its_recorded_curve():
     first_past = asha.index[asha["epoch"] == levels[0] + 1][0]
     assert first_past < asha.index[asha["epoch"] == levels[0]][task.reduction_factor - 1]  # ASHA's does
     assert any(t["status"] == "paused" or t["status"] == "stopped" for t in run.trials)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_replay_of_anytime_is_promotion_until_the_grid_is_tried_then_spends_the_rest(workers):
+    from experiments import replay
+
+    table = replay.load_table(replay.BUILTIN / "breast_cancer")  # 162 configurations
+    runs = {scheduler: replay.replay_method(table, "shuffle", scheduler, seed=3, num_samples=10**6,
+                                            max_concurrent=workers)
+            for scheduler in ("promotion", "promotion_anytime", "fifo")}
+    promotion, anytime, fifo = runs["promotion"], runs["promotion_anytime"], runs["fifo"]
+    # the same decisions while the searcher had configurations: up to the start of the last new trial
+    # (with one worker, up to the end of promotion's run)
+    last = promotion.trials[-1]
+    curve = next(c for c in table.curves[last["key"]] if c.seed == last["training_seed"])
+    started = promotion.events.loc[promotion.events["trial_id"] == last["trial_id"], "sim_time"].min()
+    started -= float(curve.epoch_seconds[0])
+    before = {name: run.events[run.events["sim_time"] <= started + 1e-9] for name, run in runs.items()}
+    assert len(before["promotion"]) > len(promotion.events) / 2
+    pd.testing.assert_frame_equal(before["promotion_anytime"], before["promotion"])
+    if workers == 1:
+        pd.testing.assert_frame_equal(anytime.events.iloc[:len(promotion.events)], promotion.events)
+    assert len(anytime.events) > len(promotion.events)
+    # then every trial is trained to the end: left alone, it costs what FIFO costs on the same trials
+    assert {t["status"] for t in anytime.trials} == {"completed"}
+    assert [t["key"] for t in anytime.trials] == [t["key"] for t in fifo.trials]
+    assert anytime.compute == pytest.approx(fifo.compute)
+    assert promotion.compute < 0.5 * fifo.compute
 
 
 def test_over_the_disk_budget_the_lowest_ranked_paused_trial_goes_first():

@@ -170,7 +170,8 @@ def analytic_table(ray_session, tmp_path_factory):
 
 @pytest.mark.parametrize("searcher,scheduler", [("random", "asha"), ("hyperopt", "asha"), ("bayesopt", "asha"),
                                                 ("random", "promotion"), ("bayesopt", "promotion"),
-                                                ("random", "hyperband_promotion")])
+                                                ("random", "hyperband_promotion"),
+                                                ("bayesopt", "promotion_anytime")])
 def test_replay_makes_the_choices_a_real_run_makes(ray_session, tmp_path, analytic_table, searcher, scheduler):
     # One trial at a time: the real run's order of events is then fixed too.
     tuned = tune(TINY, searcher, scheduler, 5, tmp_path, num_samples=8, max_concurrent=1)

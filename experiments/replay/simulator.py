@@ -118,12 +118,12 @@ def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_sa
 
 
 class _Controller:
-    """What a scheduler sees of Tune's controller in the replay: the trials with their statuses, and
+    """What a scheduler sees of Tune's controller in the replay: the trials with their statuses,
     ``stop_trial`` (for a paused trial, as TuneController.stop_trial does: the scheduler's
-    on_trial_remove and the searcher's on_trial_complete without a result)."""
+    on_trial_remove and the searcher's on_trial_complete without a result), and ``search_alg``."""
 
-    def __init__(self, trials, stop):
-        self._trials, self.stop_trial = trials, stop
+    def __init__(self, trials, stop, search_alg):
+        self._trials, self.stop_trial, self.search_alg = trials, stop, search_alg
 
     def get_trials(self):
         return self._trials()
@@ -153,7 +153,8 @@ def _simulate(table, search_alg, sched, draw, max_concurrent, searcher, schedule
 
     # pending first, then running: what the scheduler looks for stops early (the paused are last)
     controller = _Controller(lambda: itertools.chain(pending, (s["trial"] for s in live.values()),
-                                                     (s["trial"] for s in paused.values())), stop_paused)
+                                                     (s["trial"] for s in paused.values())), stop_paused,
+                             search_alg)
 
     def start_trials():
         while len(live) < max_concurrent:

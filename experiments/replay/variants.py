@@ -89,10 +89,12 @@ class _ReplayedVariants:
 
     def __init__(self, variants: _Variants):
         self._variants, self._next = variants, 0
+        self._finished = False
 
     def next_trial(self):
         config = self._variants.config(self._next)
         if config is None:
+            self._finished = True  # as Ray's generator: finished once a call found nothing left
             return None
         self._next += 1
         return _LightTrial(f"replay_{self._next:05d}", config)
@@ -103,7 +105,8 @@ class _ReplayedVariants:
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         pass
 
-
+    def is_finished(self) -> bool:
+        return self._finished
 
 
 def replayed(searcher: str, args: MethodArgs, param_space: dict, trainable) -> _ReplayedVariants:
