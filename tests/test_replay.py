@@ -148,7 +148,8 @@ def test_the_same_seed_replays_the_same_run():
         a = replay.replay_method(table, searcher, scheduler, seed=3, num_samples=4)
         b = replay.replay_method(table, searcher, scheduler, seed=3, num_samples=4)
         assert [t["key"] for t in a.trials] == [t["key"] for t in b.trials]
-        pd.testing.assert_frame_equal(a.events.drop(columns="trial_id"), b.events.drop(columns="trial_id"))
+        pd.testing.assert_frame_equal(a.events, b.events)  # trial ids too: numbered, never drawn
+    assert [t["trial_id"] for t in a.trials] == [f"{i:08d}" for i in range(1, len(a.trials) + 1)]
     keys = {tuple(t["key"] for t in replay.replay_method(table, "random", "fifo", seed, num_samples=4).trials)
             for seed in range(4)}
     assert len(keys) > 1  # and different seeds explore differently
