@@ -44,7 +44,6 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import gzip  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -166,16 +165,14 @@ def peer_row(job) -> dict:
 
 
 def read_rows(folder: Path) -> list[dict]:
-    """A suite folder's rows: rows.jsonl as the suite reads it (a half-written last line skipped),
-    or the committed rows.jsonl.gz."""
-    from experiments.replay.suite import ROWS_FILE, _read_rows
+    """A suite folder's rows, read as the suite reads them (rows.jsonl, or the committed .gz)."""
+    from experiments.replay.suite import SuiteError
+    from experiments.replay.suite import read_rows as suite_rows
 
-    if (folder / ROWS_FILE).is_file():
-        return _read_rows(folder / ROWS_FILE)
-    if (folder / f"{ROWS_FILE}.gz").is_file():
-        with gzip.open(folder / f"{ROWS_FILE}.gz", "rt") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    raise SystemExit(f"no {ROWS_FILE}(.gz) in {folder}")
+    try:
+        return suite_rows(folder)
+    except SuiteError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def run(args, folder: Path, tasks: list[str]) -> None:

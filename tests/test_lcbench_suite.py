@@ -94,6 +94,38 @@ def test_the_suite_command_resumes_and_refuses_other_settings_without_touching_t
     assert replay.main(["--suite", "lcbench", "--tables", str(tmp_path / "none"), "--out", str(out)]) == 2
 
 
+def test_with_reuses_another_folders_rows_and_refuses_one_made_otherwise(table_dir, tmp_path, capsys):
+    import gzip
+
+    from experiments import replay
+
+    common = ["--suite", "lcbench", "--tables", str(table_dir), "--budget", "0.02", "--max-trials", "20",
+              "--workers", "1", "--seeds", "2"]
+    assert replay.main(common + ["--methods", "random:fifo", "--out", str(tmp_path / "a")]) == 0
+    committed = tmp_path / "docs-a"  # as under docs/: the rows gzipped
+    committed.mkdir()
+    (committed / "suite.json").write_bytes((tmp_path / "a" / "suite.json").read_bytes())
+    with gzip.open(committed / "rows.jsonl.gz", "wt") as f:
+        f.write((tmp_path / "a" / "rows.jsonl").read_text())
+    out = tmp_path / "b"
+    assert replay.main(common + ["--methods", "random:fifo,random:asha", "--with", str(committed),
+                                 "--out", str(out)]) == 0
+    new = [line for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert len(new) == 2 and all('"scheduler": "asha"' in line for line in new)  # only what was missing ran
+    seeds = pd.read_csv(out / "seeds.csv")
+    assert sorted(seeds["scheduler"]) == ["asha", "asha", "fifo", "fifo"]  # the report covers both
+    fifo = pd.read_csv(tmp_path / "a" / "seeds.csv")
+    assert seeds[seeds["scheduler"] == "fifo"]["final_regret_pts"].tolist() == fifo["final_regret_pts"].tolist()
+    capsys.readouterr()
+    before = (out / "rows.jsonl").read_bytes()
+    other = [a if a != "0.02" else "0.05" for a in common]
+    assert replay.main(other + ["--methods", "random:fifo", "--with", str(committed), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "budget=0.02" in err and len(err.splitlines()) == 1 and not (tmp_path / "c").exists()
+    assert replay.main(common + ["--methods", "random:fifo", "--with", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert (out / "rows.jsonl").read_bytes() == before
+
+
 def test_table_epoch_one_is_yahpo_epoch_two_the_first_trained_epoch(table_dir):
     """YAHPO Gym's FAQ: LCBench's epoch 1 is the untrained network; tables hold epochs 2..51."""
     from experiments.replay import load_table

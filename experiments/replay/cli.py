@@ -63,6 +63,10 @@ def parse_args(argv):
                         help="ASHA's reduction factor (default: the task's current setting)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: the CPUs)")
     parser.add_argument("--out", default=None, help="output folder (default: <run folder>/replay)")
+    parser.add_argument("--with", dest="with_rows", action="append", default=[], metavar="SUITE_FOLDER",
+                        help="--suite: reuse the rows of another suite folder made with the same settings (e.g. "
+                             "the committed docs/lcbench-*) instead of replaying them again; the report covers "
+                             "--methods x --seeds, the new rows go to --out")
     args = parser.parse_args(argv)
     if args.reduction_factor is not None and args.reduction_factor < 2:
         parser.error(f"--reduction-factor must be at least 2, got {args.reduction_factor}")
@@ -170,8 +174,13 @@ def suite_main(args) -> int:
                 "max_trials": args.max_trials or suite.MAX_TRIALS, "workers": args.workers,
                 "max_concurrent": 4, "half": args.half, "n_datasets": len(suite.tables_of(folder, args.half))}
     out = Path(args.out)
+    known = []
     try:
         suite.check_resumable(out, settings)
+        for other in args.with_rows:
+            suite.check_joinable(Path(other), settings)
+            known += suite.read_rows(Path(other))
+        settings["with"] = list(args.with_rows)
         out.mkdir(parents=True, exist_ok=True)
     except (suite.SuiteError, OSError) as exc:
         print(f"python -m experiments.replay: error: {exc}", file=sys.stderr)
@@ -183,7 +192,7 @@ def suite_main(args) -> int:
     started = time.perf_counter()
     try:
         rows = suite.run_suite(folder, args.methods, range(args.seeds), settings["budget"], settings["max_trials"],
-                               workers=args.workers, out=out, progress=True, half=args.half)
+                               workers=args.workers, out=out, progress=True, half=args.half, known=known)
         settings["replay_seconds"] = time.perf_counter() - started  # this invocation's wall clock
         settings["replay_worker_seconds"] = float(rows["replay_seconds"].sum())  # every row's, resumed ones too
         suite_report.write(out, rows, settings)

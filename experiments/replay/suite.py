@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import hashlib
 import json
 import sys
@@ -69,7 +70,11 @@ PAIRS = (("rungbo:asha", "bayesopt:asha"), ("rungbo:asha", "hyperopt:asha"), ("r
          ("random:promotion", "random:asha"), ("random:hyperband", "random:asha"),
          ("random:hyperband_promotion", "random:promotion"), ("random:promotion", "bayesopt:fifo"),
          ("random:hyperband_promotion", "bayesopt:fifo"), ("rungbo:promotion", "rungbo:asha"),
-         ("rungbo:promotion", "bayesopt:fifo"))
+         ("rungbo:promotion", "bayesopt:fifo"),
+         # model-based search under promotion, and spending what is left once the grid is tried (anytime)
+         ("bayesopt:promotion", "bayesopt:fifo"), ("bayesopt:promotion_anytime", "bayesopt:fifo"),
+         ("bayesopt:promotion_anytime", "bayesopt:promotion"), ("bayesopt:promotion_anytime", "random:promotion"),
+         ("shuffle:promotion_anytime", "shuffle:promotion"))
 
 
 def default_tables_dir() -> Path:
@@ -174,6 +179,33 @@ def check_resumable(out: Path, settings: dict) -> None:
                              "use another --out, or the same settings to add seeds or methods")
 
 
+def check_joinable(folder: Path, settings: dict) -> None:
+    """Refuse to reuse (--with) the rows of a suite folder made with other settings; its tables are
+    compared by their folder's name (the cache key of the tables' build), not by where they lie."""
+    try:
+        theirs = json.loads((Path(folder) / "suite.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SuiteError(f"--with {folder}: its suite.json cannot be read ({exc})") from exc
+    for key in ROW_SETTINGS:
+        mine, other = settings.get(key), theirs.get(key)
+        if key == "tables":
+            mine, other = Path(str(mine)).name, Path(str(other)).name
+        if mine != other:
+            raise SuiteError(f"--with {folder}: its rows were made with {key}={other!r}, this run's with {mine!r}")
+
+
+def read_rows(folder: Path) -> list[dict]:
+    """A suite folder's rows: rows.jsonl as a run leaves it (a half-written last line skipped), or
+    the rows.jsonl.gz committed under docs/."""
+    folder = Path(folder)
+    if (folder / ROWS_FILE).is_file():
+        return _read_rows(folder / ROWS_FILE)
+    if (folder / f"{ROWS_FILE}.gz").is_file():
+        with gzip.open(folder / f"{ROWS_FILE}.gz", "rt") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    raise SuiteError(f"no {ROWS_FILE} or {ROWS_FILE}.gz in {folder}")
+
+
 def _read_rows(path: Path) -> list[dict]:
     rows = []
     if path.is_file():
@@ -190,17 +222,20 @@ def _row_key(row) -> tuple:
 
 
 def run_suite(folder: Path, methods, seeds, budget: float = BUDGET, max_trials: int = MAX_TRIALS,
-              workers: int = 1, out: Path | None = None, progress: bool = False, half: str | None = None) -> pd.DataFrame:
+              workers: int = 1, out: Path | None = None, progress: bool = False, half: str | None = None,
+              known: list[dict] = ()) -> pd.DataFrame:
     """One row per (data set, method, seed): seed_row's statistics plus the anytime regret.
     With ``out``, each row is appended to ``out/rows.jsonl`` as its replay finishes, and the
     replays already there are not run again: a killed run resumes, and a run with more seeds or
-    methods adds only what is missing (``check_resumable`` guards the settings)."""
+    methods adds only what is missing (``check_resumable`` guards the settings). ``known``: rows of
+    other suite folders (``--with``, ``check_joinable``), reused and not written to ``out``."""
     from experiments.replay.simulator import map_jobs
 
     tasks = tables_of(folder, half)
     wanted = [(t, s, c, seed) for t in tasks for s, c in methods for seed in seeds]
     journal = Path(out) / ROWS_FILE if out is not None else None
-    done = {_row_key(r): r for r in _read_rows(journal)} if journal else {}
+    done = {_row_key(r): r for r in known}
+    done.update({_row_key(r): r for r in _read_rows(journal)} if journal else {})
     jobs = [(str(Path(folder) / t), s, c, seed, budget, max_trials) for t, s, c, seed in wanted
             if (t, s, c, seed) not in done]
     results = map_jobs(_job, jobs, workers, ordered=False)
