@@ -159,23 +159,29 @@ class PromotionASHA(FIFOScheduler):
             top = max_promotions(len(self._recorded[rung]), self._eta)
             for _, _, trial_id in self._ranked[rung][:top]:  # best first: the first paused one is the best
                 if self._paused.get(trial_id) == rung and trial_id not in self._promoted[rung]:
-                    self._promoted[rung].add(trial_id)
-                    self._forget(trial_id)
-                    return _find(tune_controller, trial_id)
+                    return self._resume(tune_controller, trial_id)
         running = False
         for trial in tune_controller.get_trials():
             if trial.status == Trial.PENDING:
                 return trial
             running = running or trial.status == Trial.RUNNING
         if self._anytime and self._paused and _search_finished(tune_controller):
-            trial_id = self._best_paused()
-            self._promoted[self._paused[trial_id]].add(trial_id)
-            self._forget(trial_id)
-            return _find(tune_controller, trial_id)
+            return self._resume(tune_controller, self._best_paused())
         if self._paused and not running:
             # nothing runs and nothing waits: no result can come that would promote them
             self._stop_paused(tune_controller, list(self._paused))
         return None
+
+    def _resume(self, tune_controller, trial_id: str) -> Trial | None:
+        """The paused trial to run now; None while Tune is still pausing it (saving its checkpoint, its
+        status RUNNING): returned then, Tune would ignore it, and a trial the scheduler had let go
+        of would stay PAUSED forever (a real run hung so). Tune asks again at its next step."""
+        trial = _find(tune_controller, trial_id)
+        if trial.status != Trial.PAUSED:
+            return None
+        self._promoted[self._paused[trial_id]].add(trial_id)
+        self._forget(trial_id)
+        return trial
 
     def _stop_paused(self, tune_controller, trial_ids: list[str]) -> None:
         wanted = set(trial_ids)

@@ -175,6 +175,27 @@ def test_anytime_once_the_search_is_over_resumes_the_best_ranked_paused_trial_fi
     assert not s.paused_ids() and not c.stopped  # every trial trained to the end, none stopped
 
 
+def test_a_trial_tune_is_still_pausing_is_resumed_only_once_paused():
+    """Tune saves a trial's checkpoint before it marks it PAUSED; meanwhile its status is RUNNING. A
+    scheduler that hands it back then loses it: Tune ignores the choice, and the trial stays paused."""
+    s = PromotionASHA("epoch", max_t=9, grace_period=1, reduction_factor=3, metric="val_accuracy", mode="max",
+                      anytime=True)
+    t = {name: FakeTrial(name, Trial.RUNNING) for name in ("A", "B")}
+    c = FakeController(t.values())
+    c.search_alg = FakeSearch()
+    c.search_alg.finished = True
+    assert report(s, c, t["A"], 1, 0.9) == PAUSE
+    decision = s.on_trial_result(c, t["B"], {"epoch": 1, "val_accuracy": 0.5})
+    assert decision == PAUSE and t["B"].status == Trial.RUNNING  # Tune is saving B
+    assert s.choose_trial_to_run(c) is t["A"]  # A ranks first and is paused
+    t["A"].status = Trial.RUNNING
+    assert report(s, c, t["A"], 3, 0.9) == PAUSE and s.paused_ids() == {"A", "B"}
+    t["A"].status = Trial.RUNNING  # again being saved: A (0 of 1 better at rung 3) is anytime's pick
+    assert s.choose_trial_to_run(c) is None and s.paused_ids() == {"A", "B"}  # not lost: asked again later
+    t["A"].status = Trial.PAUSED
+    assert s.choose_trial_to_run(c) is t["A"] and s.paused_ids() == {"B"}
+
+
 def test_without_anytime_the_same_run_stops_the_paused_once_nothing_runs():
     s = scheduler()
     t = {name: FakeTrial(name) for name in ("T1", "T2", "T3")}
