@@ -464,3 +464,25 @@ def test_a_paused_trial_is_no_pending_point_of_the_gp(monkeypatch):
     replay.replay_method(table, "rungbo", "promotion", seed=0, num_samples=40, max_concurrent=2)
     assert seen and max(p for p, _ in seen) <= 2
     assert max(n for _, n in seen) > 2  # there were more paused trials than workers to leave out
+
+
+def test_a_trial_id_drawn_again_while_live_is_declined_not_a_crash():
+    """Ray draws 8 random hex digits per trial id; its ConcurrencyLimiter asserts a new id is not live."""
+    from ray.tune.search import Searcher
+
+    from searchers.pausing import PauseAwareLimiter
+
+    class Counting(Searcher):
+        def __init__(self):
+            super().__init__(metric="val_accuracy", mode="max")
+            self.asked = []
+
+        def suggest(self, trial_id):
+            self.asked.append(trial_id)
+            return {"x": len(self.asked)}
+
+    inner = Counting()
+    limiter = PauseAwareLimiter(inner, max_concurrent=2, paused=lambda: set())
+    assert limiter.suggest("a") == {"x": 1}
+    assert limiter.suggest("a") is None and inner.asked == ["a"]  # Tune draws a new id at its next step
+    assert limiter.suggest("b") == {"x": 2}
