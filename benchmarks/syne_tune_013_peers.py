@@ -166,8 +166,8 @@ def peer_row(job) -> dict:
 
 def read_rows(folder: Path) -> list[dict]:
     """A suite folder's rows, read as the suite reads them (rows.jsonl, or the committed .gz)."""
-    from experiments.replay.suite import SuiteError
-    from experiments.replay.suite import read_rows as suite_rows
+    from experiments.replay.rows import SuiteError
+    from experiments.replay.rows import read_rows as suite_rows
 
     try:
         return suite_rows(folder)

@@ -159,7 +159,7 @@ def build_lcbench(argv) -> int:
 
 
 def suite_main(args) -> int:
-    from experiments.replay import suite, suite_report
+    from experiments.replay import rows, suite, suite_report
 
     if args.tables:  # the tables given are the suite: none is built into a folder of the user's
         folder = Path(args.tables)
@@ -176,35 +176,35 @@ def suite_main(args) -> int:
     out = Path(args.out)
     known = []
     try:
-        suite.check_resumable(out, settings)
+        rows.check_resumable(out, settings)
         for other in args.with_rows:
-            suite.check_joinable(Path(other), settings)
-            known += suite.read_rows(Path(other))
+            rows.check_joinable(Path(other), settings)
+            known += rows.read_rows(Path(other))
         settings["with"] = list(args.with_rows)
         out.mkdir(parents=True, exist_ok=True)
-    except (suite.SuiteError, OSError) as exc:
+    except (rows.SuiteError, OSError) as exc:
         print(f"python -m experiments.replay: error: {exc}", file=sys.stderr)
         return 2
     records.write_json(out / "suite.json", settings)  # before any row: what check_resumable compares with
     print(f"replaying {len(args.methods)} methods x {args.seeds} seeds on {settings['n_datasets']} LCBench tables "
-          f"({args.workers} workers; each replay is kept in {out / suite.ROWS_FILE} as it ends, and a rerun "
+          f"({args.workers} workers; each replay is kept in {out / rows.ROWS_FILE} as it ends, and a rerun "
           "skips those) ...")
     started = time.perf_counter()
     try:
-        rows = suite.run_suite(folder, args.methods, range(args.seeds), settings["budget"], settings["max_trials"],
-                               workers=args.workers, out=out, progress=True, half=args.half, known=known)
+        replays = suite.run_suite(folder, args.methods, range(args.seeds), settings["budget"], settings["max_trials"],
+                                  workers=args.workers, out=out, progress=True, half=args.half, known=known)
         settings["replay_seconds"] = time.perf_counter() - started  # this invocation's wall clock
-        settings["replay_worker_seconds"] = float(rows["replay_seconds"].sum())  # every row's, resumed ones too
-        suite_report.write(out, rows, settings)
+        settings["replay_worker_seconds"] = float(replays["replay_seconds"].sum())  # every row's, resumed ones too
+        suite_report.write(out, replays, settings)
     except OSError as exc:
         if not records.is_storage_error(exc):
             raise
         # rows.jsonl holds every replay that ended (a cut last line is rerun): the same command continues
         print(f"python -m experiments.replay: error: writing {exc.filename or out} failed ({exc.strerror}); the "
-              f"replays that ended are kept in {out / suite.ROWS_FILE}: make room, then rerun the same command",
+              f"replays that ended are kept in {out / rows.ROWS_FILE}: make room, then rerun the same command",
               file=sys.stderr)
         return 1
     print((out / "summary.md").read_text())
     print(f"replayed in {settings['replay_seconds']:.0f} s ({settings['replay_worker_seconds']:.0f} worker-seconds in "
-          f"all {len(rows)} replays); results in {args.out}")
+          f"all {len(replays)} replays); results in {args.out}")
     return 0

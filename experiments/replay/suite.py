@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gzip
 import hashlib
 import json
 import sys
@@ -45,6 +44,7 @@ from analysis.stats import wilcoxon
 from core import records
 from core.rules import method_label
 from experiments.replay.fidelity import fidelity_lines
+from experiments.replay.rows import ROWS_FILE, read_journal, row_key
 from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, pct, regret_at, seed_row
 from experiments.replay.table import Table, load_table
 
@@ -152,75 +152,6 @@ def _job(job):
             "anytime_regret_pts": anytime.tolist()}
 
 
-ROWS_FILE = "rows.jsonl"  # one replay per line, appended as each finishes: what a rerun resumes from
-# The settings a row depends on besides its (data set, method, seed): a rerun into the same folder
-# must share them, or its rows could not be pooled with the ones already there.
-ROW_SETTINGS = ("tables", "budget", "max_trials", "max_concurrent")
-
-
-class SuiteError(ValueError):
-    """An --out folder that holds another suite's rows."""
-
-
-def check_resumable(out: Path, settings: dict) -> None:
-    """Refuse (before anything is written) to add rows to a folder whose rows were made otherwise."""
-    if (Path(out) / "seeds.csv").is_file() and not (Path(out) / ROWS_FILE).is_file():
-        raise SuiteError(f"{out} holds a suite's results without its {ROWS_FILE} (an older version's): "
-                         "use another --out")
-    if not (Path(out) / ROWS_FILE).is_file() or not (Path(out) / "suite.json").is_file():
-        return
-    try:
-        before = json.loads((Path(out) / "suite.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SuiteError(f"{out}/suite.json cannot be read ({exc}): use another --out") from exc
-    for key in ROW_SETTINGS:
-        if before.get(key) != settings.get(key):
-            raise SuiteError(f"{out} holds rows made with {key}={before.get(key)!r}, not {settings.get(key)!r}: "
-                             "use another --out, or the same settings to add seeds or methods")
-
-
-def check_joinable(folder: Path, settings: dict) -> None:
-    """Refuse to reuse (--with) the rows of a suite folder made with other settings; its tables are
-    compared by their folder's name (the cache key of the tables' build), not by where they lie."""
-    try:
-        theirs = json.loads((Path(folder) / "suite.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SuiteError(f"--with {folder}: its suite.json cannot be read ({exc})") from exc
-    for key in ROW_SETTINGS:
-        mine, other = settings.get(key), theirs.get(key)
-        if key == "tables":
-            mine, other = Path(str(mine)).name, Path(str(other)).name
-        if mine != other:
-            raise SuiteError(f"--with {folder}: its rows were made with {key}={other!r}, this run's with {mine!r}")
-
-
-def read_rows(folder: Path) -> list[dict]:
-    """A suite folder's rows: rows.jsonl as a run leaves it (a half-written last line skipped), or
-    the rows.jsonl.gz committed under docs/."""
-    folder = Path(folder)
-    if (folder / ROWS_FILE).is_file():
-        return _read_rows(folder / ROWS_FILE)
-    if (folder / f"{ROWS_FILE}.gz").is_file():
-        with gzip.open(folder / f"{ROWS_FILE}.gz", "rt") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    raise SuiteError(f"no {ROWS_FILE} or {ROWS_FILE}.gz in {folder}")
-
-
-def _read_rows(path: Path) -> list[dict]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # the last line of a run killed while writing it: that replay reruns
-                continue
-    return rows
-
-
-def _row_key(row) -> tuple:
-    return row["task"], row["searcher"], row["scheduler"], int(row["seed"])
-
-
 def run_suite(folder: Path, methods, seeds, budget: float = BUDGET, max_trials: int = MAX_TRIALS,
               workers: int = 1, out: Path | None = None, progress: bool = False, half: str | None = None,
               known: list[dict] = ()) -> pd.DataFrame:
@@ -234,8 +165,8 @@ def run_suite(folder: Path, methods, seeds, budget: float = BUDGET, max_trials: 
     tasks = tables_of(folder, half)
     wanted = [(t, s, c, seed) for t in tasks for s, c in methods for seed in seeds]
     journal = Path(out) / ROWS_FILE if out is not None else None
-    done = {_row_key(r): r for r in known}
-    done.update({_row_key(r): r for r in _read_rows(journal)} if journal else {})
+    done = {row_key(r): r for r in known}
+    done.update({row_key(r): r for r in read_journal(journal)} if journal else {})
     jobs = [(str(Path(folder) / t), s, c, seed, budget, max_trials) for t, s, c, seed in wanted
             if (t, s, c, seed) not in done]
     results = map_jobs(_job, jobs, workers, ordered=False)
@@ -252,7 +183,7 @@ def run_suite(folder: Path, methods, seeds, budget: float = BUDGET, max_trials: 
         if sink is not None and journal.stat().st_size and not journal.read_bytes().endswith(b"\n"):
             sink.write("\n")  # end a line cut by a kill, or the next row would be glued to it and lost too
         for row in results:
-            done[_row_key(row)] = row
+            done[row_key(row)] = row
             if sink is not None:
                 sink.write(json.dumps(row, default=_plain) + "\n")  # one write per row, flushed: a kill cuts one line at most
                 sink.flush()
