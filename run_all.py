@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", default=default_methods,
                         help=f"comma-separated searcher[:scheduler]; searchers {', '.join(SEARCHERS)}, "
                              f"schedulers {', '.join(SCHEDULERS)}; a searcher alone gets its default scheduler "
-                             f"(fifo for grid and random, asha otherwise), searcher:* every scheduler "
+                             f"(fifo for grid, random and shuffle, asha otherwise), searcher:* fifo and asha "
                              f"(default: {default_methods})")
     parser.add_argument("--num-samples", type=int, default=None,
                         help="trials per random/hyperopt/bayesopt method (default: a quarter of the grid; "
