@@ -51,8 +51,8 @@ def parse_args(argv):
     parser.add_argument("--seeds", type=int, default=20, help="replay seeds per method (0..N-1; default 20)")
     parser.add_argument("--methods", default=",".join(f"{s}:*" for s in SEARCHERS),
                         help="comma-separated searcher[:scheduler], as in run_all.py: a searcher alone gets its "
-                             "default scheduler, searcher:* every scheduler "
-                             f"({', '.join(SCHEDULERS)}); default: every searcher with fifo and asha")
+                             f"default scheduler, searcher:* fifo and asha (schedulers: {', '.join(SCHEDULERS)}); "
+                             "default: every searcher with fifo and asha")
     parser.add_argument("--num-samples", type=int, default=None,
                         help="trials per sampling searcher (default: the recorded run's)")
     parser.add_argument("--max-concurrent", type=int, default=None,
