@@ -26,29 +26,41 @@ def check_resumable(out: Path, settings: dict) -> None:
                          "use another --out")
     if not (Path(out) / ROWS_FILE).is_file() or not (Path(out) / "suite.json").is_file():
         return
-    try:
-        before = json.loads((Path(out) / "suite.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SuiteError(f"{out}/suite.json cannot be read ({exc}): use another --out") from exc
-    for key in ROW_SETTINGS:
-        if before.get(key) != settings.get(key):
-            raise SuiteError(f"{out} holds rows made with {key}={before.get(key)!r}, not {settings.get(key)!r}: "
-                             "use another --out, or the same settings to add seeds or methods")
+    before = _settings_of(out, suffix=": use another --out")
+    differ = _first_difference(before, settings)
+    if differ:
+        key, theirs, mine = differ
+        raise SuiteError(f"{out} holds rows made with {key}={theirs!r}, not {mine!r}: "
+                         "use another --out, or the same settings to add seeds or methods")
 
 
 def check_joinable(folder: Path, settings: dict) -> None:
     """Refuse to reuse (--with) the rows of a suite folder made with other settings; its tables are
     compared by their folder's name (the cache key of the tables' build), not by where they lie."""
+    theirs = _settings_of(folder, prefix="--with: ")
+    differ = _first_difference(theirs, settings, tables_by_name=True)
+    if differ:
+        key, other, mine = differ
+        raise SuiteError(f"--with {folder}: its rows were made with {key}={other!r}, this run's with {mine!r}")
+
+
+def _settings_of(folder: Path, prefix: str = "", suffix: str = "") -> dict:
+    """A suite folder's suite.json, or a SuiteError that says why it cannot be read."""
     try:
-        theirs = json.loads((Path(folder) / "suite.json").read_text())
+        return json.loads((Path(folder) / "suite.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise SuiteError(f"--with {folder}: its suite.json cannot be read ({exc})") from exc
+        raise SuiteError(f"{prefix}{folder}/suite.json cannot be read ({exc}){suffix}") from exc
+
+
+def _first_difference(theirs: dict, mine: dict, tables_by_name: bool = False) -> tuple | None:
+    """The first of ROW_SETTINGS on which two suites' settings differ, as (key, theirs, mine); None if none."""
     for key in ROW_SETTINGS:
-        mine, other = settings.get(key), theirs.get(key)
-        if key == "tables":
-            mine, other = Path(str(mine)).name, Path(str(other)).name
-        if mine != other:
-            raise SuiteError(f"--with {folder}: its rows were made with {key}={other!r}, this run's with {mine!r}")
+        other, own = theirs.get(key), mine.get(key)
+        if key == "tables" and tables_by_name:
+            other, own = Path(str(other)).name, Path(str(own)).name
+        if other != own:
+            return key, other, own
+    return None
 
 
 def read_rows(folder: Path) -> list[dict]:
