@@ -80,11 +80,11 @@ def make_hyperopt(args: MethodArgs) -> SearchPlan:
         import hyperopt  # noqa: F401
     except ImportError as exc:
         raise ImportError("HyperOpt must be installed: pip install hyperopt") from exc
-    from searchers.tpe_cache import cached_posterior, lookup_searcher_class
+    from searchers.tpe_cache import IncrementalSuggest, lookup_searcher_class
 
     assert issubclass(lookup_searcher_class(), HyperOptSearch)
     searcher = lookup_searcher_class()(n_initial_points=n_initial_points(args.num_samples), random_state_seed=args.seed)
-    searcher.algo = cached_posterior(searcher.algo)  # the same suggestions, cheaper (searchers/tpe_cache.py)
+    searcher.algo = IncrementalSuggest(searcher.algo)  # the same suggestions, cheaper (searchers/tpe_cache.py)
     return SearchPlan(searcher, _choice_space(args.task), args.num_samples)
 
 

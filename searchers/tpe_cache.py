@@ -1,130 +1,265 @@
-"""HyperOpt's TPE with its posterior graph built once per search space instead of once per suggestion.
+"""HyperOpt's TPE, the same suggestions at a per-suggestion cost that no longer grows in Python with the history.
 
-``hyperopt.tpe.suggest`` starts every call with ``build_posterior_wrapper(domain, prior_weight,
-gamma)``: it clones the whole search-space graph into the TPE posterior graph, placeholders
-(``pyll.Literal``) where the observations go, which ``suggest`` then fills through ``memo``. The
-graph depends on those three arguments only, so building it anew each time is pure overhead: a
-fifth of a HyperOpt replay on LCBench (4.4 of 19.8 profiled seconds over 1,000 suggestions; the
-rest grows with the trials and stays). Ours keeps the first graph per (domain, prior_weight, gamma)
-and hands it back; ``suggest`` itself (sampling, the split, the EI ranking) is HyperOpt's, untouched.
-Likewise ``miscs_to_idxs_vals``, which ``suggest`` calls on every trial's record to collect the
-observed values (another fifth, growing with the trials): the records of earlier trials never
-change and new ones come last (sorted by trial id), so ours converts only the new records and
-extends the lists kept from the last call; if the earlier records are not the same objects in the
-same order, it converts them all again.
-And ``ap_split_trials``, the pyll node that splits each hyperparameter's observations into the
-good and the bad ones by loss: hyperopt tests every observation's trial id against a Python set,
-one at a time, at every suggestion (a quarter of a HyperOpt replay under ASHA once thousands of
-trials have reported); ours does the same membership test with ``np.isin``, in the same order.
-Finally Ray's ``HyperOptSearch._get_hyperopt_trial`` finds a trial's record by scanning every
-record, at every reported epoch (a tenth of the replay, quadratic): ``LookupHyperOptSearch`` keeps
-an index by trial id. (Neither library offers a hook for any of this: hence our own.)
-The suggestions are identical: the cached graph is evaluated in the same order with the same seeded
-generator, and the observations are the same lists (tests/test_tpe_cache.py compares runs with and
-without the caches).
+Under ASHA at an equal compute budget, TPE is asked for thousands of trials (LCBench: ~7,000 within
+25% of a grid's compute), and hyperopt's ``tpe.suggest`` redoes, at every suggestion, work that
+depends on every trial so far, in Python: it clones the search-space graph into its posterior graph,
+walks every trial record to collect the losses and the observed values, sorts them by trial id,
+splits each hyperparameter's observations into good and bad one membership test at a time; Ray's
+``HyperOptSearch`` rebuilds hyperopt's list of valid trials (``Trials.refresh``) three times per trial
+and finds a trial's record by scanning every record, at every reported epoch. Measured
+(``benchmarks/tpe_cost.py``): that grows by ~5 ms per suggestion per 1,000 trials. Neither library offers
+a hook for any of it: hence our own, each piece the smallest change that keeps the suggestions identical.
+
+- ``IncrementalSuggest`` is ``tpe.suggest`` with its bookkeeping kept between calls: the posterior
+  graph is built once per (domain, prior_weight, gamma); trial ids, losses and observed values are
+  appended for new records only (a record's configuration never changes, and its loss is final once
+  set, so only records still without a loss are looked at again). The math, sampling the candidates
+  and ranking them by expected improvement, is hyperopt's own graph, evaluated with the same inputs
+  and the same seeded generator. Where its assumptions do not hold (a record gone from the list, as
+  an errored trial's is; ids out of order; ``from_tid``), it starts over from the records, so it is
+  never wrong, only slower.
+- ``ap_split_trials``: the good/bad split with the membership test vectorized (``np.isin``) and the
+  loss order computed once per suggestion, not once per hyperparameter.
+- ``IncrementalTrials``: ``Trials.refresh`` that appends the records added since the last call; the
+  full rebuild runs after a trial errors (hyperopt then drops its record), the only state change
+  that removes one.
+- ``LookupHyperOptSearch``: Ray's searcher with its record lookup indexed by trial id.
+
+tests/test_tpe_cache.py compares suggestions with and without all of this, errors included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
 
 import numpy as np
-from hyperopt import tpe
+from hyperopt import base, pyll, rand, tpe
 from hyperopt.pyll import scope
 
 _graphs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # domain -> {(prior_weight, gamma): graph}
 
 
-def _cached_wrapper(build):
-    def build_posterior_wrapper(domain, prior_weight, gamma):
-        per_domain = _graphs.setdefault(domain, {})
-        key = (prior_weight, gamma)
-        if key not in per_domain:
-            per_domain[key] = build(domain, prior_weight, gamma)
-        return per_domain[key]
-
-    return build_posterior_wrapper
+def _posterior(domain, prior_weight, gamma):
+    per_domain = _graphs.setdefault(domain, {})
+    key = (prior_weight, gamma)
+    if key not in per_domain:
+        per_domain[key] = tpe.build_posterior_wrapper(domain, prior_weight, gamma)
+    return per_domain[key]
 
 
-class _IncrementalObservations:
-    """``miscs_to_idxs_vals`` for one searcher, converting only the records it has not seen."""
+_split_order: list = [None, None, None]  # (l_idxs, l_vals, order) of the last split, within one suggestion
 
-    def __init__(self, convert):
-        self.convert = convert
-        self.keys: list | None = None
-        self.seen: list = []  # the records converted so far, in order
-        self.idxs: dict = {}
-        self.vals: dict = {}
 
-    def __call__(self, miscs, keys=None):
-        if keys is None:  # hyperopt's own inference of the keys: leave it to hyperopt
-            return self.convert(miscs, keys)
-        keys = list(keys)
-        same = keys == self.keys and len(miscs) >= len(self.seen) and all(
-            a is b for a, b in zip(self.seen, miscs))
-        if not same:
-            self.keys, self.seen = keys, []
-            self.idxs, self.vals = {k: [] for k in keys}, {k: [] for k in keys}
-        idxs, vals = self.convert(miscs[len(self.seen):], keys)
-        for k in keys:
-            self.idxs[k].extend(idxs[k])
-            self.vals[k].extend(vals[k])
-        self.seen = list(miscs)
-        return {k: list(v) for k, v in self.idxs.items()}, {k: list(v) for k, v in self.vals.items()}  # copies
+@contextlib.contextmanager
+def _our_split():
+    """Our ap_split_trials for one evaluation of the posterior graph (pyll finds a node's function by
+    its name), with the loss order computed afresh: the loss array of the last call may have changed in place."""
+    split = scope._impls["ap_split_trials"]
+    scope._impls["ap_split_trials"] = ap_split_trials
+    _split_order[:] = [None, None, None]
+    try:
+        yield
+    finally:
+        scope._impls["ap_split_trials"] = split
+        _split_order[:] = [None, None, None]
 
 
 def ap_split_trials(o_idxs, o_vals, l_idxs, l_vals, gamma, gamma_cap=tpe.DEFAULT_LF):
-    """hyperopt.tpe.ap_split_trials with the membership test vectorized: the same arrays."""
-    o_idxs, o_vals, l_idxs, l_vals = list(map(np.asarray, [o_idxs, o_vals, l_idxs, l_vals]))
-    n_below = min(int(np.ceil(gamma * np.sqrt(len(l_vals)))), gamma_cap)
-    l_order = np.argsort(l_vals)
+    """hyperopt.tpe.ap_split_trials with the membership test vectorized: the same arrays. Every
+    hyperparameter of a suggestion gets the same loss lists (the same objects), so their order is kept."""
+    if _split_order[0] is not l_idxs or _split_order[1] is not l_vals:
+        _split_order[:] = [l_idxs, l_vals, (np.asarray(l_idxs), np.argsort(np.asarray(l_vals)))]
+    l_idxs, l_order = _split_order[2]
+    o_idxs, o_vals = np.asarray(o_idxs), np.asarray(o_vals)
+    n_below = min(int(np.ceil(gamma * np.sqrt(len(l_order)))), gamma_cap)
     below = o_vals[np.isin(o_idxs, l_idxs[l_order[:n_below]])] if len(o_idxs) else o_vals[:0]
     above = o_vals[np.isin(o_idxs, l_idxs[l_order[n_below:]])] if len(o_idxs) else o_vals[:0]
     # hyperopt builds them from Python lists: an empty one comes back as float64
     return (below if len(below) else np.asarray([])), (above if len(above) else np.asarray([]))
 
 
-def cached_posterior(algo):
-    """``algo`` (``tpe.suggest`` or a ``functools.partial`` of it, as Ray's HyperOptSearch holds it)
-    with the posterior graph cached and the observations converted incrementally. hyperopt looks
-    both functions up as module globals, so they are swapped in for the duration of our call only
-    (Tune calls searchers from one thread) and every other use of hyperopt in the process is left
-    as it was."""
-    observations = _IncrementalObservations(tpe.miscs_to_idxs_vals)
+class _Column:
+    """A list kept also as the array ``np.asarray(list)`` makes of it, grown by the part appended since:
+    the only reader of the observations is ``ap_split_trials``, which makes arrays of them."""
 
-    @functools.wraps(algo)
-    def suggest(*args, **kwargs):
-        build, convert = tpe.build_posterior_wrapper, tpe.miscs_to_idxs_vals
-        split = scope._impls["ap_split_trials"]  # pyll evaluates a node by its name's implementation
-        tpe.build_posterior_wrapper, tpe.miscs_to_idxs_vals = _cached_wrapper(build), observations
-        scope._impls["ap_split_trials"] = ap_split_trials
-        try:
-            return algo(*args, **kwargs)
-        finally:
-            tpe.build_posterior_wrapper, tpe.miscs_to_idxs_vals = build, convert
-            scope._impls["ap_split_trials"] = split
+    def __init__(self):
+        self.items, self._array = [], None
 
-    return suggest
+    def extend(self, values):
+        self.items.extend(values)
+
+    def __setitem__(self, i, value):
+        self.items[i] = value
+        if self._array is not None and i < len(self._array):
+            self._array[i] = value
+
+    def __len__(self):
+        return len(self.items)
+
+    def array(self) -> np.ndarray:
+        a = self._array
+        if a is None or not len(a):  # an empty list's array is float64 whatever comes later
+            a = np.asarray(self.items)
+        elif len(a) < len(self.items):  # promotes as np.asarray of the whole list would
+            a = np.concatenate([a, np.asarray(self.items[len(a):])])
+        self._array = a
+        return a
+
+
+class _History:
+    """What tpe.suggest collects from the records, kept between calls: ids, losses, observed values."""
+
+    def __init__(self, keys):
+        self.keys, self.docs, self.pending = keys, [], []
+        self.tids, self.losses = _Column(), _Column()
+        self.idxs, self.vals = {k: _Column() for k in keys}, {k: _Column() for k in keys}
+
+    def extends(self, docs, keys) -> bool:
+        n = len(self.docs)
+        return keys == self.keys and len(docs) >= n and (n == 0 or docs[n - 1] is self.docs[-1])
+
+    def add(self, docs) -> bool:
+        """Append the records after those seen; False where tpe.suggest's order would differ."""
+        new = docs[len(self.docs):]
+        ordered = self.docs[-1:] + new
+        if any("from_tid" in d["misc"] for d in new) or any(a["tid"] >= b["tid"] for a, b in zip(ordered, ordered[1:])):
+            return False
+        losses = [doc["result"].get("loss") for doc in new]
+        self.pending += [len(self.docs) + i for i, loss in enumerate(losses) if loss is None]
+        self.docs += new
+        self.tids.extend(doc["tid"] for doc in new)
+        self.losses.extend(float("inf") if loss is None else float(loss) for loss in losses)
+        idxs, vals = tpe.miscs_to_idxs_vals([d["misc"] for d in new], keys=self.keys)
+        for k in self.keys:
+            self.idxs[k].extend(idxs[k])
+            self.vals[k].extend(vals[k])
+        still = []
+        for i in self.pending:  # the trials running when last seen: a loss arrives once, when they end
+            loss = self.docs[i]["result"].get("loss")
+            if loss is None:
+                still.append(i)
+            else:
+                self.losses[i] = float(loss)
+        self.pending = still
+        return True
+
+
+class IncrementalSuggest:
+    """``tpe.suggest`` (or a ``functools.partial`` of it, as Ray's HyperOptSearch holds it) for one
+    searcher: the same return value, from a history kept between calls."""
+
+    def __init__(self, algo):
+        self.algo = algo
+        self.kwargs = dict(algo.keywords) if isinstance(algo, functools.partial) else {}
+        self.history: _History | None = None
+        functools.update_wrapper(self, algo)
+
+    def __call__(self, new_ids, domain, trials, seed):
+        keys = list(domain.params.keys())
+        docs = trials.trials
+        if self.history is None or not self.history.extends(docs, keys):
+            self.history = _History(keys)
+        if not self.history.add(docs):
+            self.history = None
+            return self._hyperopt(new_ids, domain, trials, seed)
+        return self._suggest(new_ids, domain, trials, seed, **self.kwargs)
+
+    def _hyperopt(self, new_ids, domain, trials, seed):
+        """hyperopt's own suggest, with only the vectorized split swapped in (pyll looks it up by name)."""
+        with _our_split():
+            return self.algo(new_ids, domain, trials, seed)
+
+    def _suggest(self, new_ids, domain, trials, seed, prior_weight=tpe._default_prior_weight,
+                 n_startup_jobs=tpe._default_n_startup_jobs, n_EI_candidates=tpe._default_n_EI_candidates,
+                 gamma=tpe._default_gamma, verbose=True):
+        # tpe.suggest from "Sample and compute log-probability" on (hyperopt 0.2.7), fed from the history
+        h = self.history
+        if len(h.tids) < n_startup_jobs:
+            return rand.suggest(new_ids, domain, trials, seed)
+        observed, observed_loss, posterior = _posterior(domain, prior_weight, gamma)
+        first_new_id = new_ids[0]
+        fake_id_0 = (max(h.tids.items[-1], first_new_id) if len(h.tids) else first_new_id) + 2
+        fake_ids = list(range(fake_id_0, fake_id_0 + n_EI_candidates))
+        # arrays where hyperopt passes lists: their one reader, our ap_split_trials, makes these arrays of them
+        memo = {domain.s_new_ids: fake_ids, domain.s_rng: np.random.default_rng(seed),
+                observed_loss["idxs"]: h.tids.array(), observed_loss["vals"]: h.losses.array(),
+                observed["idxs"]: {k: v.array() for k, v in h.idxs.items()},
+                observed["vals"]: {k: v.array() for k, v in h.vals.items()}}
+        with _our_split():
+            idxs, vals = pyll.rec_eval(posterior, memo=memo, print_node_on_error=False)
+        for label, param in domain.params.items():  # hyperopt's offset for randint(low, high)
+            if param.name == "randint" and len(param.pos_args) == 2:
+                offset = param.pos_args[0].obj
+                vals[label] = [val + offset for val in vals[label]]
+        miscs = [{"tid": first_new_id, "cmd": domain.cmd, "workdir": domain.workdir}]
+        base.miscs_update_idxs_vals(miscs, idxs, vals, idxs_map={fake_ids[0]: first_new_id},
+                                    assert_all_vals_used=False)
+        return trials.new_trial_docs([first_new_id], [None], [domain.new_result()], miscs)
+
+
+class IncrementalTrials(base.Trials):
+    """hyperopt's in-memory Trials whose refresh appends the records inserted since the last one,
+    and which indexes its valid records by trial id. A record leaves the valid list only when its
+    trial errors; ``rebuild()`` asks for the full pass then."""
+
+    @classmethod
+    def adopt(cls, trials: base.Trials) -> "IncrementalTrials":
+        trials.__class__ = cls  # the same records and state; the next refresh is a full one
+        trials.rebuild()
+        trials._index_all()
+        return trials
+
+    def refresh(self):
+        seen = getattr(self, "_refreshed", None)
+        if seen is None or self._exp_key is not None:
+            super().refresh()
+            self._index_all()
+        else:
+            new = [tt for tt in self._dynamic_trials[seen:] if tt["state"] in base.JOB_VALID_STATES]
+            self._trials = self._trials + new  # a new list, as hyperopt's: a caller may hold the old one
+            self._ids.update(tt["tid"] for tt in new)
+            for tt in new:
+                self._by_tid.setdefault(tt["tid"], tt)
+        self._refreshed = len(self._dynamic_trials)
+
+    def rebuild(self):
+        self._refreshed = None
+
+    def _index_all(self):
+        self._by_tid = {}
+        for tt in self._trials:
+            self._by_tid.setdefault(tt["tid"], tt)  # the first of equal tids wins, as in Ray's lookup
+
+    def record(self, tid):
+        """The valid record with this trial id, as Ray's lookup finds it in ``trials``; None if none."""
+        return self._by_tid.get(tid)
 
 
 def lookup_searcher_class():
-    """Ray's HyperOptSearch with its per-result record lookup indexed by trial id (Ray imported
-    only when a HyperOpt searcher is made)."""
+    """Ray's HyperOptSearch with its per-result record lookup indexed by trial id and hyperopt's
+    trial list refreshed incrementally (Ray imported only when a HyperOpt searcher is made)."""
     from ray.tune.search.hyperopt import HyperOptSearch
 
     class LookupHyperOptSearch(HyperOptSearch):
+        def _setup_hyperopt(self):
+            super()._setup_hyperopt()
+            IncrementalTrials.adopt(self._hpopt_trials)
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            if error and isinstance(self._hpopt_trials, IncrementalTrials):
+                self._hpopt_trials.rebuild()  # hyperopt drops an errored trial's record from its list
+            super().on_trial_complete(trial_id, result, error)
+
         def _get_hyperopt_trial(self, trial_id):
             if trial_id not in self._live_trial_mapping:
                 return None
-            tid = self._live_trial_mapping[trial_id][0]
-            records = self._hpopt_trials.trials  # a new list after each refresh; the records are the same
-            key = (id(records), len(records))
-            if getattr(self, "_index_key", None) != key:
-                self._index = {t["tid"]: t for t in reversed(records)}  # the first of equal tids wins, as in Ray's
-                self._index_key = key
-            if tid not in self._index:
+            if not isinstance(self._hpopt_trials, IncrementalTrials):  # restored from an older checkpoint
+                IncrementalTrials.adopt(self._hpopt_trials)
+            record = self._hpopt_trials.record(self._live_trial_mapping[trial_id][0])
+            if record is None:
                 raise IndexError("list index out of range")  # what Ray's [...][0] raises
-            return self._index[tid]
+            return record
 
     return LookupHyperOptSearch
