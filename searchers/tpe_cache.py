@@ -213,7 +213,7 @@ class IncrementalTrials(base.Trials):
 
     def refresh(self):
         seen = getattr(self, "_refreshed", None)
-        if seen is None or self._exp_key is not None:
+        if seen is None or seen > len(self._dynamic_trials) or self._exp_key is not None:  # e.g. delete_all()
             super().refresh()
             self._index_all()
         else:
