@@ -122,18 +122,27 @@ def make_asha(args: MethodArgs, brackets: int = 1):
     )
 
 
-def make_promotion(args: MethodArgs, brackets: int = 1, anytime: bool = False):
+def make_promotion(args: MethodArgs, brackets: int = 1, anytime: bool = False, rule: str = "top"):
     from searchers.promotion import PromotionASHA
 
     task = args.task
     return PromotionASHA(time_attr=task.resource_attr, max_t=task.max_t, grace_period=min(task.grace_period, task.max_t),
                          reduction_factor=task.reduction_factor,
                          pause_disk_bytes=None if args.pause_disk_gb is None else args.pause_disk_gb * 2**30,
-                         state_bytes=args.state_bytes, brackets=brackets, seed=args.seed, anytime=anytime)
+                         state_bytes=args.state_bytes, brackets=brackets, seed=args.seed, anytime=anytime,
+                         rule=rule)
 
 
 def make_promotion_anytime(args: MethodArgs):
     return make_promotion(args, anytime=True)
+
+
+def make_promotion_quantile(args: MethodArgs):
+    return make_promotion(args, rule="quantile")
+
+
+def make_promotion_quantile_anytime(args: MethodArgs):
+    return make_promotion(args, anytime=True, rule="quantile")
 
 
 def _all_brackets(args: MethodArgs) -> int:
@@ -183,6 +192,9 @@ SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     # the same, and once the searcher has nothing new, free workers resume the best-ranked paused trials
     # instead of idling: for runs bounded by time, not by trials (searchers/promotion.py, "anytime")
     "promotion_anytime": make_promotion_anytime,
+    # both with Syne Tune 0.13's promotion test: at or above the rung's (1 - 1/eta) quantile, from two trials on
+    "promotion_quantile": make_promotion_quantile,
+    "promotion_quantile_anytime": make_promotion_quantile_anytime,
     # asynchronous Hyperband: ASHA over every bracket of grace periods, a trial's drawn at random (Ray's
     # ASHAScheduler with brackets; Li et al. 2020, 3.3), stopping or pausing
     "hyperband": make_hyperband,
@@ -192,7 +204,8 @@ SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
 # the Hyperband and pausing schedulers are named.
 STAR_SCHEDULERS = ("fifo", "asha")
 # Schedulers that pause trials and resume them from their checkpoints (the rest only stop them).
-PAUSING = frozenset({"promotion", "promotion_anytime", "hyperband_promotion"})
+PAUSING = frozenset({"promotion", "promotion_anytime", "promotion_quantile", "promotion_quantile_anytime",
+                     "hyperband_promotion"})
 
 
 def build_method(searcher: str, scheduler: str, args: MethodArgs) -> tuple[SearchPlan, Any]:

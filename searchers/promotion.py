@@ -26,6 +26,12 @@ of a budget unspent; anytime spends it on the trials that came closest to a prom
 time trains every trial to max_t. So it is for runs bounded by time (Ctrl-C, a time budget, the
 replay's compute budget), not by num_samples: a run left alone costs what FIFO costs.
 
+``rule="quantile"`` (schedulers ``promotion_quantile``, ``promotion_quantile_anytime``): Syne Tune 0.13's
+promotion test instead of Li et al.'s count (``hyperband_promotion.py``, ``Rung.quantile``): a trial may
+go on once at least two are recorded at its rung and its value is at or above their (1 - 1/eta)
+quantile, linearly interpolated as ``numpy.quantile`` does. It lets a few more through (the best of two,
+about ceil(n/eta) of n rather than floor(n/eta)), so the next rungs fill sooner.
+
 Paused trials' states take disk (a DistilBERT trial's ~0.8 GB, trainables.state): with
 ``pause_disk_bytes`` set, once the paused states take more, the lowest-ranked paused trials (the
 largest share of better trials at their rung; at a tie the lower rung) are stopped for good
@@ -73,16 +79,23 @@ def bracket_weights(sizes: list[int]) -> list[float]:
     return [math.exp(n - top) for n in sizes]
 
 
+RULES = ("top", "quantile")  # Li et al.'s top floor(n / eta); Syne Tune's (1 - 1/eta) quantile
+
+
 class PromotionASHA(FIFOScheduler):
-    _anytime = False  # the default for a scheduler pickled (--resume) before ``anytime`` existed
+    _anytime = False  # the defaults for a scheduler pickled (--resume) before ``anytime`` and ``rule`` existed
+    _rule = "top"
 
     def __init__(self, time_attr: str, max_t: int, grace_period: int = 1, reduction_factor: int = 3,
                  metric: str | None = None, mode: str | None = None, pause_disk_bytes: float | None = None,
                  state_bytes: Callable[[Trial], float | None] | None = None, brackets: int = 1, seed: int = 0,
-                 anytime: bool = False):
+                 anytime: bool = False, rule: str = "top"):
         super().__init__()
+        if rule not in RULES:
+            raise ValueError(f"promotion rule {rule!r}: one of {', '.join(RULES)}")
         self._time_attr = time_attr
         self._anytime = anytime
+        self._rule = rule
         self._metric, self._mode = metric, mode
         self._eta = reduction_factor
         # Every bracket's rungs, numbered together: rung i is (its bracket, its epoch); state is per rung.
@@ -116,12 +129,24 @@ class PromotionASHA(FIFOScheduler):
         return value if self._mode == "max" else -value
 
     def _promotable(self, rung: int, trial_id: str) -> bool:
-        """In the top floor(n / eta) of the n trials recorded at the rung, not promoted from it yet."""
+        """Not promoted from the rung yet, and in the top floor(n / eta) of the n trials recorded there
+        (rule "top"), or at or above their (1 - 1/eta) quantile (rule "quantile")."""
         recorded = self._recorded[rung]
         if trial_id in self._promoted[rung] or trial_id not in recorded:
             return False
+        if self._rule == "quantile":
+            cutoff = quantile_cutoff([-v for v, _, _ in self._ranked[rung]], self._eta)
+            return cutoff is not None and recorded[trial_id] >= cutoff
         better = bisect.bisect_left(self._ranked[rung], (-recorded[trial_id],))  # trials strictly better
         return better < max_promotions(len(recorded), self._eta)
+
+    def _n_promotable(self, rung: int) -> int:
+        """How long the prefix of the rung's ranking is that the rule lets through."""
+        ranked = self._ranked[rung]
+        if self._rule == "quantile":
+            cutoff = quantile_cutoff([-v for v, _, _ in ranked], self._eta)
+            return 0 if cutoff is None else bisect.bisect_right(ranked, (-cutoff, math.inf))
+        return max_promotions(len(ranked), self._eta)
 
     def _bracket_of(self, trial_id: str) -> int:
         if trial_id not in self._bracket:
@@ -156,8 +181,7 @@ class PromotionASHA(FIFOScheduler):
         if self._pause_disk_bytes is not None and self._paused:
             self._evict(tune_controller)
         for rung in self._promotion_order:
-            top = max_promotions(len(self._recorded[rung]), self._eta)
-            for _, _, trial_id in self._ranked[rung][:top]:  # best first: the first paused one is the best
+            for _, _, trial_id in self._ranked[rung][:self._n_promotable(rung)]:  # best first: the first paused one is the best
                 if self._paused.get(trial_id) == rung and trial_id not in self._promoted[rung]:
                     return self._resume(tune_controller, trial_id)
         running = False
@@ -273,6 +297,19 @@ def checkpoint_bytes(trial: Trial) -> float | None:
 
     infos = checkpoint.filesystem.get_file_info(FileSelector(checkpoint.path, recursive=True))
     return float(sum(info.size for info in infos if info.type == FileType.File))
+
+
+def quantile_cutoff(values_best_first: list[float], reduction_factor: int) -> float | None:
+    """The (1 - 1/reduction_factor) quantile of values sorted best (largest) first, as Syne Tune 0.13's
+    Rung.quantile computes it for mode "max" (numpy.quantile's linear interpolation); None below two values."""
+    n = len(values_best_first)
+    if n < 2:
+        return None
+    virtual = (n - 1) * (1 - 1 / reduction_factor) + 1
+    index = int(virtual)
+    g = 1 - (virtual - index)
+    left = n - index - 1
+    return g * values_best_first[left + 1] + (1 - g) * values_best_first[left]
 
 
 def max_promotions(n: int, reduction_factor: int) -> int:

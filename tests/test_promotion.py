@@ -486,3 +486,32 @@ def test_a_trial_id_drawn_again_while_live_is_declined_not_a_crash():
     assert limiter.suggest("a") == {"x": 1}
     assert limiter.suggest("a") is None and inner.asked == ["a"]  # Tune draws a new id at its next step
     assert limiter.suggest("b") == {"x": 2}
+
+
+def test_the_quantile_rule_is_syne_tunes_and_lets_the_best_of_two_through():
+    """rule="quantile" (Syne Tune 0.13's Rung.quantile): at or above the rung's (1 - 1/3) quantile of the
+    values recorded there (numpy's linear interpolation), from two trials on. Worked by hand, rung 1:
+    [0.5] no cutoff; [0.5, 0.7] cutoff 0.5 + 2/3 * 0.2 = 0.633; [0.5, 0.7, 0.6] cutoff 0.6 + 1/3 * 0.1
+    = 0.633; with 0.9 added, cutoff 0.6 + 0.1 = 0.7 (the 2/3 quantile is the 3rd of 4 sorted)."""
+    from searchers.promotion import quantile_cutoff
+
+    assert quantile_cutoff([0.7, 0.5], 3) == pytest.approx(0.5 + 2 / 3 * 0.2)
+    assert quantile_cutoff([0.9, 0.7, 0.6, 0.5], 3) == pytest.approx(0.7) and quantile_cutoff([0.5], 3) is None
+    s = PromotionASHA("epoch", max_t=9, grace_period=1, reduction_factor=3, metric="val_accuracy", mode="max",
+                      rule="quantile")
+    t = {name: FakeTrial(name) for name in ("T1", "T2", "T3", "T4", "T5")}
+    c = FakeController(t.values())
+    t["T1"].status = Trial.RUNNING
+    assert report(s, c, t["T1"], 1, 0.5) == PAUSE  # alone: no quantile yet
+    t["T2"].status = Trial.RUNNING
+    assert report(s, c, t["T2"], 1, 0.7) == CONTINUE  # 0.7 >= 0.633: the best of two goes on (top rule: none)
+    t["T3"].status = Trial.RUNNING
+    assert report(s, c, t["T3"], 1, 0.6) == PAUSE  # 0.6 < 0.633
+    assert s.choose_trial_to_run(c) is t["T4"]  # T1 (0.5) and T3 (0.6) are below it: a new trial
+    t["T4"].status = Trial.RUNNING
+    assert report(s, c, t["T4"], 1, 0.9) == CONTINUE  # cutoff 0.7: T4 and T2 are at or above it
+    t["T5"].status = Trial.RUNNING
+    assert report(s, c, t["T5"], 1, 0.65) == PAUSE  # 5 recorded: cutoff 0.6 + 2/3 * 0.1 = 0.667
+    assert s.choose_trial_to_run(c) is None or s.paused_ids() == set()  # nothing qualifies, nothing waits
+    with pytest.raises(ValueError, match="promotion rule"):
+        PromotionASHA("epoch", max_t=9, rule="median")
