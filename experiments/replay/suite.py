@@ -74,7 +74,10 @@ PAIRS = (("rungbo:asha", "bayesopt:asha"), ("rungbo:asha", "hyperopt:asha"), ("r
          # model-based search under promotion, and spending what is left once the grid is tried (anytime)
          ("bayesopt:promotion", "bayesopt:fifo"), ("bayesopt:promotion_anytime", "bayesopt:fifo"),
          ("bayesopt:promotion_anytime", "bayesopt:promotion"), ("bayesopt:promotion_anytime", "random:promotion"),
-         ("shuffle:promotion_anytime", "shuffle:promotion"))
+         ("shuffle:promotion_anytime", "shuffle:promotion"),
+         # Syne Tune's promotion test against Li et al.'s (docs/lcbench-quantile), and HyperOpt under ASHA against FIFO
+         ("bayesopt:promotion_quantile_anytime", "bayesopt:promotion_anytime"),
+         ("bayesopt:promotion_quantile_anytime", "bayesopt:fifo"), ("hyperopt:asha", "hyperopt:fifo"))
 
 
 def default_tables_dir() -> Path:
