@@ -135,7 +135,7 @@ class PromotionASHA(FIFOScheduler):
         if trial_id in self._promoted[rung] or trial_id not in recorded:
             return False
         if self._rule == "quantile":
-            cutoff = quantile_cutoff([-v for v, _, _ in self._ranked[rung]], self._eta)
+            cutoff = quantile_cutoff(_Values(self._ranked[rung]), self._eta)
             return cutoff is not None and recorded[trial_id] >= cutoff
         better = bisect.bisect_left(self._ranked[rung], (-recorded[trial_id],))  # trials strictly better
         return better < max_promotions(len(recorded), self._eta)
@@ -144,7 +144,7 @@ class PromotionASHA(FIFOScheduler):
         """How long the prefix of the rung's ranking is that the rule lets through."""
         ranked = self._ranked[rung]
         if self._rule == "quantile":
-            cutoff = quantile_cutoff([-v for v, _, _ in ranked], self._eta)
+            cutoff = quantile_cutoff(_Values(ranked), self._eta)
             return 0 if cutoff is None else bisect.bisect_right(ranked, (-cutoff, math.inf))
         return max_promotions(len(ranked), self._eta)
 
@@ -181,7 +181,7 @@ class PromotionASHA(FIFOScheduler):
         if self._pause_disk_bytes is not None and self._paused:
             self._evict(tune_controller)
         for rung in self._promotion_order:
-            for _, _, trial_id in self._ranked[rung][:self._n_promotable(rung)]:  # best first: the first paused one is the best
+            for _, _, trial_id in self._ranked[rung][:self._n_promotable(rung)]:  # best first: the first paused is the best
                 if self._paused.get(trial_id) == rung and trial_id not in self._promoted[rung]:
                     return self._resume(tune_controller, trial_id)
         running = False
@@ -299,7 +299,20 @@ def checkpoint_bytes(trial: Trial) -> float | None:
     return float(sum(info.size for info in infos if info.type == FileType.File))
 
 
-def quantile_cutoff(values_best_first: list[float], reduction_factor: int) -> float | None:
+class _Values:
+    """A rung's ranking read as its signed values, best first, without copying it (the quantile reads two)."""
+
+    def __init__(self, ranked: list[tuple]):
+        self._ranked = ranked
+
+    def __len__(self):
+        return len(self._ranked)
+
+    def __getitem__(self, i: int) -> float:
+        return -self._ranked[i][0]
+
+
+def quantile_cutoff(values_best_first, reduction_factor: int) -> float | None:
     """The (1 - 1/reduction_factor) quantile of values sorted best (largest) first, as Syne Tune 0.13's
     Rung.quantile computes it for mode "max" (numpy.quantile's linear interpolation); None below two values."""
     n = len(values_best_first)
