@@ -174,7 +174,8 @@ class IncrementalSuggest:
     def _suggest(self, new_ids, domain, trials, seed, prior_weight=tpe._default_prior_weight,
                  n_startup_jobs=tpe._default_n_startup_jobs, n_EI_candidates=tpe._default_n_EI_candidates,
                  gamma=tpe._default_gamma, verbose=True):
-        # tpe.suggest from "Sample and compute log-probability" on (hyperopt 0.2.7), fed from the history
+        # tpe.suggest from "Sample and compute log-probability" on (the same in hyperopt 0.2.7 and 0.3.0), fed from the history;
+        # tests/test_tpe_cache.py compares the two with the hyperopt installed
         h = self.history
         if len(h.tids) < n_startup_jobs:
             return rand.suggest(new_ids, domain, trials, seed)
