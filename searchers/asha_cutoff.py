@@ -28,8 +28,7 @@ class _Values:
         new = len(self.recorded) - self.n
         if new <= 0:
             return
-        values = list(self.recorded.values())[self.n:] if self.n == 0 else \
-            [v for _, v in zip(range(new), reversed(self.recorded.values()))][::-1]
+        values = [v for _, v in zip(range(new), reversed(self.recorded.values()))][::-1]  # the last `new`
         self.exact = self.exact and all(type(v) in (float, int) for v in values)
         if self.n + new > len(self.array):
             self.array = np.resize(self.array, max(2 * len(self.array), self.n + new))
