@@ -1,8 +1,9 @@
-"""The smoke comparison on a two-node Ray cluster (--ray-address, --storage): trials on both
-nodes, the monitor on both, and the same run folder as a local run."""
+"""The smoke comparison on a two-node Ray cluster (--ray-address, --storage): trials on the
+cluster, sized by its CPUs, the monitor on both nodes, and the same run folder as a local run."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,22 +27,25 @@ def two_nodes(tmp_path_factory):
     helper.wait(timeout=120)
 
 
-def test_the_smoke_comparison_runs_on_two_nodes(two_nodes, smoke_run, tmp_path):
+def test_the_smoke_comparison_runs_on_a_two_node_cluster(two_nodes, smoke_run, tmp_path):
     shared = tmp_path / "shared"  # stands for the cluster's shared file system (NFS)
-    # the full Breast Cancer space (trials of 0.2-2 s), 12 per method: long enough that the second
-    # node's worker is up before one reused worker has served every trial, as with any real task (6
-    # were not always: once a finished trial stopped copying its state to the CPU, trials got faster)
-    out = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--num-samples", "12", "--ray-address", two_nodes,
+    out = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--num-samples", "4", "--ray-address", two_nodes,
                           "--storage", str(shared), "--results-dir", str(tmp_path / "results"),
                           "--monitor-interval", "0.3", "--methods", "random:fifo,random:asha"],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     (run_dir,) = (tmp_path / "results" / "breast_cancer").iterdir()
-    trials = pd.read_csv(run_dir / "trials.csv")
-    assert trials["node"].nunique() == 2  # trials ran on both nodes
+    resolved = json.loads((run_dir / "run.json").read_text())["resolved"]
+    assert resolved["max_concurrent"] == 3  # sized from the cluster's CPUs (1 + 2), not this machine's
     resources = pd.read_csv(run_dir / "resources.csv")
     assert resources["node"].nunique() == 2 and resources["cpu_percent"].notna().all()  # both nodes monitored
+    # Every trial ran on a node of the cluster. Which of the two is Ray's race, not ours: Tune hands a
+    # pending trial an idle cached actor and drops the one still starting on the slower node
+    # (tune_controller._maybe_reuse_cached_actor), so on a loaded machine one node can serve every
+    # trial; asserting both failed CI once that way.
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 8 and set(trials["node"]) <= set(resources["node"])
     # the same run folder as a local run; tune/ links to the shared storage
     assert {p.name for p in run_dir.iterdir()} == {p.name for p in smoke_run.iterdir()}
     assert (run_dir / "tune").is_symlink() and (run_dir / "tune").resolve().is_relative_to(shared.resolve())
