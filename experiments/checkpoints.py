@@ -5,11 +5,12 @@ is scoring a method's pick on the test split, and the user who wants the tuned m
 IMDB run keeps 70+ DistilBERT trials (about 260 MB each), more than many GPU boxes have free,
 so ``--keep-checkpoints`` (default ``best``) decides what stays:
 
-- ``best``: within a method only the trial that ``core.rules.select_trial`` would pick so far
-  keeps its checkpoint (Tune's ``on_trial_complete`` arrives after the final checkpoint is
-  registered); after a method is scored, only the run's best pick so far keeps its own. At any
-  moment at most three are on disk (the run's best, the method's incumbent, the trial just
-  finished), and one when the run ends.
+- ``best``: within a method only the trials that ``core.rules.select_trial`` could pick so far
+  keep their checkpoints (Tune's ``on_trial_complete`` arrives after the final checkpoint is
+  registered): the best value at the most epochs, every trial tied there included; once the method
+  is scored only its pick keeps its own, and then only the run's best pick so far. At any moment
+  that is the run's best, the method's incumbents and the trial just finished, and one when the
+  run ends.
 - ``picks``: every method's pick keeps its checkpoint (one per method and seed at the end).
 - ``all``: nothing is deleted.
 """
@@ -33,9 +34,20 @@ def default_pause_disk_gb(folder: Path) -> float:
 
 
 def delete(checkpoint) -> None:
-    """Remove a Tune ``Checkpoint``'s folder, on whatever file system it lives (local or pyarrow's)."""
-    if checkpoint is not None:
+    """Remove a Tune ``Checkpoint``'s folder, on whatever file system it lives (local or pyarrow's);
+    one deleted already (Tune still names it) is left as it is."""
+    from pyarrow.fs import FileType
+
+    if checkpoint is not None and checkpoint.filesystem.get_file_info(checkpoint.path).type != FileType.NotFound:
         checkpoint.filesystem.delete_dir(checkpoint.path)
+
+
+def keep_only_the_pick(results, pick_id) -> None:
+    """After a method is scored: the checkpoint of every trial but its pick goes (``results``: trial
+    id -> Tune Result). KeepSelectable keeps every trial tied with the incumbent; this drops the ties."""
+    for trial_id, result in results.items():
+        if trial_id != pick_id:
+            delete(result.checkpoint)
 
 
 class DropTrainingState(tune.Callback):
@@ -62,46 +74,55 @@ class DropTrainingState(tune.Callback):
                 checkpoint.filesystem.delete_file(path)
 
 
-def _key(trial, order: int, objective: Objective) -> tuple | None:
-    """The trial's selection key (core.rules) from what Tune holds of it: its own running best
-    where the trainable reports one (ours do), else the best value of the metric Tune saw."""
+def _key(trial, objective: Objective) -> tuple | None:
+    """The trial's selection key (core.rules) from what Tune holds of it, without the start order:
+    its own running best where the trainable reports one (ours do), else the best value of the
+    metric Tune saw, and its epochs."""
     result = trial.last_result or {}
     best = result.get(objective.best_column, best_reported(trial, objective))
     epoch = result.get("epoch")
     if best is None or epoch is None:
         return None
-    return selection_key(float(best), int(epoch), order, objective)
+    return selection_key(float(best), int(epoch), 0, objective)
 
 
 class KeepSelectable(tune.Callback):
-    """Deletes each finished trial's checkpoint unless it is the method's pick so far; the
-    state (the incumbent) travels in Tune's snapshots, so a resumed method goes on the same."""
+    """Deletes each finished trial's checkpoint unless it could be the method's pick so far: the best
+    value at the most epochs, ties kept. select_trial breaks a tie by start order, which Tune's live
+    trial list and its ResultGrid do not agree on after a resume (the grid's order is that of a dict
+    filled from a set), and a repeated configuration ties exactly; breaking it here once deleted the
+    pick's weights. keep_only_the_pick drops the ties once the pick is scored. The state (the
+    incumbents) travels in Tune's snapshots, so a resumed method goes on the same."""
 
     def __init__(self, objective: Objective):
         self.objective = objective
-        self.incumbent: tuple | None = None  # (selection key, trial id)
+        self.incumbents: dict[str, tuple] = {}  # trial id -> selection key; all keys equal
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        key = _key(trial, trials.index(trial), self.objective)
-        if key is None:
+        key = _key(trial, self.objective)
+        best = next(iter(self.incumbents.values()), None)
+        if key is None or (best is not None and key < best):
             delete(trial.checkpoint)
             return
-        if self.incumbent is not None and key <= self.incumbent[0]:
-            delete(trial.checkpoint)
-            return
-        if self.incumbent is not None:
-            loser = next((t for t in trials if t.trial_id == self.incumbent[1]), None)
-            delete(loser.checkpoint if loser is not None else None)
-        self.incumbent = (key, trial.trial_id)
+        if best is not None and key > best:
+            for loser in trials:
+                if loser.trial_id in self.incumbents:
+                    delete(loser.checkpoint)
+            self.incumbents = {}
+        self.incumbents[trial.trial_id] = key
 
     def on_trial_error(self, iteration, trials, trial, **info):
         delete(trial.checkpoint)  # a failed trial is never picked
 
     def get_state(self) -> dict:
-        return {"incumbent": self.incumbent}
+        return {"incumbents": self.incumbents}
 
     def set_state(self, state: dict) -> None:
-        self.incumbent = state["incumbent"]
+        if "incumbent" in state:  # a snapshot written before ties were kept: (key with order, trial id)
+            old = state["incumbent"]
+            self.incumbents = {} if old is None else {old[1]: (*old[0][:2], 0)}
+        else:
+            self.incumbents = dict(state["incumbents"])
 
 
 def keep_best_pick(run_dir: Path, summaries: list, objective: Objective) -> None:

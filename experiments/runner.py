@@ -23,7 +23,7 @@ from core import records
 from core.rules import method_label, method_name, select_trial
 from experiments import machine, packing, runlock
 from experiments import progress as progress_lines
-from experiments.checkpoints import default_pause_disk_gb, keep_best_pick
+from experiments.checkpoints import default_pause_disk_gb, keep_best_pick, keep_only_the_pick
 from experiments.collect import collect_trials, error_line
 from experiments.console import next_steps
 from experiments.gpus import GpuProbeError, visible_gpus
@@ -186,6 +186,8 @@ def run_method(plan: RunPlan, method: Method, storage: str, monitor=None,
         wall += max(before, default=0.0)
     selected = select_trial(collected.trials, plan.task.objective)
     test_metrics = score_pick(plan, method, collected.results[selected["trial_id"]]) if selected else {}
+    if plan.keep_checkpoints != "all":
+        keep_only_the_pick(collected.results, selected["trial_id"] if selected else None)
     samples = monitor.rows(method.searcher, method.scheduler, method.seed) if monitor is not None else None
     summary = summarize_method(plan.task, method, collected.trials, wall, test_metrics, selected,
                                plan.gpus_per_trial, samples)

@@ -18,6 +18,7 @@ import torch
 
 from core import records
 from core.rules import Objective, last_attempt
+from experiments.checkpoints import keep_only_the_pick
 from experiments.plan import Method
 from experiments.scoring import summarize_method
 from experiments.tune_adapter import trial_statuses, trials_with_results
@@ -274,9 +275,62 @@ def test_within_a_method_only_the_pick_keeps_its_checkpoint(ray_session, tmp_pat
     task = dataclasses.replace(ANALYTIC, space={**ANALYTIC.space, "x": (1, 2, 3, 4, 5)})
     tuned = tune_one(task, "random", "asha", 0, tmp_path, num_samples=10, max_concurrent=2, keep_checkpoints="picks",
                      fixed_config={"fail_x": (5,)})
-    trials, _, _ = collect(tuned, task, "random", "asha", 0)
+    trials, _, results = collect(tuned, task, "random", "asha", 0)
+    pick = select_trial(trials, Objective())["trial_id"]
+    kept = {p.parent.name for p in (tmp_path / "random-asha-s0").glob("trial_*/checkpoint_*")}
+    assert f"trial_{pick}" in kept  # Tune's callback kept the pick's (and any trial tied with it)
+    keep_only_the_pick(results, pick)  # as the runner does once the pick is scored
     left = sorted(p.parent.name for p in (tmp_path / "random-asha-s0").glob("trial_*/checkpoint_*"))
-    assert left == [f"trial_{select_trial(trials, Objective())['trial_id']}"]  # the pick's, and only it
+    assert left == [f"trial_{pick}"]  # the pick's, and only it
+
+
+class _Fs:
+    """pyarrow's file system calls that experiments.checkpoints makes, on local folders."""
+
+    def get_file_info(self, path):
+        from pyarrow.fs import FileInfo, FileType
+
+        return FileInfo(path, FileType.Directory if Path(path).is_dir() else FileType.NotFound)
+
+    def delete_dir(self, path):
+        import shutil
+
+        shutil.rmtree(path)
+
+
+def test_trials_tied_with_the_incumbent_keep_their_checkpoints_whatever_the_order(tmp_path):
+    """A repeated configuration ties exactly, and select_trial breaks ties by an order that Tune's live
+    list and its ResultGrid do not share after a resume: keeping one of the tied trials once deleted
+    the pick's weights (CI: FileNotFoundError scoring the pick). Every tied trial keeps its checkpoint
+    until the pick is scored; then only the pick's stays."""
+    from types import SimpleNamespace
+
+    from experiments.checkpoints import KeepSelectable
+
+    def trial(trial_id, best, epoch):
+        folder = tmp_path / trial_id / "checkpoint_000000"
+        folder.mkdir(parents=True)
+        return SimpleNamespace(trial_id=trial_id, last_result={"best_val_accuracy": best, "epoch": epoch},
+                               checkpoint=SimpleNamespace(filesystem=_Fs(), path=str(folder)))
+
+    worse, tied_a, tied_b, shorter = trial("w", 0.80, 3), trial("a", 0.89, 3), trial("b", 0.89, 3), trial("s", 0.89, 1)
+    trials = [worse, tied_b, tied_a, shorter]
+    for order in ([worse, tied_a, tied_b, shorter], [tied_b, shorter, worse, tied_a]):
+        for t in trials:
+            Path(t.checkpoint.path).mkdir(parents=True, exist_ok=True)
+        keep = KeepSelectable(Objective())
+        for t in order:
+            keep.on_trial_complete(0, trials, t)
+        restored = KeepSelectable(Objective())  # what --resume does with Tune's snapshot of it
+        restored.set_state(keep.get_state())
+        assert set(restored.incumbents) == {"a", "b"}
+        assert {p.parent.name for p in tmp_path.glob("*/checkpoint_*")} == {"a", "b"}
+    old = KeepSelectable(Objective())  # a snapshot from before ties were kept: (key with start order, id)
+    old.set_state({"incumbent": (keep.incumbents["a"][:2] + (-3,), "a")})
+    assert old.incumbents == {"a": keep.incumbents["a"]}
+    results = {t.trial_id: SimpleNamespace(checkpoint=t.checkpoint) for t in trials}
+    keep_only_the_pick(results, "b")
+    assert {p.parent.name for p in tmp_path.glob("*/checkpoint_*")} == {"b"}
 
 
 def test_a_run_leaves_one_checkpoint_the_runs_best_pick_in_safe_formats(smoke_run):
