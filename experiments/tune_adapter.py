@@ -15,13 +15,28 @@ from pathlib import Path
 
 
 def trials_with_results(results) -> list[tuple]:
-    """(Trial, Result) of every trial of a ``ResultGrid``, in start order. A Result carries no
-    config or trial id for a trial that failed before its first report; its Trial does."""
+    """(Trial, Result) of every trial of a ``ResultGrid``, in the order Tune created them. A Result
+    carries no config or trial id for a trial that failed before its first report; its Trial does.
+
+    The ResultGrid's own order is not that: Tune lists trials in the order it first snapshotted
+    them, several per step taken from a set (``TuneController._trials_to_cache``), so it differs
+    between runs and after ``--resume``, and the pick's tie-break ("the trial started first",
+    core.rules.select_trial) followed it. The creation number leads each trial's ``experiment_tag``
+    (``BasicVariantGenerator`` and ``SearchGenerator`` both write ``"<counter>_..."``)."""
     trials = results._experiment_analysis.trials
     if len(trials) != len(results):
         raise RuntimeError("Ray's ResultGrid and its trials disagree in length; experiments/tune_adapter.py "
                            "needs updating for this Ray version")
-    return list(zip(trials, results))
+    return sorted(zip(trials, results), key=lambda pair: creation_number(pair[0]))
+
+
+def creation_number(trial) -> int:
+    """The counter Tune's trial generators put first in a Trial's ``experiment_tag``."""
+    head = str(getattr(trial, "experiment_tag", "")).split("_", 1)[0]
+    if not head.isdigit():
+        raise RuntimeError(f"trial {trial.trial_id}: experiment_tag {getattr(trial, 'experiment_tag', None)!r} does not "
+                           "start with Tune's trial counter; experiments/tune_adapter.py needs updating for this Ray version")
+    return int(head)
 
 
 def trial_gpu_share(trial) -> float:

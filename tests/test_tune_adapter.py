@@ -7,6 +7,7 @@ import json
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 
 from core import records
 from experiments import tune_adapter
@@ -29,7 +30,27 @@ def test_trials_with_results_gives_every_trial_its_config_even_without_a_report(
         if trial.config["x"] == 2:
             assert result.error is not None  # the Trial still says which configuration failed
         else:
-            assert result.config["x"] == trial.config["x"]  # same order as the ResultGrid
+            assert result.config["x"] == trial.config["x"]  # each Trial with its own Result
+    numbers = [tune_adapter.creation_number(trial) for trial, _ in pairs]
+    assert numbers == list(range(numbers[0], numbers[0] + len(pairs))), \
+        "experiments/tune_adapter.py: Tune's experiment_tag no longer starts with its trial counter"
+
+
+def test_a_searchers_trials_come_in_the_order_tune_created_them(ray_session, tmp_path):
+    tuned = tune(TASK, "hyperopt", "fifo", 0, tmp_path, num_samples=4)  # SearchGenerator's counter, not the grid's
+    pairs = tune_adapter.trials_with_results(tuned.results)
+    numbers = [tune_adapter.creation_number(trial) for trial, _ in pairs]
+    assert numbers == list(range(numbers[0], numbers[0] + 4))
+
+
+def test_trials_are_ordered_by_creation_whatever_the_result_grids_order():
+    # Tune's ResultGrid lists trials in snapshot order, which a resume reshuffles: the pick's tie-break
+    # ("the trial started first") must not follow it
+    pairs = [(SimpleNamespace(trial_id=f"t{n}", experiment_tag=f"{n}_x={n}"), SimpleNamespace(n=n)) for n in (2, 0, 10, 1)]
+    ordered = tune_adapter.trials_with_results(_Grid(pairs))
+    assert [result.n for _, result in ordered] == [0, 1, 2, 10] and [t.trial_id for t, _ in ordered] == ["t0", "t1", "t2", "t10"]
+    with pytest.raises(RuntimeError, match="tune_adapter.py"):
+        tune_adapter.trials_with_results(_Grid([(SimpleNamespace(trial_id="t", experiment_tag="lr=0.1"), None)]))
 
 
 def test_experiment_state_reads_back_every_trial_status(ray_session, tmp_path):
@@ -66,7 +87,7 @@ def test_a_report_without_an_epoch_is_not_counted_as_one():
                {"epoch": None, "val_accuracy": None, "timestamp": 12}, {"timestamp": 13}]
     from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-    trial = SimpleNamespace(trial_id="t0", config={"x": 3, "learning_rate": 1e-3, "act": "relu", "epochs": 3},
+    trial = SimpleNamespace(trial_id="t0", experiment_tag="0", config={"x": 3, "learning_rate": 1e-3, "act": "relu", "epochs": 3},
                             placement_group_factory=PlacementGroupFactory([{"CPU": 1}]), error_file=None,
                             run_metadata=SimpleNamespace(error_filename=None))
     result = SimpleNamespace(metrics_dataframe=pd.DataFrame(reports), error=None, metrics={"time_total_s": 2.0})
