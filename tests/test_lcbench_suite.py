@@ -213,7 +213,8 @@ def test_the_summary_names_the_half_the_methods_that_ended_early_and_the_fidelit
     text = (out / "summary.md").read_text()
     assert "the even half (1 tables" in text
     # random:fifo hits the 30-trial guard before 5% of the grid's compute (~97 trials): said, not hidden
-    assert "- random:fifo: 1 of 1 replays ended before 5% (compute share median 1.8%, 1 at the 30-trial guard" in text
+    assert ("- random:fifo: 1 of 1 replays ended before 5% (compute share median 1.8%, 1 at the 30-trial guard, "
+            "0 with the searcher out of configurations)") in text
     assert "Fidelity sanity over 1 table(s)" in text and "| 1 | 0." in text
     datasets = pd.read_csv(out / "datasets.csv")
     assert datasets["first_rung_spearman"].iloc[0] >= 0.5 and bool(datasets["grid_best_survives_first_cut"].iloc[0])

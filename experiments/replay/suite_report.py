@@ -68,8 +68,9 @@ def ended_early(rows: pd.DataFrame, settings: dict) -> list[str]:
         if short.any():
             lines.append(f"- {name}: {int(short.sum())} of {len(frame)} replays ended before {100 * settings['budget']:.0f}% "
                          f"(compute share median {100 * frame.loc[short, 'compute_share'].median():.1f}%, "
-                         f"{int(capped.sum())} at the {settings['max_trials']}-trial guard, the rest with the "
-                         "searcher out of configurations); its later columns repeat its last pick")
+                         f"{int((short & capped).sum())} at the {settings['max_trials']}-trial guard, "
+                         f"{int((short & ~capped).sum())} with the searcher out of configurations); its later columns "
+                         "repeat its last pick")
     return lines
 
 
