@@ -88,11 +88,12 @@ def _key(trial, objective: Objective) -> tuple | None:
 
 class KeepSelectable(tune.Callback):
     """Deletes each finished trial's checkpoint unless it could be the method's pick so far: the best
-    value at the most epochs, ties kept. select_trial breaks a tie by start order, which Tune's live
-    trial list and its ResultGrid do not agree on after a resume (the grid's order is that of a dict
-    filled from a set), and a repeated configuration ties exactly; breaking it here once deleted the
-    pick's weights. keep_only_the_pick drops the ties once the pick is scored. The state (the
-    incumbents) travels in Tune's snapshots, so a resumed method goes on the same."""
+    value at the most epochs, ties kept. select_trial breaks a tie by the order Tune created the trials
+    (tune_adapter.trials_with_results); this callback does not break it a second time, in another
+    order (Tune's live trial list is in snapshot order after a resume): that once deleted the pick's
+    weights, as a repeated configuration ties exactly. keep_only_the_pick drops the ties once the
+    pick is scored. The state (the incumbents) travels in Tune's snapshots, so a resumed method goes
+    on the same."""
 
     def __init__(self, objective: Objective):
         self.objective = objective

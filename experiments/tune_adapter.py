@@ -32,9 +32,10 @@ def trials_with_results(results) -> list[tuple]:
 
 def creation_number(trial) -> int:
     """The counter Tune's trial generators put first in a Trial's ``experiment_tag``."""
-    head = str(getattr(trial, "experiment_tag", "")).split("_", 1)[0]
+    tag = getattr(trial, "experiment_tag", None)
+    head = str(tag).split("_", 1)[0]
     if not head.isdigit():
-        raise RuntimeError(f"trial {trial.trial_id}: experiment_tag {getattr(trial, 'experiment_tag', None)!r} does not "
+        raise RuntimeError(f"trial {trial.trial_id}: experiment_tag {tag!r} does not "
                            "start with Tune's trial counter; experiments/tune_adapter.py needs updating for this Ray version")
     return int(head)
 
