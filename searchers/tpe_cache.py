@@ -18,14 +18,16 @@ a hook for any of it: hence our own, each piece the smallest change that keeps t
   and the same seeded generator. Where its assumptions do not hold (a record gone from the list, as
   an errored trial's is; ids out of order; ``from_tid``), it starts over from the records, so it is
   never wrong, only slower.
-- ``ap_split_trials``: the good/bad split with the membership test vectorized (``np.isin``) and the
-  loss order computed once per suggestion, not once per hyperparameter.
+- ``ap_split_trials``: the good/bad split with the membership test vectorized (``np.isin``), the
+  good trials found once per suggestion (not once per hyperparameter) by selection, not a full sort,
+  and, unlike hyperopt's, the same on every CPU where losses tie (``good_trials``).
 - ``IncrementalTrials``: ``Trials.refresh`` that appends the records added since the last call; the
   full rebuild runs after a trial errors (hyperopt then drops its record), the only state change
   that removes one.
 - ``LookupHyperOptSearch``: Ray's searcher with its record lookup indexed by trial id.
 
-tests/test_tpe_cache.py compares suggestions with and without all of this, errors included.
+tests/test_tpe_cache.py compares suggestions with and without all of this (hyperopt's ties then
+broken as ours), errors included.
 """
 
 from __future__ import annotations
@@ -49,33 +51,80 @@ def _posterior(domain, prior_weight, gamma):
     return per_domain[key]
 
 
-_split_order: list = [None, None, None]  # (l_idxs, l_vals, order) of the last split, within one suggestion
+_split_order: list = [None, None, None]  # (l_idxs, l_vals, (ids, losses, {n_below: good})) of the last split
+
+
+class _TiesByPosition:
+    """numpy as hyperopt.tpe sees it while we evaluate TPE, but for argsort's order among equal values:
+    by position. hyperopt sorts with np.argsort's default, whose order among ties is the CPU's (see
+    ``good_trials``), in two places where that order changes the result: the good/bad split, and
+    ``adaptive_parzen_normal``, where each observed value's bandwidth comes from its neighbours in
+    sorted order and its weight (recent trials weigh more) follows it, so tied values swap bandwidths."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def argsort(a, axis=-1, kind=None, order=None, **kwargs):
+        return np.argsort(a, axis=axis, kind="stable" if kind is None else kind, order=order, **kwargs)
+
+
+_TIES_BY_POSITION = _TiesByPosition()
 
 
 @contextlib.contextmanager
 def _our_split():
-    """Our ap_split_trials for one evaluation of the posterior graph (pyll finds a node's function by
-    its name), with the loss order computed afresh: the loss array of the last call may have changed in place."""
-    split = scope._impls["ap_split_trials"]
-    scope._impls["ap_split_trials"] = ap_split_trials
+    """For one evaluation of the posterior graph: our ap_split_trials (pyll finds a node's function by
+    its name), computed afresh (the loss array of the last call may have changed in place), and ties
+    ordered by position wherever hyperopt sorts."""
+    split, hyperopt_numpy = scope._impls["ap_split_trials"], tpe.np
+    scope._impls["ap_split_trials"], tpe.np = ap_split_trials, _TIES_BY_POSITION
     _split_order[:] = [None, None, None]
     try:
         yield
     finally:
-        scope._impls["ap_split_trials"] = split
+        scope._impls["ap_split_trials"], tpe.np = split, hyperopt_numpy
         _split_order[:] = [None, None, None]
 
 
+def good_trials(l_vals: np.ndarray, n_below: int) -> np.ndarray:
+    """Which losses are TPE's good ones: the ``n_below`` smallest, ties broken by position (the order
+    the trials were recorded in). hyperopt takes the first ``n_below`` of ``np.argsort(l_vals)``, whose
+    order among equal values is the CPU's: numpy sorts with AVX-512, AVX2 or plain code, and each
+    leaves ties in its own order (three orders for one array on one machine, switched by
+    NPY_DISABLE_CPU_FEATURES). Losses tie at the split wherever configurations repeat: in 99% of the
+    suggestions of one LCBench replay under ASHA (126025, seed 0), and on a small validation split,
+    whose accuracies take few values. So TPE's suggestions, and our committed replay rows, depended
+    on the machine. By position they do not, and a selection costs O(n) where the sort cost O(n log n)."""
+    good = np.zeros(len(l_vals), dtype=bool)
+    if n_below <= 0:
+        return good
+    if n_below >= len(l_vals):
+        good[:] = True
+        return good
+    kth = np.partition(l_vals, n_below - 1)[n_below - 1]
+    if np.isnan(kth):  # fewer real losses than n_below: NaNs last, as in a sort
+        good[np.argsort(l_vals, kind="stable")[:n_below]] = True
+        return good
+    good = l_vals < kth
+    good[np.flatnonzero(l_vals == kth)[:n_below - int(good.sum())]] = True
+    return good
+
+
 def ap_split_trials(o_idxs, o_vals, l_idxs, l_vals, gamma, gamma_cap=tpe.DEFAULT_LF):
-    """hyperopt.tpe.ap_split_trials with the membership test vectorized: the same arrays. Every
-    hyperparameter of a suggestion gets the same loss lists (the same objects), so their order is kept."""
+    """hyperopt.tpe.ap_split_trials with the membership test vectorized and ties at the split broken
+    by position (``good_trials``). Every hyperparameter of a suggestion gets the same loss lists (the
+    same objects), so the split is computed once per suggestion."""
     if _split_order[0] is not l_idxs or _split_order[1] is not l_vals:
-        _split_order[:] = [l_idxs, l_vals, (np.asarray(l_idxs), np.argsort(np.asarray(l_vals)))]
-    l_idxs, l_order = _split_order[2]
+        _split_order[:] = [l_idxs, l_vals, (np.asarray(l_idxs), np.asarray(l_vals, dtype=float), {})]
+    l_idxs, losses, splits = _split_order[2]
+    n_below = min(int(np.ceil(gamma * np.sqrt(len(losses)))), gamma_cap)
+    if n_below not in splits:  # one per suggestion: every hyperparameter has the same gamma
+        splits[n_below] = good_trials(losses, n_below)
+    good = splits[n_below]
     o_idxs, o_vals = np.asarray(o_idxs), np.asarray(o_vals)
-    n_below = min(int(np.ceil(gamma * np.sqrt(len(l_order)))), gamma_cap)
-    below = o_vals[np.isin(o_idxs, l_idxs[l_order[:n_below]])] if len(o_idxs) else o_vals[:0]
-    above = o_vals[np.isin(o_idxs, l_idxs[l_order[n_below:]])] if len(o_idxs) else o_vals[:0]
+    below = o_vals[np.isin(o_idxs, l_idxs[good])] if len(o_idxs) else o_vals[:0]
+    above = o_vals[np.isin(o_idxs, l_idxs[~good])] if len(o_idxs) else o_vals[:0]
     # hyperopt builds them from Python lists: an empty one comes back as float64
     return (below if len(below) else np.asarray([])), (above if len(above) else np.asarray([]))
 

@@ -1,19 +1,46 @@
 """HyperOpt's TPE with the posterior graph cached and the observations converted incrementally
-(searchers/tpe_cache.py): the same suggestions as HyperOpt's own, for less work."""
+(searchers/tpe_cache.py): the same suggestions as HyperOpt's own, for less work, and the same on
+every CPU where hyperopt's depend on it."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
 from hyperopt import tpe
 from ray import tune
 from ray.tune.search.hyperopt import HyperOptSearch
 
 from searchers import tpe_cache
+from tests.conftest import ROOT
 
 SPACE = {"lr": tune.loguniform(1e-4, 1e-1), "width": tune.choice([16, 32, 64, 128]), "act": tune.choice(["relu", "tanh"])}
+
+
+class _StableNumpy:
+    """numpy as hyperopt.tpe sees it, but for argsort's order among equal values: by position, as
+    ours breaks the ties at TPE's good/bad split (tpe_cache.good_trials). hyperopt's own order among
+    ties is whatever the CPU's SIMD sort leaves, so "the same suggestions as hyperopt" can only mean
+    the same as hyperopt with this one order fixed."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def argsort(a, *args, **kwargs):
+        kwargs.setdefault("kind", "stable")
+        return np.argsort(a, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def hyperopt_breaks_ties_by_position(monkeypatch):
+    monkeypatch.setattr(tpe, "np", _StableNumpy())
 
 
 def score(config):
@@ -88,6 +115,57 @@ def test_the_vectorized_split_returns_hyperopts_arrays():
             ours = tpe_cache.ap_split_trials(o_idxs, o_vals, l_idxs, l_vals, gamma)
             for a, b in zip(theirs, ours):
                 assert a.dtype == b.dtype and a.tolist() == b.tolist(), (n_obs, n_loss, gamma)
+
+
+def test_the_split_breaks_ties_by_position_with_nans_last():
+    losses = np.array([3.0, 1.0, 2.0, 1.0, np.nan, 1.0, 0.5])
+    assert np.flatnonzero(tpe_cache.good_trials(losses, 3)).tolist() == [1, 3, 6]  # 0.5, then the first two 1.0s
+    assert np.flatnonzero(tpe_cache.good_trials(losses, 7)).tolist() == list(range(7))
+    assert not tpe_cache.good_trials(losses, 0).any()
+    few = np.array([np.nan, 2.0, np.nan, 1.0])
+    assert np.flatnonzero(tpe_cache.good_trials(few, 3)).tolist() == [0, 1, 3]  # both real ones, then the first NaN
+
+
+ON_THIS_CPU = """
+import json, numpy as np
+from hyperopt import Trials, fmin, hp, tpe
+from searchers.tpe_cache import IncrementalSuggest, good_trials
+losses = np.random.default_rng(0).integers(0, 20, 5000).astype(float)  # many ties at every split point
+# tied losses and tied observed values (TPE's Parzen estimator sorts those too)
+space = {"a": hp.quniform("a", 0, 8, 1), "b": hp.choice("b", [0, 1, 2]), "c": hp.uniform("c", 0, 1)}
+trials = Trials()
+fmin(lambda c: float(int(c["a"]) % 3 + c["b"]) + round(c["c"], 1), space, algo=IncrementalSuggest(tpe.suggest),
+     max_evals=120, trials=trials, rstate=np.random.default_rng(0), show_progressbar=False)
+print(json.dumps({"split": [np.flatnonzero(good_trials(losses, n)).tolist() for n in (7, 25, 300)],
+                  "suggested": [t["misc"]["vals"] for t in trials.trials],
+                  "numpy": np.argsort(losses)[:300].tolist()}, default=float))
+"""
+
+
+def _dispatch_targets() -> list[str]:
+    try:
+        from numpy._core import _multiarray_umath as umath
+    except ImportError:  # numpy 1.x
+        from numpy.core import _multiarray_umath as umath
+    return [t for t in umath.__cpu_dispatch__ if umath.__cpu_features__.get(t)]
+
+
+def test_tpe_suggests_the_same_whatever_sort_the_cpu_runs():
+    """numpy picks its sort's SIMD code per CPU (AVX-512, AVX2, plain on x86) and each leaves ties in
+    its own order; NPY_DISABLE_CPU_FEATURES makes this machine run the lesser ones, as other CPUs would.
+    With hyperopt's own order among ties the suggestions above differ on this machine's plain sort."""
+    targets = _dispatch_targets()
+    outs = []
+    for keep in range(len(targets), -1, -1):
+        env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(targets[keep:]), "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-c", ON_THIS_CPU], env=env, capture_output=True, text=True, cwd=ROOT,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outs.append(json.loads(done.stdout))
+    losses = np.random.default_rng(0).integers(0, 20, 5000).astype(float)
+    by_position = [sorted(np.argsort(losses, kind="stable")[:n].tolist()) for n in (7, 25, 300)]
+    assert all(o["split"] == by_position for o in outs)  # while numpy's own order differs (here: three orders)
+    assert all(o["suggested"] == outs[0]["suggested"] for o in outs)
 
 
 def test_a_restored_searcher_suggests_what_the_uninterrupted_one_does(tmp_path):
