@@ -23,24 +23,11 @@ from tests.conftest import ROOT
 SPACE = {"lr": tune.loguniform(1e-4, 1e-1), "width": tune.choice([16, 32, 64, 128]), "act": tune.choice(["relu", "tanh"])}
 
 
-class _StableNumpy:
-    """numpy as hyperopt.tpe sees it, but for argsort's order among equal values: by position, as
-    ours breaks the ties at TPE's good/bad split (tpe_cache.good_trials). hyperopt's own order among
-    ties is whatever the CPU's SIMD sort leaves, so "the same suggestions as hyperopt" can only mean
-    the same as hyperopt with this one order fixed."""
-
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-    @staticmethod
-    def argsort(a, *args, **kwargs):
-        kwargs.setdefault("kind", "stable")
-        return np.argsort(a, *args, **kwargs)
-
-
 @pytest.fixture(autouse=True)
 def hyperopt_breaks_ties_by_position(monkeypatch):
-    monkeypatch.setattr(tpe, "np", _StableNumpy())
+    """hyperopt's own order among ties is whatever the CPU's SIMD sort leaves, so "the same suggestions
+    as hyperopt" can only mean the same as hyperopt with that order fixed as ours: by position."""
+    monkeypatch.setattr(tpe, "np", tpe_cache._TIES_BY_POSITION)
 
 
 def score(config):
@@ -137,8 +124,7 @@ trials = Trials()
 fmin(lambda c: float(int(c["a"]) % 3 + c["b"]) + round(c["c"], 1), space, algo=IncrementalSuggest(tpe.suggest),
      max_evals=120, trials=trials, rstate=np.random.default_rng(0), show_progressbar=False)
 print(json.dumps({"split": [np.flatnonzero(good_trials(losses, n)).tolist() for n in (7, 25, 300)],
-                  "suggested": [t["misc"]["vals"] for t in trials.trials],
-                  "numpy": np.argsort(losses)[:300].tolist()}, default=float))
+                  "suggested": [t["misc"]["vals"] for t in trials.trials]}, default=float))
 """
 
 
