@@ -172,6 +172,17 @@ class PromotionASHA(FIFOScheduler):
 
     def on_trial_add(self, tune_controller, trial: Trial):
         self._bracket_of(trial.trial_id)  # drawn in the order trials are created, as Ray's ASHA draws
+        if trial.status in (Trial.TERMINATED, Trial.ERROR):  # restored as ended: it waits nowhere
+            self._forget(trial.trial_id)
+            return
+        last = trial.last_result or {}
+        if self._time_attr in last:
+            # A restored trial. Tune writes its trials' states before the callbacks' (TuneController.save_to_dir),
+            # so a run killed in between comes back with this scheduler one snapshot older than its trials: a
+            # trial that reached a rung in between resumes from its checkpoint there and never reports the
+            # rung again, and would run on past it unjudged (seen in test_paused_trials_stay_paused_across_a_
+            # kill_and_resume). Its last result is judged now as it was then; one already recorded changes nothing.
+            self.on_trial_result(tune_controller, trial, last)
         # Tuner.restore re-queues a paused trial as PENDING, and Tune would start it at once; it has not
         # earned its promotion. on_trial_add comes before Tune files the trial under its status.
         if trial.trial_id in self._paused and trial.status == Trial.PENDING:

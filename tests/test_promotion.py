@@ -15,8 +15,11 @@ CONTINUE, PAUSE = TrialScheduler.CONTINUE, TrialScheduler.PAUSE
 
 
 class FakeTrial:
-    def __init__(self, trial_id: str, status: str = Trial.PENDING):
-        self.trial_id, self.status = trial_id, status
+    def __init__(self, trial_id: str, status: str = Trial.PENDING, last_result: dict | None = None):
+        self.trial_id, self.status, self.last_result = trial_id, status, last_result or {}
+
+    def set_status(self, status: str):
+        self.status = status
 
     def __repr__(self):
         return self.trial_id
@@ -443,6 +446,46 @@ def test_paused_trials_stay_paused_across_a_kill_and_resume(ray_session, tmp_pat
         assert list(epochs.sort_values()) == list(range(1, len(epochs) + 1)), trial_id
     paused_at_kill = [t for t, s in killed_with.items() if s == "PAUSED"]
     assert set(paused_at_kill) <= set(trials["trial_id"])
+
+
+def test_a_scheduler_restored_one_snapshot_behind_its_trials_catches_up():
+    """Tune saves the trials' states before the scheduler's (SchedulerState, a callback), so a kill in
+    between restores the scheduler as it was one snapshot earlier. A trial that paused at a rung since
+    then comes back from its checkpoint there and must be judged there, not run on past the rung; a
+    trial the old state holds as paused but that has ended since must not be waited for."""
+    import copy
+
+    from experiments.callbacks import SchedulerState
+
+    s = scheduler()
+    t = {name: FakeTrial(name) for name in ("T0", "T1", "T2", "T3", "T4")}
+    c = FakeController(t.values())
+    for name, value in (("T0", 0.95), ("T1", 0.5), ("T2", 0.7)):
+        t[name].status = Trial.RUNNING
+        assert report(s, c, t[name], 1, value) == PAUSE
+    snapshot = copy.deepcopy(SchedulerState(s).get_state())  # what the callbacks' file holds at the kill
+    assert s.choose_trial_to_run(c) is t["T0"]  # then T0 is promoted and runs to the end
+    t["T0"].status = Trial.RUNNING
+    for epoch in range(2, 10):
+        report(s, c, t["T0"], epoch, 0.96)
+    t["T0"].status = Trial.TERMINATED
+    s.on_trial_complete(c, t["T0"], {})
+    t["T3"].status = Trial.RUNNING
+    assert report(s, c, t["T3"], 1, 0.1) == PAUSE  # and T3 pauses at rung 1; then the kill
+
+    restored = scheduler()
+    SchedulerState(restored).set_state(snapshot)
+    results = {"T0": {"epoch": 9, "val_accuracy": 0.96}, "T1": {"epoch": 1, "val_accuracy": 0.5},
+               "T2": {"epoch": 1, "val_accuracy": 0.7}, "T3": {"epoch": 1, "val_accuracy": 0.1}}
+    back = {name: FakeTrial(name, Trial.TERMINATED if name == "T0" else Trial.PENDING, results.get(name))
+            for name in t}  # Tune re-queues the unfinished as PENDING, with their last results
+    c = FakeController(back.values())
+    for trial in back.values():
+        restored.on_trial_add(c, trial)
+    assert restored.paused_ids() == {"T1", "T2", "T3"}
+    assert [back[n].status for n in ("T1", "T2", "T3")] == [Trial.PAUSED] * 3
+    assert len(restored._recorded[0]) == 4  # T3 counts at rung 1, as in the run that was killed
+    assert restored.choose_trial_to_run(c) is back["T4"]  # not T3 past its rung, nor a wait for the ended T0
 
 
 def test_a_paused_trial_is_no_pending_point_of_the_gp(monkeypatch):

@@ -73,7 +73,7 @@ def _variants(searcher: str, space: tuple, seed: int, num_samples: int, make_gen
 
 
 class _LightTrial:
-    """What the replay's schedulers read of a trial: its id, config and status."""
+    """What the replay's schedulers read of a trial: its id, config, status and last result."""
 
     __slots__ = ("trial_id", "config", "status")
 
@@ -82,6 +82,10 @@ class _LightTrial:
 
     def set_status(self, status: str) -> None:
         self.status = status
+
+    @property
+    def last_result(self) -> dict:  # what a restored trial carries (searchers/promotion.py); a replay restores none
+        return {}
 
 
 class _ReplayedVariants:
