@@ -122,7 +122,8 @@ def make_asha(args: MethodArgs, brackets: int = 1):
     )
 
 
-def make_promotion(args: MethodArgs, brackets: int = 1, anytime: bool = False, rule: str = "top"):
+def make_promotion(args: MethodArgs, brackets: int = 1, anytime: bool = False, rule: str = "top",
+                   choice: str = "value"):
     from searchers.promotion import PromotionASHA
 
     task = args.task
@@ -130,11 +131,19 @@ def make_promotion(args: MethodArgs, brackets: int = 1, anytime: bool = False, r
                          reduction_factor=task.reduction_factor,
                          pause_disk_bytes=None if args.pause_disk_gb is None else args.pause_disk_gb * 2**30,
                          state_bytes=args.state_bytes, brackets=brackets, seed=args.seed, anytime=anytime,
-                         rule=rule)
+                         rule=rule, choice=choice, space=_choice_space(task) if choice == "curve" else None)
 
 
 def make_promotion_anytime(args: MethodArgs):
     return make_promotion(args, anytime=True)
+
+
+def make_promotion_curve(args: MethodArgs):
+    return make_promotion(args, choice="curve")
+
+
+def make_promotion_curve_anytime(args: MethodArgs):
+    return make_promotion(args, anytime=True, choice="curve")
 
 
 def make_promotion_quantile(args: MethodArgs):
@@ -195,6 +204,9 @@ SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     # both with Syne Tune 0.13's promotion test: at or above the rung's (1 - 1/eta) quantile, from two trials on
     "promotion_quantile": make_promotion_quantile,
     "promotion_quantile_anytime": make_promotion_quantile_anytime,
+    # both with the rung ranked by each trial's predicted value at the next rung (searchers/next_rung.py)
+    "promotion_curve": make_promotion_curve,
+    "promotion_curve_anytime": make_promotion_curve_anytime,
     # asynchronous Hyperband: ASHA over every bracket of grace periods, a trial's drawn at random (Ray's
     # ASHAScheduler with brackets; Li et al. 2020, 3.3), stopping or pausing
     "hyperband": make_hyperband,
@@ -205,7 +217,7 @@ SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
 STAR_SCHEDULERS = ("fifo", "asha")
 # Schedulers that pause trials and resume them from their checkpoints (the rest only stop them).
 PAUSING = frozenset({"promotion", "promotion_anytime", "promotion_quantile", "promotion_quantile_anytime",
-                     "hyperband_promotion"})
+                     "promotion_curve", "promotion_curve_anytime", "hyperband_promotion"})
 
 
 def build_method(searcher: str, scheduler: str, args: MethodArgs) -> tuple[SearchPlan, Any]:

@@ -46,7 +46,7 @@ import numpy as np
 from ray.tune.search import Searcher
 from ray.tune.search.sample import Categorical, Float, Integer, LogUniform, Uniform
 from ray.tune.search.variant_generator import parse_spec_vars
-from ray.tune.utils.util import unflatten_dict
+from ray.tune.utils.util import flatten_dict, unflatten_dict
 
 try:  # bayesian-optimization >= 3
     import bayes_opt
@@ -211,6 +211,21 @@ class BayesOptSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+
+    # --- the encoding, for others that model configurations (searchers.next_rung) ------------
+    @property
+    def searched(self) -> list[str]:
+        """The searched hyperparameters' names (a choice of one value is a constant, not searched)."""
+        return [p.name for p in self._params]
+
+    def target_space(self):
+        """bayes_opt's TargetSpace of the searched hyperparameters: what the GP's inputs are."""
+        return self._space()
+
+    def arrays(self, configs: list[dict]) -> np.ndarray:
+        """Ray configurations as the GP's input rows, encoded as suggestions are decoded."""
+        flat = [flatten_dict(config, delimiter="/") for config in configs]
+        return gp.to_arrays(self._space(), [{p.name: p.encode(f[p.name]) for p in self._params} for f in flat])
 
     # --- internals ----------------------------------------------------------------------
     def _setup_space(self, config: dict) -> None:

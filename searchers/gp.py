@@ -174,9 +174,12 @@ def make_gp(space, random_state) -> GaussianProcessRegressor:
 class Model:
     """The GP of one searcher: fits with the refit schedule; ``fit`` returns a ``Posterior``."""
 
-    def __init__(self, space, random_state):
+    _always_optimize = ALWAYS_OPTIMIZE  # for a Model pickled (--resume) before it was a setting
+
+    def __init__(self, space, random_state, always_optimize: int = ALWAYS_OPTIMIZE):
         self.space = space
         self._random_state = random_state
+        self._always_optimize = always_optimize  # observations up to which every fit optimizes
         # The last fit's hyperparameters (log scale), where the next fit starts. Kept as an array:
         # bayes_opt's wrapped kernel pickles back to its initial hyperparameters (see save/restore).
         self._theta: np.ndarray | None = None
@@ -187,7 +190,7 @@ class Model:
         """The GP given (X, y); ``n_seen``: the observations the schedule counts (more than
         len(y) when (X, y) is a ``subset_of_data``)."""
         n = n_seen or len(y)
-        if self._theta is not None and ALWAYS_OPTIMIZE < n < REOPTIMIZE_GROWTH * self._optimized_at:
+        if self._theta is not None and self._always_optimize < n < REOPTIMIZE_GROWTH * self._optimized_at:
             return Posterior(self.space, self._theta, X, y)  # the schedule: the same hyperparameters
         gp = make_gp(self.space, self._random_state)
         if self._theta is not None:

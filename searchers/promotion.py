@@ -32,6 +32,11 @@ go on once at least two are recorded at its rung and its value is at or above th
 quantile, linearly interpolated as ``numpy.quantile`` does. It lets a few more through (the best of two,
 about ceil(n/eta) of n rather than floor(n/eta)), so the next rungs fill sooner.
 
+``choice="curve"`` (schedulers ``promotion_curve``, ``promotion_curve_anytime``): the same count, but a
+rung's trials are ranked by their predicted value at the next rung (their value here plus the gain
+their kind of configuration made between the two rungs, learned from the trials that reached both;
+searchers/next_rung.py) instead of by their value here: DyHPO's idea inside Li et al.'s rule.
+
 Paused trials' states take disk (a DistilBERT trial's ~0.8 GB, trainables.state): with
 ``pause_disk_bytes`` set, once the paused states take more, the lowest-ranked paused trials (the
 largest share of better trials at their rung; at a tie the lower rung) are stopped for good
@@ -80,19 +85,24 @@ def bracket_weights(sizes: list[int]) -> list[float]:
 
 
 RULES = ("top", "quantile")  # Li et al.'s top floor(n / eta); Syne Tune's (1 - 1/eta) quantile
+CHOICES = ("value", "curve")  # rank a rung by the values there (Li et al.), or by the predicted next (next_rung.py)
 
 
 class PromotionASHA(FIFOScheduler):
     _anytime = False  # the defaults for a scheduler pickled (--resume) before ``anytime`` and ``rule`` existed
     _rule = "top"
+    _curve = None
 
     def __init__(self, time_attr: str, max_t: int, grace_period: int = 1, reduction_factor: int = 3,
                  metric: str | None = None, mode: str | None = None, pause_disk_bytes: float | None = None,
                  state_bytes: Callable[[Trial], float | None] | None = None, brackets: int = 1, seed: int = 0,
-                 anytime: bool = False, rule: str = "top"):
+                 anytime: bool = False, rule: str = "top", choice: str = "value", space: dict | None = None):
         super().__init__()
         if rule not in RULES:
             raise ValueError(f"promotion rule {rule!r}: one of {', '.join(RULES)}")
+        if choice not in CHOICES or (choice == "curve" and (rule != "top" or space is None)):
+            raise ValueError(f"promotion choice {choice!r}: one of {', '.join(CHOICES)}; 'curve' needs the top rule "
+                             "and the search space")
         self._time_attr = time_attr
         self._anytime = anytime
         self._rule = rule
@@ -116,6 +126,12 @@ class PromotionASHA(FIFOScheduler):
         self._state_bytes = state_bytes or checkpoint_bytes  # None: its state is not on disk yet
         self._sizes: dict[str, float] = {}  # paused trial id -> its state's bytes, once known
         self.evicted: list[str] = []  # trials stopped for good because the paused states took too much disk
+        self._max_t = max_t
+        if choice == "curve":
+            from searchers.next_rung import CurveRanking
+
+            following = [self._rung_of[b].get(epoch * reduction_factor) for b, epoch in self._rung_keys]
+            self._curve = CurveRanking(space, seed, following)
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         if self._metric and metric and self._metric != metric:
@@ -137,8 +153,14 @@ class PromotionASHA(FIFOScheduler):
         if self._rule == "quantile":
             cutoff = quantile_cutoff(_Values(self._ranked[rung]), self._eta)
             return cutoff is not None and recorded[trial_id] >= cutoff
-        better = bisect.bisect_left(self._ranked[rung], (-recorded[trial_id],))  # trials strictly better
+        key = recorded[trial_id] if self._curve is None else self._curve.predicted(rung, self._recorded, trial_id)
+        better = bisect.bisect_left(self._ranking(rung), (-key,))  # trials strictly better
         return better < max_promotions(len(recorded), self._eta)
+
+    def _ranking(self, rung: int) -> list[tuple]:
+        """The order the promotion test reads, best first: by the value at the rung, or ``choice="curve"``:
+        by the value predicted at the next rung (searchers/next_rung.py)."""
+        return self._ranked[rung] if self._curve is None else self._curve.ranking(rung, self._recorded)
 
     def _n_promotable(self, rung: int) -> int:
         """How long the prefix of the rung's ranking is that the rule lets through."""
@@ -156,6 +178,10 @@ class PromotionASHA(FIFOScheduler):
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         epoch = result.get(self._time_attr)
+        if self._curve is not None and result.get(self._metric) is not None:
+            self._curve.remember(trial.trial_id, trial.config)
+            if epoch == self._max_t:  # the last rung's next level: what its trials' gains are learned from
+                self._curve.final.setdefault(trial.trial_id, self._signed(float(result[self._metric])))
         rung = self._rung_of[self._bracket_of(trial.trial_id)].get(epoch)
         if rung is None or result.get(self._metric) is None:
             return TrialScheduler.CONTINUE
@@ -192,7 +218,7 @@ class PromotionASHA(FIFOScheduler):
         if self._pause_disk_bytes is not None and self._paused:
             self._evict(tune_controller)
         for rung in self._promotion_order:
-            for _, _, trial_id in self._ranked[rung][:self._n_promotable(rung)]:  # best first: the first paused is the best
+            for _, _, trial_id in self._ranking(rung)[:self._n_promotable(rung)]:  # best first: the first paused is the best
                 if self._paused.get(trial_id) == rung and trial_id not in self._promoted[rung]:
                     return self._resume(tune_controller, trial_id)
         running = False

@@ -77,7 +77,10 @@ PAIRS = (("rungbo:asha", "bayesopt:asha"), ("rungbo:asha", "hyperopt:asha"), ("r
          ("shuffle:promotion_anytime", "shuffle:promotion"),
          # Syne Tune's promotion test against Li et al.'s (docs/lcbench-quantile), and HyperOpt under ASHA against FIFO
          ("bayesopt:promotion_quantile_anytime", "bayesopt:promotion_anytime"),
-         ("bayesopt:promotion_quantile_anytime", "bayesopt:fifo"), ("hyperopt:asha", "hyperopt:fifo"))
+         ("bayesopt:promotion_quantile_anytime", "bayesopt:fifo"), ("hyperopt:asha", "hyperopt:fifo"),
+         # a rung ranked by the predicted next value against the value itself (docs/lcbench-curve-choice)
+         ("bayesopt:promotion_curve_anytime", "bayesopt:promotion_anytime"),
+         ("bayesopt:promotion_curve_anytime", "bayesopt:fifo"))
 
 
 def default_tables_dir() -> Path:
