@@ -176,10 +176,10 @@ def analytic_table(ray_session, tmp_path_factory):
 def test_replay_makes_the_choices_a_real_run_makes(ray_session, tmp_path, analytic_table, searcher, scheduler):
     # One trial at a time: the real run's order of events is then fixed too. The curve choice's model
     # needs d + 1 = 5 gains between two rungs: 48 trials give it them.
-    n = 48 if scheduler == "promotion_curve" else 8
-    tuned = tune(TINY, searcher, scheduler, 5, tmp_path, num_samples=n, max_concurrent=1)
+    samples = 48 if scheduler == "promotion_curve" else 8
+    tuned = tune(TINY, searcher, scheduler, 5, tmp_path, num_samples=samples, max_concurrent=1)
     real, _, _ = collect(tuned, TINY, searcher, scheduler, 5)
-    replayed = replay.replay_method(analytic_table, searcher, scheduler, seed=5, num_samples=n, max_concurrent=1)
+    replayed = replay.replay_method(analytic_table, searcher, scheduler, seed=5, num_samples=samples, max_concurrent=1)
     assert [tuple(t[f"config/{n}"] for n in TINY.space) for t in real] == [t["key"] for t in replayed.trials]
     # ASHA stopped the same ones; promotion paused, resumed and stopped the same ones
     assert [t["epochs"] for t in real] == [t["epochs"] for t in replayed.trials]
