@@ -155,7 +155,7 @@ def make_promotion_quantile_anytime(args: MethodArgs):
 
 
 def _all_brackets(args: MethodArgs) -> int:
-    from searchers.promotion import n_brackets
+    from searchers.rung_math import n_brackets
 
     task = args.task
     return n_brackets(min(task.grace_period, task.max_t), task.reduction_factor, task.max_t)

@@ -63,25 +63,7 @@ from typing import Callable
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-
-def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
-    """The epochs at which trials are compared: grace_period x reduction_factor**k below max_t."""
-    levels, level = [], grace_period
-    while level < max_t:
-        levels.append(level)
-        level *= reduction_factor
-    return levels
-
-
-def n_brackets(grace_period: int, reduction_factor: int, max_t: int) -> int:
-    """Hyperband's full set of brackets: one per rung, and one with none (trials run to the end)."""
-    return len(rungs(grace_period, reduction_factor, max_t)) + 1
-
-
-def bracket_weights(sizes: list[int]) -> list[float]:
-    """Ray's ASHA's draw of a new trial's bracket (async_hyperband.py, on_trial_add): e**(rungs - most rungs)."""
-    top = max(sizes)
-    return [math.exp(n - top) for n in sizes]
+from searchers.rung_math import RankedValues, bracket_weights, max_promotions, quantile_cutoff, rungs
 
 
 RULES = ("top", "quantile")  # Li et al.'s top floor(n / eta); Syne Tune's (1 - 1/eta) quantile
@@ -151,7 +133,7 @@ class PromotionASHA(FIFOScheduler):
         if trial_id in self._promoted[rung] or trial_id not in recorded:
             return False
         if self._rule == "quantile":
-            cutoff = quantile_cutoff(_Values(self._ranked[rung]), self._eta)
+            cutoff = quantile_cutoff(RankedValues(self._ranked[rung]), self._eta)
             return cutoff is not None and recorded[trial_id] >= cutoff
         key = recorded[trial_id] if self._curve is None else self._curve.predicted(rung, self._recorded, trial_id)
         better = bisect.bisect_left(self._ranking(rung), (-key,))  # trials strictly better
@@ -166,7 +148,7 @@ class PromotionASHA(FIFOScheduler):
         """How long the prefix of the rung's ranking is that the rule lets through."""
         ranked = self._ranked[rung]
         if self._rule == "quantile":
-            cutoff = quantile_cutoff(_Values(ranked), self._eta)
+            cutoff = quantile_cutoff(RankedValues(ranked), self._eta)
             return 0 if cutoff is None else bisect.bisect_right(ranked, (-cutoff, math.inf))
         return max_promotions(len(ranked), self._eta)
 
@@ -334,34 +316,3 @@ def checkpoint_bytes(trial: Trial) -> float | None:
 
     infos = checkpoint.filesystem.get_file_info(FileSelector(checkpoint.path, recursive=True))
     return float(sum(info.size for info in infos if info.type == FileType.File))
-
-
-class _Values:
-    """A rung's ranking read as its signed values, best first, without copying it (the quantile reads two)."""
-
-    def __init__(self, ranked: list[tuple]):
-        self._ranked = ranked
-
-    def __len__(self):
-        return len(self._ranked)
-
-    def __getitem__(self, i: int) -> float:
-        return -self._ranked[i][0]
-
-
-def quantile_cutoff(values_best_first, reduction_factor: int) -> float | None:
-    """The (1 - 1/reduction_factor) quantile of values sorted best (largest) first, as Syne Tune 0.13's
-    Rung.quantile computes it for mode "max" (numpy.quantile's linear interpolation); None below two values."""
-    n = len(values_best_first)
-    if n < 2:
-        return None
-    virtual = (n - 1) * (1 - 1 / reduction_factor) + 1
-    index = int(virtual)
-    g = 1 - (virtual - index)
-    left = n - index - 1
-    return g * values_best_first[left + 1] + (1 - g) * values_best_first[left]
-
-
-def max_promotions(n: int, reduction_factor: int) -> int:
-    """How many of n trials recorded at a rung go on: floor(n / reduction_factor)."""
-    return math.floor(n / reduction_factor)

@@ -9,7 +9,8 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from searchers.promotion import PromotionASHA, max_promotions, rungs
+from searchers.promotion import PromotionASHA
+from searchers.rung_math import max_promotions, rungs
 
 CONTINUE, PAUSE = TrialScheduler.CONTINUE, TrialScheduler.PAUSE
 
@@ -326,7 +327,7 @@ def test_brackets_start_their_rungs_later_and_compare_within_themselves():
 
 
 def test_a_new_trial_draws_its_bracket_as_rays_asha_does():
-    from searchers.promotion import bracket_weights, n_brackets
+    from searchers.rung_math import bracket_weights, n_brackets
 
     assert n_brackets(1, 3, 9) == 3 and n_brackets(1, 3, 27) == 4
     weights = bracket_weights([2, 1, 0])
@@ -536,7 +537,7 @@ def test_the_quantile_rule_is_syne_tunes_and_lets_the_best_of_two_through():
     values recorded there (numpy's linear interpolation), from two trials on. Worked by hand, rung 1:
     [0.5] no cutoff; [0.5, 0.7] cutoff 0.5 + 2/3 * 0.2 = 0.633; [0.5, 0.7, 0.6] cutoff 0.6 + 1/3 * 0.1
     = 0.633; with 0.9 added, cutoff 0.6 + 0.1 = 0.7 (the 2/3 quantile is the 3rd of 4 sorted)."""
-    from searchers.promotion import quantile_cutoff
+    from searchers.rung_math import quantile_cutoff
 
     assert quantile_cutoff([0.7, 0.5], 3) == pytest.approx(0.5 + 2 / 3 * 0.2)
     assert quantile_cutoff([0.9, 0.7, 0.6, 0.5], 3) == pytest.approx(0.7) and quantile_cutoff([0.5], 3) is None
