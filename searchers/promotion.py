@@ -188,8 +188,8 @@ class PromotionASHA(FIFOScheduler):
             # A restored trial. Tune writes its trials' states before the callbacks' (TuneController.save_to_dir),
             # so a run killed in between comes back with this scheduler one snapshot older than its trials: a
             # trial that reached a rung in between resumes from its checkpoint there and never reports the
-            # rung again, and would run on past it unjudged (seen in test_paused_trials_stay_paused_across_a_
-            # kill_and_resume). Its last result is judged now as it was then; one already recorded changes nothing.
+            # rung again, and would run on past it unjudged (tests/test_promotion.py builds that state). Its
+            # last result is judged now as it was then; one already recorded changes nothing.
             self.on_trial_result(tune_controller, trial, last)
         # Tuner.restore re-queues a paused trial as PENDING, and Tune would start it at once; it has not
         # earned its promotion. on_trial_add comes before Tune files the trial under its status.
