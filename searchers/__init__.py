@@ -123,11 +123,14 @@ def make_asha(args: MethodArgs, brackets: int = 1):
 
 
 def make_promotion(args: MethodArgs, brackets: int = 1, anytime: bool = False, rule: str = "top",
-                   choice: str = "value"):
+                   choice: str = "value", first_bracket: int = 0):
+    """Promotion ASHA; ``first_bracket`` b > 0 starts the rungs at grace_period x eta**b (capped at
+    max_t): Hyperband's bracket b alone, for tasks whose first epochs mislead (docs/lcbench-bracket1)."""
     from searchers.promotion import PromotionASHA
 
     task = args.task
-    return PromotionASHA(time_attr=task.resource_attr, max_t=task.max_t, grace_period=min(task.grace_period, task.max_t),
+    grace = min(task.grace_period * task.reduction_factor**first_bracket, task.max_t)
+    return PromotionASHA(time_attr=task.resource_attr, max_t=task.max_t, grace_period=grace,
                          reduction_factor=task.reduction_factor,
                          pause_disk_bytes=None if args.pause_disk_gb is None else args.pause_disk_gb * 2**30,
                          state_bytes=args.state_bytes, brackets=brackets, seed=args.seed, anytime=anytime,
@@ -144,6 +147,14 @@ def make_promotion_curve(args: MethodArgs):
 
 def make_promotion_curve_anytime(args: MethodArgs):
     return make_promotion(args, anytime=True, choice="curve")
+
+
+def make_promotion_bracket1(args: MethodArgs):
+    return make_promotion(args, first_bracket=1)
+
+
+def make_promotion_bracket1_anytime(args: MethodArgs):
+    return make_promotion(args, anytime=True, first_bracket=1)
 
 
 def make_promotion_quantile(args: MethodArgs):
@@ -207,6 +218,9 @@ SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     # both with the rung ranked by each trial's predicted value at the next rung (searchers/next_rung.py)
     "promotion_curve": make_promotion_curve,
     "promotion_curve_anytime": make_promotion_curve_anytime,
+    # both with the first rung at grace_period x eta (Hyperband's bracket 1 alone: the first epochs not judged)
+    "promotion_bracket1": make_promotion_bracket1,
+    "promotion_bracket1_anytime": make_promotion_bracket1_anytime,
     # asynchronous Hyperband: ASHA over every bracket of grace periods, a trial's drawn at random (Ray's
     # ASHAScheduler with brackets; Li et al. 2020, 3.3), stopping or pausing
     "hyperband": make_hyperband,
@@ -217,7 +231,8 @@ SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
 STAR_SCHEDULERS = ("fifo", "asha")
 # Schedulers that pause trials and resume them from their checkpoints (the rest only stop them).
 PAUSING = frozenset({"promotion", "promotion_anytime", "promotion_quantile", "promotion_quantile_anytime",
-                     "promotion_curve", "promotion_curve_anytime", "hyperband_promotion"})
+                     "promotion_curve", "promotion_curve_anytime", "promotion_bracket1",
+                     "promotion_bracket1_anytime", "hyperband_promotion"})
 
 
 def build_method(searcher: str, scheduler: str, args: MethodArgs) -> tuple[SearchPlan, Any]:

@@ -344,6 +344,33 @@ def test_a_new_trial_draws_its_bracket_as_rays_asha_does():
     assert [again._bracket[f"T{i}"] for i in range(50)] == [s._bracket[f"T{i}"] for i in range(50)]  # seeded
 
 
+def test_bracket1_starts_judging_at_the_second_rung_and_is_capped_at_max_t():
+    """promotion_bracket1(_anytime): Hyperband's bracket 1 alone. With grace 1, eta 3, max_t 9 its one rung
+    is epoch 3: a trial runs through epoch 1 unjudged and meets its peers at 3. Where grace x eta reaches
+    max_t there is no rung, and every trial runs to the end."""
+    from types import SimpleNamespace
+
+    from searchers import PAUSING, SCHEDULERS, MethodArgs
+
+    def made(name, max_t):
+        task = SimpleNamespace(resource_attr="epoch", max_t=max_t, grace_period=1, reduction_factor=3)
+        return SCHEDULERS[name](MethodArgs(task=task, seed=0, num_samples=4, max_concurrent=1))
+
+    assert {"promotion_bracket1", "promotion_bracket1_anytime"} <= PAUSING
+    s = made("promotion_bracket1", 9)
+    s.set_search_properties("val_accuracy", "max")
+    assert s.rung_levels == [3] and made("promotion_bracket1_anytime", 30).rung_levels == [3, 9, 27]
+    assert made("promotion_bracket1_anytime", 30)._anytime and not s._anytime
+    trials = {name: FakeTrial(name, Trial.RUNNING) for name in ("A", "B", "C")}
+    c = FakeController(trials.values())
+    assert report(s, c, trials["A"], 1, 0.1) == CONTINUE  # epoch 1 is no rung here
+    assert [report(s, c, trials[n], 3, v) for n, v in (("A", 0.9), ("B", 0.5), ("C", 0.2))] == [PAUSE] * 3
+    assert s.choose_trial_to_run(c) is trials["A"]  # the top one of three at epoch 3 goes on
+    capped = made("promotion_bracket1", 3)  # grace x eta = max_t: no rung
+    capped.set_search_properties("val_accuracy", "max")
+    assert capped.rung_levels == [] and report(capped, c, trials["B"], 2, 0.1) == CONTINUE
+
+
 def test_it_is_named_never_implied_by_a_star():
     from experiments.spec import parse_methods
 

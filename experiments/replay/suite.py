@@ -80,7 +80,11 @@ PAIRS = (("rungbo:asha", "bayesopt:asha"), ("rungbo:asha", "hyperopt:asha"), ("r
          ("bayesopt:promotion_quantile_anytime", "bayesopt:fifo"), ("hyperopt:asha", "hyperopt:fifo"),
          # a rung ranked by the predicted next value against the value itself (docs/lcbench-curve-choice)
          ("bayesopt:promotion_curve_anytime", "bayesopt:promotion_anytime"),
-         ("bayesopt:promotion_curve_anytime", "bayesopt:fifo"))
+         ("bayesopt:promotion_curve_anytime", "bayesopt:fifo"),
+         # promotion from the second rung against the first, and against BayesOpt run to the end (docs/lcbench-bracket1)
+         ("bayesopt:promotion_bracket1_anytime", "bayesopt:promotion_anytime"),
+         ("bayesopt:promotion_bracket1_anytime", "bayesopt:fifo"),
+         ("bayesopt:promotion_bracket1_anytime", "random:promotion"))
 
 
 def default_tables_dir() -> Path:
