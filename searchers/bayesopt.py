@@ -3,14 +3,7 @@
 Why our own: Ray's ``BayesOptSearch`` calls ``UtilityFunction``, which bayesian-optimization
 2.0 removed (ray issue 49845), and it accepts float parameters only.
 
-How the search space is mapped to bayes_opt's typed parameters:
-
-* ``tune.choice`` of numbers (the grids of this project): an integer parameter over the index
-  of the sorted values. For values spaced by a constant factor (1e-5, 1e-4, 1e-3; 16, 32, 64)
-  the index is the log scale; bayes_opt rounds integer parameters inside its kernel.
-* ``tune.choice`` of anything else: a categorical parameter (one-hot in the kernel).
-* ``tune.loguniform`` / ``tune.uniform``: a float on [0, 1] (log10 of the range first).
-  ``tune.randint``: an integer parameter. A choice with a single value is a constant.
+How the search space is mapped to bayes_opt's typed parameters: ``searchers/bo_space.py``.
 
 Behaviour a user should know (the model itself: ``searchers/gp.py``):
 
@@ -44,9 +37,13 @@ from typing import Any
 
 import numpy as np
 from ray.tune.search import Searcher
-from ray.tune.search.sample import Categorical, Float, Integer, LogUniform, Uniform
+from ray.tune.search.sample import Categorical
 from ray.tune.search.variant_generator import parse_spec_vars
 from ray.tune.utils.util import flatten_dict, unflatten_dict
+
+from searchers.bo_space import Param, convert_domain
+
+_Param = Param  # the name searchers pickled before the mapping moved to bo_space.py unpickle by (--resume)
 
 try:  # bayesian-optimization >= 3
     import bayes_opt
@@ -61,53 +58,6 @@ except ImportError:  # pragma: no cover - exercised only without the package
 PENDING = ("believer", "worst")
 # Finite spaces up to this many configurations are searched exactly (every untried one scored).
 MAX_ENUMERATED = 50_000
-
-
-class _Param:
-    """One searched hyperparameter: its bayes_opt bounds and the mapping to and from values."""
-
-    def __init__(self, name: str, kind: str, bounds: Any, values: list | None = None, low=0.0, high=1.0):
-        self.name, self.kind, self.bounds, self.values = name, kind, bounds, values
-        self.low, self.high = low, high  # a float's range (log10 of it for "log"); bounds are (0, 1)
-
-    def decode(self, x):
-        if self.kind == "ordinal":
-            return self.values[int(round(float(x)))]
-        if self.kind == "categorical":
-            return self.values[[str(v) for v in self.values].index(x)]
-        if self.kind == "int":
-            return int(round(float(x)))
-        value = self.low + float(x) * (self.high - self.low)  # floats are searched on [0, 1]
-        return float(10.0 ** value) if self.kind == "log" else value
-
-    def encode(self, value):
-        if self.kind == "ordinal":
-            return int(self.values.index(value))
-        if self.kind == "categorical":
-            return str(value)
-        if self.kind == "int":
-            return value
-        value = math.log10(value) if self.kind == "log" else float(value)
-        return (value - self.low) / (self.high - self.low)
-
-
-def _convert_domain(name: str, domain) -> _Param:
-    if isinstance(domain, Categorical):
-        values = list(domain.categories)
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            values = sorted(values)
-            return _Param(name, "ordinal", (0, len(values) - 1, int), values)
-        return _Param(name, "categorical", [str(v) for v in values], values)
-    sampler = domain.get_sampler() if isinstance(domain, (Float, Integer)) else None
-    if isinstance(domain, Float) and isinstance(sampler, LogUniform):
-        return _Param(name, "log", (0.0, 1.0), low=math.log10(domain.lower), high=math.log10(domain.upper))
-    if isinstance(domain, Float) and isinstance(sampler, Uniform):
-        return _Param(name, "float", (0.0, 1.0), low=float(domain.lower), high=float(domain.upper))
-    if isinstance(domain, Integer) and isinstance(sampler, Uniform):
-        return _Param(name, "int", (int(domain.lower), int(domain.upper) - 1, int))  # randint excludes upper
-    raise ValueError(
-        f"bayesopt cannot search {name!r} ({type(domain).__name__}); use tune.choice, "
-        "tune.uniform, tune.loguniform or tune.randint")
 
 
 class BayesOptSearcher(Searcher):
@@ -130,7 +80,7 @@ class BayesOptSearcher(Searcher):
         self._allow_duplicates = allow_duplicates
         self._pending = pending
         self._points_to_evaluate = [dict(p) for p in points_to_evaluate or []]
-        self._params: list[_Param] = []
+        self._params: list[Param] = []
         self._constants: dict[str, Any] = {}
         self._pbounds: dict | None = None
         self._observations: list[tuple[dict, float]] = []  # (bayes_opt params, target) of finished trials
@@ -241,7 +191,7 @@ class BayesOptSearcher(Searcher):
             if isinstance(domain, Categorical) and len(domain.categories) == 1:
                 self._constants[name] = domain.categories[0]
                 continue
-            params.append(_convert_domain(name, domain))
+            params.append(convert_domain(name, domain))
         self._params = params
         self._pbounds = {p.name: p.bounds for p in params}
 

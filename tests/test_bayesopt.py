@@ -80,6 +80,21 @@ def test_save_restore_round_trip(tmp_path):
     assert len(restored._observations) == 6
 
 
+def test_a_searcher_saved_before_the_space_mapping_moved_still_restores(tmp_path):
+    """Runs saved (--resume) when the parameter class was searchers.bayesopt._Param name it so in their
+    pickle; written here as such a file is (protocol 2 names a class as text), it restores and goes on."""
+    import pickle
+
+    s = searcher(n_initial_points=3)
+    drive(s, 4)
+    old = pickle.dumps(s.__dict__, protocol=2).replace(b"searchers.bo_space\nParam\n", b"searchers.bayesopt\n_Param\n")
+    assert b"searchers.bayesopt\n_Param\n" in old and b"bo_space" not in old
+    (tmp_path / "searcher.pkl").write_bytes(old)
+    restored = BayesOptSearcher()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("next") == s.suggest("next")
+
+
 def test_nan_and_errored_trials_are_registered_as_the_worst_value():
     s = searcher(n_initial_points=2)
     first = s.suggest("a")
