@@ -43,7 +43,7 @@ from ray.tune.utils.util import flatten_dict, unflatten_dict
 
 from searchers.bo_space import Param, convert_domain
 
-_Param = Param  # the name searchers pickled before the mapping moved to bo_space.py unpickle by (--resume)
+_Param = Param  # the name a searcher pickled before the mapping moved to bo_space.py (a run to --resume) looks up
 
 try:  # bayesian-optimization >= 3
     import bayes_opt
