@@ -127,9 +127,10 @@ def make_promotion(args: MethodArgs, brackets: int = 1, anytime: bool = False, r
     """Promotion ASHA; ``first_bracket`` b > 0 starts the rungs at grace_period x eta**b (capped at
     max_t): Hyperband's bracket b alone, for tasks whose first epochs mislead (docs/lcbench-bracket1)."""
     from searchers.promotion import PromotionASHA
+    from searchers.rung_math import bracket_grace
 
     task = args.task
-    grace = min(task.grace_period * task.reduction_factor**first_bracket, task.max_t)
+    grace = min(bracket_grace(task.grace_period, task.reduction_factor, first_bracket), task.max_t)
     return PromotionASHA(time_attr=task.resource_attr, max_t=task.max_t, grace_period=grace,
                          reduction_factor=task.reduction_factor,
                          pause_disk_bytes=None if args.pause_disk_gb is None else args.pause_disk_gb * 2**30,

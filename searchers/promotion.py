@@ -63,7 +63,7 @@ from typing import Callable
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from searchers.rung_math import RankedValues, bracket_weights, max_promotions, quantile_cutoff, rungs
+from searchers.rung_math import RankedValues, bracket_grace, bracket_weights, max_promotions, quantile_cutoff, rungs
 
 
 RULES = ("top", "quantile")  # Li et al.'s top floor(n / eta); Syne Tune's (1 - 1/eta) quantile
@@ -91,7 +91,8 @@ class PromotionASHA(FIFOScheduler):
         self._metric, self._mode = metric, mode
         self._eta = reduction_factor
         # Every bracket's rungs, numbered together: rung i is (its bracket, its epoch); state is per rung.
-        levels = [rungs(grace_period * reduction_factor**b, reduction_factor, max_t) for b in range(brackets)]
+        levels = [rungs(bracket_grace(grace_period, reduction_factor, b), reduction_factor, max_t)
+                  for b in range(brackets)]
         self._rung_keys = [(b, epoch) for b, epochs in enumerate(levels) for epoch in epochs]
         self._rung_of = [{epoch: self._rung_keys.index((b, epoch)) for epoch in epochs} for b, epochs in enumerate(levels)]
         # where a free worker looks first: the highest epoch, then the earlier bracket

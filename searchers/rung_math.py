@@ -17,6 +17,11 @@ def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
     return levels
 
 
+def bracket_grace(grace_period: int, reduction_factor: int, bracket: int) -> int:
+    """Where Hyperband's bracket ``bracket`` has its first rung: grace_period x reduction_factor**bracket."""
+    return grace_period * reduction_factor**bracket
+
+
 def n_brackets(grace_period: int, reduction_factor: int, max_t: int) -> int:
     """Hyperband's full set of brackets: one per rung, and one with none (trials run to the end)."""
     return len(rungs(grace_period, reduction_factor, max_t)) + 1
