@@ -10,12 +10,13 @@ import io
 import json
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping
 
 # What every trial reports once per epoch (EpochTrainable; the replay reports the same): the epoch,
 # and val_<name> for each metric the task's evaluation returns (TaskSpec.metrics). A classification
-# task's are CLASSIFICATION_METRICS; its test split reports them all but the loss.
+# task's are CLASSIFICATION_METRICS; its test split reports them all, the loss too (a task may select by it).
 EPOCH = "epoch"  # the resource ASHA allocates: epochs trained
 # A config key the runner sets for a scheduler that pauses trials (searchers.PAUSING): a checkpoint taken
 # before a trial's last epoch then holds its whole training state (trainables.state), to be resumed from.
@@ -26,8 +27,9 @@ CLASSIFICATION_METRICS = ("accuracy", "f1", "auc", "loss")
 
 
 def test_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
-    """The metrics a task reports on the test split: all it evaluates but the loss."""
-    return tuple(m for m in metrics if m != "loss")
+    """The metrics a task reports on the test split: all it evaluates, as on the validation split
+    (the loss too: a task selected by val_loss has its pick scored on test_loss)."""
+    return tuple(metrics)
 
 
 def test_columns(metrics: Iterable[str]) -> tuple[str, ...]:
@@ -63,11 +65,14 @@ def curve_columns(metrics: Iterable[str]) -> tuple[str, ...]:
 # every process on it, CUDA contexts and caches included).
 def summary_columns(metric: str, metrics: Iterable[str]) -> tuple[str, ...]:
     """summary.csv: one row per method and seed; best_<metric> is its pick's best validation value,
-    test_* the pick's scores on the test split."""
+    test_* the pick's scores on the test split. compute_spent: the method's compute as --time-budget
+    counts it (experiments.budget: epochs' seconds x GPU share on a GPU, else trial-seconds);
+    compute_budget: the budget it was held to (empty without --time-budget)."""
     return METHOD_COLUMNS + (
         "n_trials", "n_failed", "n_oom", "n_evicted", "n_repeats", "epochs_trained", f"best_{metric}",
         *test_columns(metrics),
-        "wall_seconds", "trial_seconds", "gpu_seconds", "mean_gpu_util", "peak_trial_gpu_mem_mb",
+        "wall_seconds", "trial_seconds", "gpu_seconds", "compute_spent", "compute_budget", "mean_gpu_util",
+        "peak_trial_gpu_mem_mb",
         "peak_card_gpu_mem_mb", "peak_rss_mb", "best_trial_id", "best_config")
 
 
@@ -84,6 +89,20 @@ DIVERGED = "diverged"  # its loss became NaN or inf; reported as the worst value
 FAILED = "error"  # raised; the error is in the `error` column
 EVICTED = "evicted"  # paused at a rung, then stopped for good: the paused states took their disk budget
 OUT_OF_MEMORY = "oom"  # out of GPU memory, alone on the card or with no retry left (core.rules.oom_retry_share)
+
+
+def iso_time(seconds: float) -> str:
+    """A Unix time as run.json writes every time: ISO 8601 in UTC, to the microsecond (a method's
+    start is the origin of its curves' wall_seconds)."""
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def unix_time(value) -> float:
+    """The inverse of ``iso_time``; a number as it is (run.json files that wrote Unix times)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    form = "%Y-%m-%dT%H:%M:%S.%fZ" if "." in value else "%Y-%m-%dT%H:%M:%SZ"  # the latter: to the second
+    return datetime.strptime(value, form).replace(tzinfo=timezone.utc).timestamp()
 
 
 _UMASK = os.umask(0)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 from core.records import CLASSIFICATION_METRICS, EPOCH
 from core.rules import Objective
 
+DEFAULT_METRIC = "val_accuracy"  # the one metric whose direction (max) a task need not state
 # a classification epoch that diverged: no better than chance, whatever the metric
 CLASSIFICATION_DIVERGED = {"accuracy": 0.0, "f1": 0.0, "auc": 0.5, "loss": math.inf}
 
@@ -36,8 +37,10 @@ class TaskSpec:
     trainable: str | None = None
     # What selection, the kept weights, ASHA, the searchers and the reports optimize: val_<name> of
     # one of ``metrics``, in direction ``mode`` (max: an accuracy; min: a loss, an RMSE).
-    metric: str = "val_accuracy"
-    mode: str = "max"
+    metric: str = DEFAULT_METRIC
+    # None: "max" for the default val_accuracy; any other metric must say its direction (a loss
+    # maximized by a forgotten mode would tune for the worst model without a word)
+    mode: str | None = None
     # What the task's evaluation (TrainingRun.evaluate) returns for a split; each epoch reports them
     # as val_<name>, and the method's pick is scored on test_<name> for each but the loss.
     metrics: tuple[str, ...] = CLASSIFICATION_METRICS
@@ -52,7 +55,9 @@ class TaskSpec:
     grace_period: int | None = None
     reduction_factor: int = 3  # ASHA keeps the top 1/reduction_factor at each rung
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0  # asked for only where a GPU exists
+    # A share of the run's one GPU per trial, asked for only where a GPU exists: a quarter packs four
+    # trials on it (what the reference tasks with a GPU do); 0 keeps a small model on the CPU.
+    gpus_per_trial: float = 0.25
     # --gpus-per-trial auto (experiments.packing): the hyperparameters that change a trial's GPU
     # memory (batch size, sequence length, width), each combination probed once on the card, and
     # the options that make a probe short (a few batches) and its memory the worst (full padding).
@@ -72,12 +77,21 @@ class TaskSpec:
     # prepare(options, space) fills the task's data caches once, in the driver, before any trial
     # starts (else every worker decodes or tokenizes the whole data set at once on a first run).
     prepare: Callable[[Mapping[str, Any], Mapping[str, tuple]], None] | None = None
+    # Seconds one epoch of a configuration takes (training and validation) where known in advance:
+    # what --time-budget estimates the grid's compute from. None: one epoch per memory class is
+    # measured before a budgeted run (experiments.estimate).
+    epoch_seconds: Callable[[Mapping[str, Any]], float] | None = None
     description: str = ""
     # Classes of a classification task: a stratified --subset (and eval_subset) needs one example
     # of each, checked with the options instead of failing in every trial. None: not checked.
     num_classes: int | None = None
 
     def __post_init__(self):
+        if self.mode is None:
+            if self.metric != DEFAULT_METRIC:
+                raise ValueError(f"task {self.name}: say which direction is better for {self.metric}: mode='min' "
+                                 "(a loss, an error, an RMSE) or mode='max' (an accuracy, an AUC)")
+            object.__setattr__(self, "mode", "max")
         if self.mode not in ("max", "min"):
             raise ValueError(f"task {self.name}: mode must be 'max' or 'min', got {self.mode!r}")
         object.__setattr__(self, "metrics", tuple(self.metrics))

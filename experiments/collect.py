@@ -38,6 +38,8 @@ def error_line(error) -> str:
 def trial_status(reports: list[dict], error: Any, epochs: int, own_epochs: int) -> str:
     if error is not None:
         return OUT_OF_MEMORY if is_out_of_memory(error) else FAILED
+    if any(r.get("task_error") for r in reports):  # the task's code broke its declaration: ended, not retried
+        return FAILED
     if any(r.get("out_of_memory") is True for r in reports):  # alone on the card (EpochTrainable)
         return OUT_OF_MEMORY
     if any(r.get("diverged") is True for r in reports):
@@ -56,6 +58,8 @@ def collect_trials(results, task: TaskSpec, method: Method, started: float, evic
         trial_id, config = trial.trial_id, trial.config
         frame = result.metrics_dataframe
         reports = last_attempt(frame.to_dict("records") if frame is not None and len(frame) else [])
+        if not reports and result.error is None and trial.status == "TERMINATED":
+            continue  # ended before its first epoch without an error: a --time-budget spent as it started
         epochs = max((epoch_of(r) for r in reports), default=0)
         objective = task.objective
         values = [r[objective.metric] for r in reports if number(r.get(objective.metric)) is not None]
@@ -77,7 +81,8 @@ def collect_trials(results, task: TaskSpec, method: Method, started: float, evic
             "oom_attempts": sum(map(is_out_of_memory, failure_texts(trial)))
             + any(r.get("out_of_memory") is True for r in reports),
             "node": next((r["node_id"] for r in reversed(reports) if r.get("node_id")), None),
-            "error": error_line(result.error) if result.error is not None else "",
+            "error": (error_line(result.error) if result.error is not None
+                      else next((r["task_error"] for r in reports if r.get("task_error")), "")),
         })
         by_trial[trial_id] = result
         for r in reports:

@@ -74,4 +74,4 @@ class AnalyticTrainable(tune.Trainable):
 
 
 TASK = TaskSpec(name="analytic", trainable="tests.analytic:AnalyticTrainable", space=SPACE, epochs_param="epochs",
-                grace_period=1, reduction_factor=2)
+                grace_period=1, reduction_factor=2, gpus_per_trial=0.0)  # CPU arithmetic: no GPU share

@@ -19,7 +19,7 @@ def test_a_subset_smaller_than_the_classes_fails_in_one_line_before_anything_is_
     assert run_all.main(["--task", "cifar10", "--budget", "smoke", "--subset", "7", "--methods", "grid:fifo",
                          "--results-dir", str(results)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("run_all.py: error: --subset 7 is smaller than the 10 classes of cifar10: a stratified subset "
+    assert err == ("lowres-tune: error: --subset 7 is smaller than the 10 classes of cifar10: a stratified subset "
                    "needs at least one example of each class")
     assert not results.exists()
 
@@ -39,7 +39,7 @@ def test_a_method_whose_every_trial_fails_exits_1_with_one_line_per_failed_trial
     assert all("RuntimeError: x=" in line and "is set to fail" in line and "error.txt" in line for line in failures)
     (run_dir,) = (results / "analytic_fail").iterdir()
     assert err.strip().splitlines()[-1] == (
-        f"run_all.py: error: 1 of 1 methods completed no trial (grid:fifo seed 0); each trial's error is in "
+        f"lowres-tune: error: 1 of 1 methods completed no trial (grid:fifo seed 0); each trial's error is in "
         f"{run_dir / 'trials.csv'} and its traceback in the trial's error.txt")
     trials = pd.read_csv(run_dir / "trials.csv")
     assert (trials["status"] == records.FAILED).all() and trials["error"].str.contains("is set to fail").all()

@@ -21,7 +21,7 @@ import run_all
 from core.rules import Objective, best_epochs, select_trial
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "diabetes_task.py"
+EXAMPLE = ROOT / "trainables" / "examples" / "diabetes_task.py"  # what `lowres-tune example diabetes` writes
 RMSE = Objective("val_rmse", "min")
 
 
@@ -51,7 +51,7 @@ def test_a_task_whose_metric_is_not_among_what_it_evaluates_is_refused():
 # --- the worked example, as a user runs it -------------------------------------------------------
 @pytest.fixture(scope="module")
 def diabetes_run(tmp_path_factory):
-    """`lowres-tune --task examples/diabetes_task.py --budget smoke` from a folder outside the clone
+    """`lowres-tune --task diabetes_task.py --budget smoke` from a folder outside the clone
     (a process of its own: its own Ray, as a user's)."""
     folder = tmp_path_factory.mktemp("user")
     command = [sys.executable, "-c", "import sys, run_all; sys.exit(run_all.main())", "--task", str(EXAMPLE),
@@ -71,7 +71,7 @@ def test_the_diabetes_example_is_tuned_for_the_lowest_rmse(diabetes_run):
     assert run.task == "diabetes" and run.objective == RMSE and run.metrics == ("rmse", "mae", "loss")
     summary, trials, curves = run.summary, run.trials, run.curves
     assert list(summary.columns[summary.columns.str.startswith(("best_val", "test_"))]) == [
-        "best_val_rmse", "test_rmse", "test_mae"]  # a regression reports RMSE and MAE, not accuracy or AUC
+        "best_val_rmse", "test_rmse", "test_mae", "test_loss"]  # a regression's: RMSE and MAE, not accuracy or AUC
     assert {"val_rmse", "val_mae", "val_loss", "test_rmse", "test_mae"} <= set(curves.columns)
     assert "val_accuracy" not in curves.columns and "best_val_accuracy" not in trials.columns
     for _, method in summary.iterrows():
@@ -114,23 +114,29 @@ def test_a_task_module_runs_through_the_python_api(ray_session, tmp_path, monkey
     (package / "__init__.py").write_text("")
     shutil.copy(EXAMPLE, package / "regression.py")
     monkeypatch.chdir(tmp_path)
+    # gpus_per_trial=0: the session's Ray declares a GPU this machine does not have, and a task that
+    # declares no share gets a quarter of a GPU where Ray has one
     run = compare("my_tasks.regression", methods=[("random", "asha")], seeds=[1], budget="smoke",
-                  results_dir=tmp_path / "results", quiet=True, max_concurrent=2)
+                  results_dir=tmp_path / "results", quiet=True, max_concurrent=2, gpus_per_trial=0)
     assert run.summary[["searcher", "scheduler", "seed"]].values.tolist() == [["random", "asha", 1]]
     assert run.summary["best_val_rmse"].iloc[0] > 0 and math.isfinite(run.summary["test_rmse"].iloc[0])
     assert (run.trials["status"] != "error").all()
 
 
-def test_the_python_api_takes_a_taskspec_and_checks_like_the_command_line(ray_session, tmp_path):
+def test_the_python_api_takes_a_taskspec_and_checks_like_the_command_line(ray_session, tmp_path, capsys):
     from experiments import compare
     from experiments.spec import SpecError
     from trainables import get_task
 
     task = dataclasses.replace(get_task(str(EXAMPLE)), name="diabetes_object")  # a TaskSpec built in Python
+    capsys.readouterr()
     run = compare(task, methods="random:fifo", seeds=0, num_samples=3, budget="smoke", results_dir=tmp_path,
-                  quiet=True)
+                  gpus_per_trial=0)
+    assert capsys.readouterr().out == ""  # quiet by default: a notebook gets the run, not the terminal's lines
     assert len(run.trials) == 3 and run.summary["best_val_rmse"].notna().all() and run.task == "diabetes_object"
+    assert list(run.table.columns[:3]) == ["searcher", "scheduler", "seed"] and "val_regret_rmse" in run.table
     for bad, message in (({"seeds": -1}, "negative seed"), ({"methods": "grid:nope"}, "unknown scheduler 'nope'"),
+                         ({"methods": "random:promotion_curve"}, "a variant measured and not taken"),
                          ({"colour": "red"}, "unknown setting 'colour'"), ({"budget": "huge"}, "unknown budget")):
         with pytest.raises(SpecError, match=message):
             compare(task, **{"results_dir": tmp_path / "bad", **bad})
@@ -146,6 +152,19 @@ BAD_TASKS = {
                       "hyperparameter 'lr' is not a grid of values"),
     "broken.py": ("import no_such_package_anywhere\n", "failed to import: ModuleNotFoundError"),
     "missing.py": (None, "does not exist"),
+    "forgot_mode.py": ("from core.task import TaskSpec\n"
+                       "TASK = TaskSpec(name='x', space={'num_epochs': (1,)}, metric='val_loss')\n",
+                       "say which direction is better for val_loss: mode='min'"),
+    # the code returns less than the declaration: found by one evaluation before any trial, not after
+    # every trial failed and was retried
+    "undeclared_metric.py": ("import dataclasses\n"
+                             "from trainables.breast_cancer import TASK as BC, BreastCancerTrainable\n"
+                             "TASK = dataclasses.replace(BC, name='bc_brier', trainable='Mine', "
+                             "metrics=(*BC.metrics, 'brier'))\n"
+                             "class Mine(BreastCancerTrainable):\n    task = TASK\n",
+                             "task bc_brier failed its check before the first method (one configuration, untrained, "
+                             "evaluated on the validation split): TaskContractError: BreastCancerRun.evaluate "
+                             "returned accuracy, auc, f1, loss, without brier"),
 }
 
 
@@ -175,7 +194,7 @@ def test_a_bad_task_module_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys)
 
 def test_the_example_shown_in_the_docs_is_the_tested_file():
     doc = (ROOT / "docs" / "your-own-task.md").read_text()
-    assert "lowres-tune --task examples/diabetes_task.py" in doc
+    assert "lowres-tune example diabetes > diabetes_task.py" in doc and "lowres-tune --task diabetes_task.py" in doc
     for line in textwrap.dedent(EXAMPLE.read_text()).splitlines():
         if line.startswith(("TASK = TaskSpec(", "    metric=", "    mode=", "    metrics=")):
             assert line.strip() in doc, line
@@ -209,9 +228,11 @@ def test_a_run_folder_written_before_tasks_named_their_metric_still_loads():
     assert table.objective == Objective() and table.task_spec().metrics == ("accuracy", "f1", "auc", "loss")
 
 
-def test_a_trainable_that_does_not_report_a_declared_metric_fails_in_one_line():
-    """TASK.metrics declares what evaluate() returns; where the code disagrees, the trial fails with
-    one line naming both (in trials.csv's error column), not a KeyError deep in the reports."""
+def test_a_trainable_that_does_not_report_a_declared_metric_ends_in_one_line_without_retries():
+    """TASK.metrics declares what evaluate() returns; where the code disagrees, the trial ends at once
+    with one line naming both (a result, not an exception: Tune would retry an exception, and every
+    retry fails the same way), and trials.csv records it as an error."""
+    from experiments.collect import trial_status
     from trainables import get_task
 
     task = get_task("breast_cancer").for_budget("smoke")
@@ -219,7 +240,20 @@ def test_a_trainable_that_does_not_report_a_declared_metric_fails_in_one_line():
     trainable_cls = type("Declared", (task.load_trainable(),), {"task": declared})
     trainable = trainable_cls(config={**{n: v[0] for n, v in task.space.items()}, "seed": 0})
     try:
-        with pytest.raises(ValueError, match=r"BreastCancerRun.evaluate returned accuracy, auc, f1, loss, without brier"):
-            trainable.step()
+        result = trainable.step()
     finally:
         trainable.stop()
+    assert result["done"] is True and result["val_accuracy"] == 0.0  # ranked last by the searchers
+    assert result["task_error"].startswith("BreastCancerRun.evaluate returned accuracy, auc, f1, loss, without brier")
+    assert trial_status([result], None, 1, 2) == "error"
+
+
+def test_a_notebook_shows_a_bad_setting_in_one_line(tmp_path):
+    """IPython (Jupyter's kernel) renders SpecError by its _render_traceback_: the one line, no traceback."""
+    interactiveshell = pytest.importorskip("IPython.core.interactiveshell")
+    shell = interactiveshell.InteractiveShell.instance()
+    shown = []
+    shell._showtraceback = lambda etype, evalue, stb: shown.append(stb)
+    shell.run_cell(f"from experiments import compare\ncompare('breast_cancer', seeds=-1, results_dir={str(tmp_path)!r})")
+    assert shown == [["SpecError: --seeds '-1' has a negative seed; expected non-negative integers like '0,1,2'"]]
+

@@ -36,9 +36,9 @@ from trainables.memory import (TrialOutOfMemory, cap_allocator, gpu_share, out_o
 from trainables.metrics import classification_metrics, diverged_metrics, regression_metrics
 from trainables.state import has_training_state, load_training_state, save_training_state, set_global_generators
 
-__all__ = ["CudaUnavailable", "EpochTrainable", "MixedPrecision", "TrainingRun", "choose_device", "classification_metrics",
+__all__ = ["CudaUnavailable", "EpochTrainable", "TaskContractError", "check_evaluation", "MixedPrecision", "TrainingRun", "choose_device", "classification_metrics",
            "diverged_metrics", "evaluate_checkpoint", "preflight", "read_checkpoint", "regression_metrics",
-           "seed_everything"]
+           "seed_everything", "time_epoch"]
 
 # A trial's checkpoint: what scoring needs and nothing else, in formats whose reading runs no
 # code (a tampered run folder must not execute anything on --resume or scoring).
@@ -197,6 +197,13 @@ class EpochTrainable(_TuneTrainable):
     def step(self):
         try:
             return self._step()
+        except TaskContractError as exc:
+            # Code and declaration disagree: every retry would fail the same way, so the trial ends
+            # now with its error in the result (Tune retries only raised errors), ranked last.
+            self._epoch += 1
+            self._done = True
+            return {**self._result(float("inf"), diverged_metrics(self.task), None, 0.0, diverged=True),
+                    "task_error": str(exc), "done": True}
         except torch.OutOfMemoryError as exc:
             self._run.optimizer.zero_grad(set_to_none=True)  # what the failed step held, back to the cache
             if self._device.type == "cuda":
@@ -218,10 +225,7 @@ class EpochTrainable(_TuneTrainable):
             torch.cuda.synchronize()
         train_seconds = time.perf_counter() - started
         val = self._run.evaluate("val")
-        missing = [name for name in self.task.metrics if name not in val]
-        if missing:  # the declaration and the code disagree: one line in trials.csv, not a KeyError later
-            raise ValueError(f"{type(self._run).__name__}.evaluate returned {', '.join(sorted(val)) or 'nothing'}, "
-                             f"without {', '.join(missing)} that task {self.task.name}'s metrics declare")
+        check_metrics(self.task, type(self._run), val)
         if self._device.type == "cuda":
             torch.cuda.synchronize()
         epoch_seconds = time.perf_counter() - started
@@ -321,6 +325,51 @@ def read_checkpoint(path: str) -> tuple[dict, dict, dict]:
     with open(os.path.join(path, META_FILE)) as f:
         meta = json.load(f)
     return load_file(os.path.join(path, WEIGHTS_FILE), device="cpu"), load_file(os.path.join(path, RNG_FILE)), meta
+
+
+class TaskContractError(ValueError):
+    """The task's code does not do what its TaskSpec declares (an evaluation without a declared metric)."""
+
+
+def check_metrics(task: TaskSpec, run_cls: type, returned: Mapping[str, float]) -> None:
+    """TaskContractError, one line, where an evaluation ``returned`` lacks a metric the task declares."""
+    missing = [name for name in task.metrics if name not in returned]
+    if missing:
+        raise TaskContractError(f"{run_cls.__name__}.evaluate returned {', '.join(sorted(returned)) or 'nothing'}, "
+                                f"without {', '.join(missing)} that task {task.name}'s metrics declare")
+
+
+def check_evaluation(trainable: type[EpochTrainable], config: Mapping[str, Any]) -> None:
+    """A task's code against its declaration, once, before any trial: one configuration built on the
+    CPU (untrained) and evaluated on the validation split; TaskContractError where a declared metric
+    is missing. What a trial would find after Tune's retries, found in seconds. A plain Tune Trainable
+    (no TrainingRun) reports what it likes: nothing to check."""
+    if not (isinstance(trainable, type) and issubclass(trainable, EpochTrainable)):
+        return
+    data = trainable.load_data(config)
+    seed_everything(int(config.get("seed", 0)))
+    run = trainable.run_cls(config, data, torch.device("cpu"))
+    try:
+        check_metrics(trainable.task, trainable.run_cls, run.evaluate("val"))
+    finally:
+        run.release()
+
+
+def time_epoch(trainable: type[EpochTrainable], config: Mapping[str, Any]) -> float:
+    """Seconds one epoch of ``config`` takes where this process runs (training and validation, as a
+    trial's epoch_seconds; the data loaded and the model built first, not timed)."""
+    device = choose_device()
+    data = trainable.load_data(config)
+    seed_everything(int(config.get("seed", 0)))
+    run = trainable.run_cls(config, data, device)
+    started = time.perf_counter()
+    run.train_epoch()
+    run.evaluate("val")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    run.release()
+    return seconds
 
 
 def evaluate_checkpoint(trainable: type[EpochTrainable], config: Mapping[str, Any], checkpoint,
