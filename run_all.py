@@ -15,27 +15,37 @@ from core import check_not_shadowed
 
 check_not_shadowed("experiments", "analysis", "searchers", "trainables")  # before importing them: one clear error
 
-from core.cli import OneLineErrorParser  # noqa: E402
-from experiments.spec import (BUDGETS, ExperimentSpec, RunFailed, SpecError, StorageFailed,  # noqa: E402
-                              format_methods, parse_methods, parse_seeds)
+from core.cli import OneLineErrorParser, program  # noqa: E402
+from experiments.spec import (BUDGETS, DEFAULT_RUN_METHODS, ExperimentSpec, RunFailed, SpecError,  # noqa: E402
+                              StorageFailed, format_methods, parse_methods, parse_seeds)
 from experiments.packing import AUTO  # noqa: E402
-from searchers import DEFAULT_METHODS, SCHEDULERS, SEARCHERS  # noqa: E402
+from searchers import SCHEDULERS, SEARCHERS  # noqa: E402
 from trainables import task_file, task_names  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
+        prog=program(),
         description="Tune a reference task with several search methods on one machine and compare "
                     "their quality (accuracy, F1, AUC) and cost (time, trial-seconds, GPU-seconds).")
     parser.add_argument("--task", default="breast_cancer",
                         help=f"task to tune: {', '.join(task_names())}, or your own: a file (path/to/my_task.py) "
-                             "or a module (my_package.my_task) defining TASK, a TaskSpec (docs/your-own-task.md)")
-    default_methods = format_methods(DEFAULT_METHODS)
+                             "or a module (my_package.my_task) defining TASK, a TaskSpec; start from "
+                             f"`{program()} example diabetes > my_task.py` (docs/your-own-task.md)")
+    default_methods = format_methods(DEFAULT_RUN_METHODS)
     parser.add_argument("--methods", default=default_methods,
-                        help=f"comma-separated searcher[:scheduler]; searchers {', '.join(SEARCHERS)}, "
-                             f"schedulers {', '.join(SCHEDULERS)}; a searcher alone gets its default scheduler "
-                             f"(fifo for grid, random and shuffle, asha otherwise), searcher:* fifo and asha "
-                             f"(default: {default_methods})")
+                        help=f"comma-separated searcher[:scheduler], or recommended (the method the LCBench evidence "
+                             f"picks for the run's budget); searchers {', '.join(SEARCHERS)}, schedulers "
+                             f"{', '.join(SCHEDULERS)}; a searcher alone gets its default scheduler (fifo for grid, "
+                             f"random and shuffle, asha otherwise), searcher:* fifo and asha; --list-methods says what "
+                             f"each is for (default: {default_methods})")
+    parser.add_argument("--time-budget", type=_duration, default=None, metavar="DURATION",
+                        help="compute each method may spend, e.g. 90m, 4h: trial-seconds on the CPU, GPU-seconds "
+                             "(seconds x the trial's share) on a GPU; a method then stops, its running trials at "
+                             "their next epoch, and the report compares methods at equal compute (default: none, "
+                             "each method runs its trials)")
+    parser.add_argument("--list-methods", action="store_true",
+                        help="list the methods with the budgets the evidence recommends each for, and exit")
     parser.add_argument("--num-samples", type=int, default=None,
                         help="trials per random/hyperopt/bayesopt method (default: a quarter of the grid; "
                              "the smoke budget's own with --budget smoke)")
@@ -95,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
 TASK_OPTION_FLAGS = ("data_dir", "model", "subset", "cache_dir")
 
 
+def _duration(text: str) -> float:
+    from core.cli import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _gpu_share(text: str) -> float | str:
     """--gpus-per-trial: a number, or auto (the spec checks the number's range)."""
     if text.strip().lower() == AUTO:
@@ -138,6 +157,7 @@ def parse_spec(argv: list[str] | None = None) -> ExperimentSpec:
         quiet=args.quiet,
         storage=args.storage if args.storage is None or "://" in args.storage else _absolute(args.storage),
         task_options={name: getattr(args, name) for name in TASK_OPTION_FLAGS if getattr(args, name) is not None},
+        time_budget=args.time_budget,
     )
 
 
@@ -157,11 +177,17 @@ def parse_resume(argv: list[str] | None) -> tuple[str, bool] | None:
 
 
 # Flags that change what is printed, never what is computed: --resume takes them.
-DISPLAY_FLAGS = ("quiet",)
+DISPLAY_FLAGS = ("quiet", "list_methods")
 
 
 def _main(argv: list[str] | None = None) -> int:
     try:
+        if "--list-methods" in (argv if argv is not None else sys.argv[1:]):
+            build_parser().parse_args(argv)  # --help and bad flags as usual
+            from searchers.catalog import method_lines
+
+            print("\n".join(method_lines()))
+            return 0
         resuming = parse_resume(argv)
         if resuming is not None:
             from experiments.resume import resume
@@ -173,13 +199,13 @@ def _main(argv: list[str] | None = None) -> int:
 
         run(spec)
     except SpecError as exc:  # bad settings, or the task's own checks (data folder, model), before anything is written
-        print(f"run_all.py: error: {exc}", file=sys.stderr)
+        print(f"{program()}: error: {exc}", file=sys.stderr)
         return 2
     except StorageFailed as exc:  # a full or read-only disk: stopped, whole files, resumable
-        print(f"run_all.py: error: {exc}", file=sys.stderr)
+        print(f"{program()}: error: {exc}", file=sys.stderr)
         return 1
     except RunFailed as exc:  # written and reported, but a method has nothing to show
-        print(f"run_all.py: error: {exc}", file=sys.stderr)
+        print(f"{program()}: error: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -187,16 +213,31 @@ def _main(argv: list[str] | None = None) -> int:
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 
 
+def write_example(argv: list[str]) -> int:
+    """``lowres-tune example NAME``: an example task file on stdout (``> my_task.py`` to edit it)."""
+    from trainables import EXAMPLES, example_text
+
+    parser = OneLineErrorParser(prog=f"{program()} example",
+                                description="Print an example task file, to copy and edit: "
+                                            f"{program()} example diabetes > my_task.py")
+    parser.add_argument("name", choices=sorted(EXAMPLES))
+    sys.stdout.write(example_text(parser.parse_args(argv).name))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from experiments.interrupt import Interrupted
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["example"]:
+        return write_example(argv[1:])
     try:
         return _main(argv)
     except Interrupted as exc:
-        print(f"run_all.py: {exc}", file=sys.stderr)
+        print(f"{program()}: {exc}", file=sys.stderr)
         return INTERRUPTED
     except KeyboardInterrupt:  # before the run folder exists (start-up): nothing to resume
-        print("run_all.py: interrupted while starting, before any method ran", file=sys.stderr)
+        print(f"{program()}: interrupted while starting, before any method ran", file=sys.stderr)
         return INTERRUPTED
 
 

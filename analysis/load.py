@@ -44,6 +44,15 @@ class Run:
         return metrics_of(self.info)
 
     @property
+    def table(self) -> pd.DataFrame:
+        """summary.md's table: summary.csv's rows with the regret to the grid and the grid's shares,
+        in the report's columns (what ``lowres-tune`` prints at the end)."""
+        from analysis.report import display_columns, with_grid_comparison
+
+        table = with_grid_comparison(self.summary, self.objective)
+        return table[[c for c in display_columns(self) if c in table.columns]]
+
+    @property
     def methods(self) -> list[tuple[str, str]]:
         """(searcher, scheduler) pairs in the order they ran."""
         return list(dict.fromkeys(zip(self.summary["searcher"], self.summary["scheduler"])))

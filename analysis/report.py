@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.budget import equal_compute_markdown
 from analysis.load import Run, load_run
 from analysis.stats import paired
 from core import records
@@ -80,8 +81,8 @@ def reproducibility(max_concurrent) -> str:
                 "Not: seconds and resource figures, which move with the machine's load.")
     return (f"Reproducible: {same}. Not, at concurrency {max_concurrent or '> 1'}: which trials ASHA stops and "
             "what a model-based searcher suggests depend on the order in which parallel trials report, so their "
-            "epochs_trained, grid_epochs_share and picks can differ between two runs of the same command (measured: "
-            "random:asha 9 vs 6 epochs, bayesopt:asha 14, 13, 11); nor seconds and resource figures. Run with "
+            "epochs_trained, grid_epochs_share and picks can differ between two runs of the same command; nor "
+            "seconds and resource figures. Run with "
             "--max-concurrent 1 for a run that repeats exactly.")
 
 
@@ -168,11 +169,14 @@ def summary_markdown(run: Run) -> str:
         f"(grid_reference names it: {reference}); grid_epochs_share: epochs the method trained over the grid's; "
         f"grid_compute_share: the method's {cost} over the grid's (moves with the machine's load).\n"
         f"- {reproducibility(run.info.get('resolved', {}).get('max_concurrent'))}\n"
-        "- wall_seconds: the method's wall clock; trial_seconds: summed trial time; gpu_seconds: trial time "
-        "x GPU fraction (empty without a GPU); mean_gpu_util (%) and peak_card_gpu_mem_mb (the whole card, NVML), "
+        "- wall_seconds: the method's wall clock; trial_seconds: summed trial time (Tune's time_total_s: the trials' "
+        "epochs, training and validation; not a worker's start-up or data loading, and a fresh worker's first epoch "
+        "includes PyTorch's warm-up, so a method whose trials start on new workers shows more for the same epochs); "
+        "gpu_seconds: trial time x GPU fraction (empty without a GPU); mean_gpu_util (%) and peak_card_gpu_mem_mb (the whole card, NVML), "
         "peak_trial_gpu_mem_mb (PyTorch's peak of the largest trial) and peak_rss_mb "
         "(driver plus Ray workers) from the resource monitor.\n"
         + (f"\n{comparisons_markdown(run.summary, objective)}" if len(run.summary) else "")
+        + (f"\n{equal_compute_markdown(run)}" if len(run.summary) else "")
         + (f"\n{plots}" if plots else ""))
 
 
@@ -191,10 +195,10 @@ def anytime(curves: pd.DataFrame, objective: Objective) -> pd.DataFrame:
     return frame
 
 
-def _band(groups, x: str, points: int = 200):
-    """Mean, min and max across seeds of step curves, on one x grid."""
+def _band(groups, x: str, points: int = 200, start: float | None = None):
+    """Mean, min and max across seeds of step curves, on one x grid (log-spaced from ``start`` where given)."""
     ends = [g[x].max() for _, g in groups]
-    grid = np.linspace(0, max(ends), points)
+    grid = np.geomspace(start, max(max(ends), start * 1.01), points) if start else np.linspace(0, max(ends), points)
     values = []
     for _, g in groups:
         xs, ys = g[x].to_numpy(), g["best_so_far"].to_numpy()
@@ -210,11 +214,15 @@ def _band(groups, x: str, points: int = 200):
 
 
 def _finish(fig, ax, path: Path, legend: str = "lower right") -> None:
-    """Grid, legend, save as PNG and free the figure."""
+    """Grid, legend, save as PNG and free the figure. ``legend="outside"``: right of the axes, where it
+    hides no point."""
     import matplotlib.pyplot as plt
 
     ax.grid(alpha=0.3)
-    ax.legend(loc=legend)
+    if legend == "outside":
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8)
+    else:
+        ax.legend(loc=legend)
     fig.tight_layout()
     records.write_figure(fig, path, dpi=100)
     plt.close(fig)
@@ -233,13 +241,20 @@ def plot_anytime(run: Run, x: str, xlabel: str, path: Path) -> None:
         gpu_fraction = run.info.get("resolved", {}).get("resources", {}).get("gpu") or 0
         scale = gpu_fraction if uses_gpu(run) and gpu_fraction else 1.0
         frame["compute"] = frame.groupby(list(records.METHOD_COLUMNS))["epoch_seconds"].cumsum() * scale
+    # A log x-axis from the first report of any method: the early decisions, where methods differ most,
+    # took the first 10-15% of a linear axis.
+    positive = frame.loc[frame[x] > 0, x]
+    start = float(positive.min()) if len(positive) else None
     bands = []
     for searcher, scheduler in run.methods:
         mine = frame[(frame["searcher"] == searcher) & (frame["scheduler"] == scheduler)]
         groups = [(seed, g.sort_values(x)) for seed, g in mine.groupby("seed")]
         if groups:
-            bands.append((f"{method_label(searcher, scheduler)} ({len(groups)} seed{'s' * (len(groups) > 1)})",
-                          len(groups), *_band(groups, x)))
+            # the grid runs the same trials whatever the seed (only their order differs): one line, no band
+            seeds = 1 if searcher == "grid" else len(groups)
+            label = f"{method_label(searcher, scheduler)} ({len(groups)} seed{'s' * (len(groups) > 1)}"
+            bands.append((label + (", same trials: no band" if seeds < len(groups) else "") + ")", seeds,
+                          *_band(groups, x, start=start)))
     # Regret to the best value any method reached, on a symmetric log scale (as the LCBench plot):
     # in accuracy the first picks (0.55 on Breast Cancer) stretched the axis and the methods, a
     # point or two apart near the top, overlapped in its top sliver.
@@ -251,7 +266,10 @@ def plot_anytime(run: Run, x: str, xlabel: str, path: Path) -> None:
             ax.fill_between(grid, objective.regret(best, high), objective.regret(best, low), step="post", alpha=0.2,
                             color=line.get_color())
     ax.set_yscale("symlog", linthresh=REGRET_LINTHRESH)
-    ax.set_xlabel(xlabel)
+    if start:
+        ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
+    ax.set_xlabel(xlabel + (", log scale" if start else ""))
     ax.set_ylabel(f"regret to the run's best {objective.metric}\n({objective.regret_words}; symlog, linear below "
                   f"{REGRET_LINTHRESH})")
     ax.set_title(f"{run.task}: anytime performance (mean, band: min-max over seeds)")
@@ -262,20 +280,24 @@ def plot_cost_quality(run: Run, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     cost = "gpu_seconds" if uses_gpu(run) else "trial_seconds"
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    # the pick's test score; its validation value where no pick was scored (a trainable without a test split)
+    quality = run.objective.test_column
+    if quality not in run.summary or not run.summary[quality].notna().any():
+        quality = run.objective.best_column
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     for (searcher, scheduler), rows in run.summary.groupby(["searcher", "scheduler"], sort=False):
-        ax.scatter(rows[cost], rows[run.objective.test_column], s=50, label=method_label(searcher, scheduler))
+        ax.scatter(rows[cost], rows[quality], s=50, label=method_label(searcher, scheduler), alpha=0.8)
     # log scale only where every cost is positive: a run whose trials all failed costs 0 (it
     # must still get its report, not a matplotlib error)
-    log = bool((pd.to_numeric(run.summary[cost], errors="coerce") > 0).all())
+    log = bool((pd.to_numeric(run.summary[cost], errors="coerce") > 0).all()) and run.summary[quality].notna().any()
     ax.set_xscale("log" if log else "linear")
     if log:
         plain_log_ticks(ax.xaxis)
     ax.set_xlabel(f"total cost ({cost.replace('_', '-')}{', log scale' if log else ''})")
-    ax.set_ylabel(f"{run.objective.test_column} of the selected configuration"
+    ax.set_ylabel(f"{quality} of the selected configuration"
                   + (" (lower is better)" if run.objective.mode == "min" else ""))
     ax.set_title("quality against cost, one point per method and seed")
-    _finish(fig, ax, path)
+    _finish(fig, ax, path, legend="outside")
 
 
 def plain_log_ticks(axis) -> None:

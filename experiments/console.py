@@ -9,6 +9,8 @@ import re
 import shlex
 from pathlib import Path
 
+from core import records
+
 # Lines Ray logs on every run of ours that tell the user nothing to do. Ray's token
 # authentication stays on: only its notice that it is on is dropped.
 RAY_NOISE = (
@@ -29,6 +31,9 @@ RAY_NOISE = (
     "Trial task failed for trial",
     "Trials did not complete",
     "Restoring the run from the latest experiment state file",  # --resume says "resuming <method>" itself
+    # a trial Tune started as a --time-budget ran out, ended before its first epoch (experiments.budget):
+    # it trained nothing and is left out of the tables (experiments.collect)
+    "Failed to fetch metrics for",
 )
 
 
@@ -65,11 +70,45 @@ def filter_ray_noise() -> None:
                 handler.addFilter(RayNoise())
 
 
+def display_columns(task, budgeted: bool = False) -> tuple[str, ...]:
+    """The columns printed at the end of a run (summary.md has them all)."""
+    return ("searcher", "scheduler", "seed", "n_trials", "epochs_trained", task.objective.best_column,
+            *records.test_columns(task.metrics), "wall_seconds", "trial_seconds", "gpu_seconds",
+            *(("compute_spent", "compute_budget") if budgeted else ()))
+
+
 def next_steps(run_dir: Path) -> list[str]:
     """The commands that open a finished run."""
     folder = shlex.quote(str(run_dir))
     return [f"run folder: {run_dir}",
             f"  summary and plots:   {run_dir / 'summary.md'}, {run_dir / 'plots'}",
-            f"  TensorBoard:         tensorboard --logdir {folder}",
+            f"  TensorBoard:         tensorboard --logdir {shlex.quote(str(run_dir / 'tensorboard'))}  (a run per "
+            f"method; every trial: --logdir {shlex.quote(str(run_dir / 'tune'))})",
             f"  rebuild the report:  python -m analysis {folder}",
             f"  in pandas:           from analysis import load_run; run = load_run({str(run_dir)!r})"]
+
+
+def recommended_lines(run_dir: Path, recommendation: dict, summaries: list[dict], task) -> list[str]:
+    """How the recommended method's pick ends a run: its configuration, validation and test scores,
+    where its weights are and the three lines of Python that load them (trainables.load_model)."""
+    from core.rules import method_name
+
+    objective = task.objective
+    searcher, _, scheduler = recommendation["method"].partition(":")
+    mine = [s for s in summaries if (s["searcher"], s["scheduler"]) == (searcher, scheduler) and s.get("best_trial_id")]
+    if not mine:
+        return [f"recommended {recommendation['method']}: no pick (every trial failed; see trials.csv)"]
+    best = max(mine, key=lambda s: objective.signed(float(s[objective.best_column])))
+    name = method_name(searcher, scheduler, int(best["seed"]))
+    tests = ", ".join(f"{k.removeprefix('test_')} {float(v):.4f}" for k, v in best.items()
+                      if k.startswith("test_") and v not in (None, ""))
+    weights = sorted((Path(run_dir) / "tune" / name / f"trial_{best['best_trial_id']}").glob("checkpoint_*"))
+    return [f"recommended {recommendation['method']} ({name}): {objective.metric} {float(best[objective.best_column]):.4f}"
+            f"; test: {tests or '-'}",
+            f"  configuration: {best['best_config']}",
+            f"  weights: {weights[-1] / 'best.safetensors' if weights else '(not kept)'}",
+            "  in Python:",
+            "    from trainables import load_model",
+            f"    model = load_model({str(run_dir)!r}, {name!r})  # the task's model, these weights, CPU, eval mode",
+            "    print(model)"]
+

@@ -43,6 +43,13 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (IPython's ZMQ shell), where stdout is no terminal but
+    a progress bar still redraws in place."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 class Progress(tune.Callback):
     def __init__(self, name: str, total: int, objective: Objective, plain: bool | None = None,
                  clock=time.monotonic, out=None):
@@ -111,6 +118,8 @@ class Progress(tune.Callback):
     def _is_plain(self) -> bool:
         if self.plain is not None:
             return self.plain
+        if self._out is None and in_notebook():
+            return False  # tqdm.auto draws Jupyter's own bar there
         if not (hasattr(self.stream, "isatty") and self.stream.isatty()):
             return True
         # a terminal that reports no width (some CI consoles, a detached tmux pane): tqdm would
@@ -121,11 +130,14 @@ class Progress(tune.Callback):
         elapsed = now - (self._started if self._started is not None else now)
         best = f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else f"best {self.metric} -"
         left = "-"
-        if 0 < self.finished < self.total:
+        if not self.total:  # a --time-budget run: trials until the budget is spent, no count known
+            left = "until the budget is spent"
+        elif 0 < self.finished < self.total:
             left = "~" + _duration(elapsed / self.finished * (self.total - self.finished))
         elif self.finished >= self.total:
             left = "0m00s"
-        return (f"{self.name}: {self.finished}/{self.total} trials done, {self.running} running, "
+        done = f"{self.finished}/{self.total}" if self.total else f"{self.finished}"
+        return (f"{self.name}: {done} trials done, {self.running} running, "
                 f"{self.epochs} epochs, {self.errors} errors, {best}, elapsed {_duration(elapsed)}, left {left}")
 
     def render(self, final: bool = False) -> None:
@@ -140,9 +152,9 @@ class Progress(tune.Callback):
                 self._last_line = now
             return
         if self._bar is None:
-            from tqdm import tqdm
+            from tqdm.auto import tqdm  # the terminal's bar, or the notebook's widget in Jupyter
 
-            self._bar = tqdm(total=self.total, desc=self.name, file=self.stream, mininterval=1.0, unit="trial",
+            self._bar = tqdm(total=self.total or None, desc=self.name, file=self.stream, mininterval=1.0, unit="trial",
                              dynamic_ncols=True, leave=True)
         self._bar.n = self.finished
         best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best else "-"

@@ -86,10 +86,10 @@ def resume(run_dir: Path, echo=None, quiet: bool = False) -> Path:
                               curves=tuple(r for r in curves if method(r) == key), summary=summaries[key])
                 for key in (Method(s, c, seed) for seed in spec.seeds for s, c in spec.methods) if key in summaries]
     samples = earlier_samples(read_rows(run_dir / "resources.csv"))
-    if "started_time" not in info:  # run.json written before it recorded the run's start
+    if "started_time" not in info and "started_at" not in info:  # run.json written before it recorded the start
         first = next((s for s in samples if s["time"] is not None and s["wall_seconds"] is not None), None)
         info["started_time"] = first["time"] - first["wall_seconds"] if first else min(
-            info.get("methods_started", {}).values(), default=None)
+            map(records.unix_time, info.get("methods_started", {}).values()), default=None)
     end_orphans_of_runs([run_dir], echo)  # what a kill -9 of this run left running, by its Ray session
     machine.start_ray(spec.ray_address, plan.gpu, task_file(spec.task))
     if not spec.ray_address:

@@ -92,3 +92,22 @@ def test_a_gpu_torch_cannot_use_stops_the_run_before_it_starts(ray_session, tmp_
     assert code == 2 and len(err) == 1, err
     assert "the GPU preflight failed" in err[0] and "cannot use CUDA" in err[0] and "--gpus-per-trial 0" in err[0]
     assert not results.exists()
+
+
+def test_a_task_that_declares_no_gpu_share_gets_a_quarter_where_ray_has_a_gpu(ray_session):
+    """A user's task on a one-GPU machine trains on it by default (four trials share the card), and the
+    run's first lines say so; a task declaring 0 (Breast Cancer) stays on the CPU."""
+    from experiments.spec import ExperimentSpec
+    from experiments.startup import gpu_share_line
+
+    users = TaskSpec(name="mine", trainable="tests.gpu_probe:DeviceProbe", space={"x": (1, 2), "num_epochs": (1,)})
+    assert users.gpus_per_trial == 0.25
+    assert machine.trial_resources(users, None, None) == {"cpu": 1.0, "gpu": 0.25}
+    assert machine.trial_resources(users, None, 0.0) == {"cpu": 1.0, "gpu": 0.0}  # --gpus-per-trial 0
+    from trainables import get_task
+
+    assert machine.trial_resources(get_task("breast_cancer"), None, None)["gpu"] == 0.0
+    line = gpu_share_line(ExperimentSpec(), users, {"cpu": 1.0, "gpu": 0.25}, None)
+    assert line == ("trials train on the cluster's GPUs, 0.25 of it each (task mine's default; --gpus-per-trial 0 "
+                    "keeps them on the CPU)")
+

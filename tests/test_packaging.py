@@ -21,6 +21,19 @@ import pandas as pd
 from tests.conftest import ROOT
 
 
+# A classifier selected by its validation loss, as a user writes it from docs/your-own-task.md.
+LOSS_TASK = """import dataclasses
+from trainables.breast_cancer import TASK as BC, BreastCancerTrainable
+
+TASK = dataclasses.replace(BC, name="bc_loss", trainable="LossTrainable", metric="val_loss", mode="min",
+                           diverged_values={**BC.diverged_values, "loss": 1e6})
+
+
+class LossTrainable(BreastCancerTrainable):
+    task = TASK
+"""
+
+
 def _clean_env():
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     return env
@@ -73,6 +86,52 @@ def test_the_wheel_installs_and_works_outside_the_clone(tmp_path):
                             env=env, capture_output=True, text=True, timeout=600)
     assert replay.returncode == 0, replay.stderr[-2000:]
     assert (elsewhere / "replay" / "summary.md").is_file()
+
+    # errors name the command the user typed
+    bad = run(venv / "bin" / "lowres-tune", "--task", "no_such_task.py")
+    assert bad.returncode == 2 and bad.stderr.startswith("lowres-tune: error: task file "), bad.stderr
+
+    # the README's own-task commands and snippet, exactly as written, from an empty folder
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Your own task"):readme.index("## Options")]
+    commands = section.split("```bash\n")[1].split("```")[0].strip().splitlines()
+    snippet = section.split("```python\n")[1].split("```")[0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    path_env = {**env, "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"}
+    for command in commands:
+        done = subprocess.run(["bash", "-c", command], cwd=empty, env=path_env, capture_output=True, text=True,
+                              timeout=1200)
+        assert done.returncode == 0, command + "\n" + done.stdout[-2000:] + done.stderr[-2000:]
+    done = subprocess.run([str(python), "-c", snippet], cwd=empty, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "best_val_rmse" in done.stdout and "val_regret_rmse" in done.stdout  # run.table, printed
+
+    # a classifier selected by its validation loss: scored on test_loss, analysed and replayed
+    (user / "loss_task.py").write_text(LOSS_TASK)
+    loss = run(venv / "bin" / "lowres-tune", "--task", "loss_task.py", "--budget", "smoke", "--methods",
+               "grid,random:asha", "--record-test-curves", "--results-dir", "loss-results", "--quiet")
+    assert loss.returncode == 0, loss.stdout[-2000:] + loss.stderr[-2000:]
+    (loss_run,) = (user / "loss-results" / "bc_loss").iterdir()
+    summary = pd.read_csv(loss_run / "summary.csv")
+    assert summary["test_loss"].notna().all() and summary["best_val_loss"].notna().all()
+    assert __import__("json").loads((loss_run / "run.json").read_text())["status"] == "finished"
+    assert run(python, "-m", "analysis", str(loss_run)).returncode == 0
+    replayed = run(python, "-m", "experiments.replay", str(loss_run), "--seeds", "2", "--methods", "random:asha",
+                   "--workers", "1", "--out", str(tmp_path / "loss-replay"))
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    assert "test_loss_median" in pd.read_csv(tmp_path / "loss-replay" / "summary.csv").columns
+
+    # the recommended method ends with its pick, and the lines of Python it prints load the weights
+    chosen = run(venv / "bin" / "lowres-tune", "--task", "breast_cancer", "--budget", "smoke", "--methods",
+                 "recommended", "--results-dir", "chosen", "--quiet")
+    assert chosen.returncode == 0, chosen.stdout[-2000:] + chosen.stderr[-2000:]
+    block = chosen.stdout[chosen.stdout.index("recommended "):]
+    assert "configuration: {" in block and "best.safetensors" in block
+    lines = block[block.index("in Python:"):].splitlines()[1:4]
+    loaded = run(python, "-c", "\n".join(line.strip() for line in lines))
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert "Linear" in loaded.stdout  # the task's network, printed
 
     # shadowing: in the user's folder, `import run_all` (what the command runs) names their package
     # in one line instead of importing it as ours

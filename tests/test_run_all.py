@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -24,8 +25,10 @@ def test_smoke_run_writes_the_whole_run_folder(smoke_run):
     assert {"run.json", "tune", "trials.csv", "curves.csv", "summary.csv", "summary.md", "resources.csv",
             "plots", "tensorboard"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
-    # the default methods: the baselines, the proposed methods and the control random:asha
-    methods = ["grid-fifo-s0", "random-fifo-s0", "random-asha-s0", "hyperopt-asha-s0", "bayesopt-asha-s0"]
+    # the default methods: the baselines, the proposed methods, the control random:asha, and the method the
+    # evidence recommends for the run's budget (4 trials of 8 configurations: the 25% row, bayesopt:fifo)
+    methods = ["grid-fifo-s0", "random-fifo-s0", "random-asha-s0", "hyperopt-asha-s0", "bayesopt-asha-s0",
+               "bayesopt-fifo-s0"]
     assert sorted(p.name for p in (smoke_run / "tune").iterdir()) == sorted(methods)
     for method in methods:
         folder = smoke_run / "tune" / method
@@ -41,6 +44,11 @@ def test_run_json_keeps_provenance(smoke_run):
     assert info["versions"]["ray"] and info["versions"]["torch"]
     assert "commit" in info["git"]
     assert info["device"]["cpu_count"] >= 1 and info["device"]["gpus"] == []
+    # every time the run folder shows is ISO 8601 in UTC, the methods' starts too
+    iso = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$"
+    times = [info["started_at"], info["finished_at"], *info["methods_started"].values()]
+    assert len(times) == 8 and all(re.match(iso, t) for t in times), times
+    assert info["recommendation"]["method"] == "bayesopt:fifo" and info["recommendation"]["fraction"] == 0.5
 
 
 def test_trials_csv(smoke_run):
@@ -74,7 +82,8 @@ def test_summary_csv_and_md(smoke_run):
     trials = pd.read_csv(smoke_run / "trials.csv")
     assert list(summary.columns) == list(records.summary_columns("val_accuracy", records.CLASSIFICATION_METRICS))
     assert list(zip(summary["searcher"], summary["scheduler"])) == [
-        ("grid", "fifo"), ("random", "fifo"), ("random", "asha"), ("hyperopt", "asha"), ("bayesopt", "asha")]
+        ("grid", "fifo"), ("random", "fifo"), ("random", "asha"), ("hyperopt", "asha"), ("bayesopt", "asha"),
+        ("bayesopt", "fifo")]
     for column in ("test_accuracy", "test_f1", "test_auc", "best_val_accuracy"):
         assert summary[column].between(0, 1).all(), column
     assert summary["gpu_seconds"].isna().all()  # no GPU: absent, not zero
@@ -92,6 +101,16 @@ def test_summary_csv_and_md(smoke_run):
         for control in ("random:fifo", "random:asha"):
             assert f"| {method} | {control} | 1 |" in text
     assert "no test (1 seed)" in text
+    assert "test_loss" in text  # every metric the task evaluates is scored on the test split
+
+
+def test_a_report_states_no_number_its_run_did_not_measure():
+    """summary.md's reproducibility note once quoted epochs from some other run in every report."""
+    from analysis.report import reproducibility
+
+    for concurrency in (None, 1, 7):
+        numbers = set(re.findall(r"\d+", reproducibility(concurrency)))
+        assert numbers <= {"1", str(concurrency)}, numbers
 
 
 def _run_cli(args, cwd):
@@ -180,7 +199,8 @@ def test_piped_output_shows_progress_counts_and_where_to_look_next(tmp_path):
     assert f"{3 * SMOKE.grid_size} epochs, 0 errors, best val_accuracy 0." in grid[-1]  # epochs 2 and 4: 24 in all
     assert any(line.startswith("random-asha-s0: 4/4 trials done") for line in lines)
     (run_dir,) = (tmp_path / "r" / "breast_cancer").iterdir()
-    assert f"  TensorBoard:         tensorboard --logdir {run_dir}" in lines
+    assert any(line.startswith(f"  TensorBoard:         tensorboard --logdir {run_dir / 'tensorboard'}  (a run per method")
+               for line in lines)
     assert f"  rebuild the report:  python -m analysis {run_dir}" in lines
     # Ray's notices that ask nothing of the user are gone (its token authentication stays on)
     assert "Token authentication is enabled" not in out.stderr and "Wrote the latest version" not in out.stderr

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 
 def free_port() -> int:
@@ -70,3 +71,22 @@ def test_tensorboard_serves_the_trials_scalars_and_hparams(smoke_run, tmp_path):
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def test_tensorboard_has_one_run_per_method_with_its_best_so_far(smoke_run):
+    """The first screen of `tensorboard --logdir <run>/tensorboard`: a run per method, not per trial."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary = pd.read_csv(smoke_run / "summary.csv")
+    names = {f"{s}-{c}-s{seed}" for s, c, seed in zip(summary["searcher"], summary["scheduler"], summary["seed"])}
+    runs = {p.name: p for p in (smoke_run / "tensorboard" / "methods").iterdir()}
+    assert set(runs) == names
+    curves = pd.read_csv(smoke_run / "curves.csv")
+    for name, folder in runs.items():
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        best = [e.value for e in events.Scalars("method/best_val_accuracy_by_epochs")]
+        searcher, scheduler, seed = name.split("-")
+        mine = curves[(curves["searcher"] == searcher) & (curves["scheduler"] == scheduler)]
+        assert best == sorted(best) and best[-1] == pytest.approx(mine["val_accuracy"].max(), abs=1e-6)
+        assert len(best) == len(mine)  # one point per epoch the method trained

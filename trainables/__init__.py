@@ -36,6 +36,20 @@ TASK_MODULES = {
 }
 
 
+# Example task files shipped with the package (trainables/examples/), for `lowres-tune example NAME`:
+# a user's starting point, written into their folder, since a wheel's files are not theirs to edit.
+EXAMPLES = {"diabetes": "diabetes_task.py"}
+
+
+def example_text(name: str) -> str:
+    """The source of an example task file; ValueError naming the examples for an unknown one."""
+    from importlib import resources
+
+    if name not in EXAMPLES:
+        raise ValueError(f"unknown example {name!r}; examples: {', '.join(sorted(EXAMPLES))}")
+    return resources.files(__name__).joinpath("examples", EXAMPLES[name]).read_text()
+
+
 # name -> TaskSpec given as an object (the Python API: experiments.compare), this process only
 _REGISTERED: dict = {}
 
@@ -160,3 +174,44 @@ def _task_of(module, reference: str):
 def _one_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def load_model(run_dir, method: str | None = None):
+    """The model of a run's pick with its best-validation weights, on the CPU, in eval mode.
+
+    ``method``: the method's folder name under the run's ``tune/`` (``bayesopt-fifo-s0``); None: the
+    run's best pick. The task's model is built as a trial built it (its ``TrainingRun`` from the
+    trial's config, which loads the task's data), then the checkpoint's weights (safetensors: reading
+    them runs no code) are loaded into it."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from core.records import read_csv_rows
+    from core.rules import Objective, method_name
+    from trainables.base import read_checkpoint, seed_everything
+
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    resolved = info.get("resolved", {})
+    objective = Objective(resolved.get("metric", "val_accuracy"), resolved.get("mode", "max"))
+    picks = [r for r in read_csv_rows(run_dir / "summary.csv") if r.get("best_trial_id")]
+    if method is not None:
+        picks = [r for r in picks if method_name(r["searcher"], r["scheduler"], int(r["seed"])) == method]
+    if not picks:
+        raise ValueError(f"no pick {'of ' + method + ' ' if method else ''}in {run_dir / 'summary.csv'}")
+    row = max(picks, key=lambda r: objective.signed(float(r[objective.best_column])))
+    trial = Path(info.get("tune_storage") or run_dir / "tune") / method_name(
+        row["searcher"], row["scheduler"], int(row["seed"])) / f"trial_{row['best_trial_id']}"
+    checkpoints = sorted(trial.glob("checkpoint_*"))
+    if not checkpoints:
+        raise ValueError(f"the weights of {trial} were not kept (--keep-checkpoints picks or all keeps every pick's)")
+    config = json.loads((trial / "params.json").read_text())
+    task = get_task(info["spec"]["task"]).for_budget(info["spec"].get("budget", "full"))
+    trainable = task.load_trainable()
+    seed_everything(int(config.get("seed", 0)))
+    run = trainable.run_cls(config, trainable.load_data(config), torch.device("cpu"))
+    weights, _, _ = read_checkpoint(str(checkpoints[-1]))
+    run.model.load_state_dict(weights)
+    return run.model.eval()

@@ -1,7 +1,8 @@
 """Your own task in one file: a regression MLP on scikit-learn's diabetes data, tuned for the
 lowest validation RMSE.
 
-    lowres-tune --task examples/diabetes_task.py --budget smoke
+    lowres-tune example diabetes > diabetes_task.py     # this file, into your folder
+    lowres-tune --task diabetes_task.py --budget smoke
 
 A task file defines ``TASK``, a ``TaskSpec`` (the grid, the metric and its direction), and the
 pieces that train one configuration: ``load_data`` (once per worker), a ``TrainingRun`` (model,
