@@ -182,3 +182,9 @@ def last_attempt(reports: list[dict]) -> list[dict]:
         if epoch_of(reports[i]) <= epoch_of(reports[i - 1]):
             start = i
     return reports[start:]
+
+
+# The shares of the grid's compute at which methods are compared at equal compute: the LCBench
+# suite's columns (experiments.replay.suite), the recommendation table's rows (experiments.recommend)
+# and a --time-budget run's equal-compute section (analysis.budget).
+COMPUTE_FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.10, 0.25)

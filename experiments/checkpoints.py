@@ -126,16 +126,17 @@ class KeepSelectable(tune.Callback):
             self.incumbents = dict(state["incumbents"])
 
 
-def keep_best_pick(run_dir: Path, summaries: list, objective: Objective) -> None:
+def keep_best_pick(run_dir: Path, summaries: list, objective: Objective, keep: tuple[str, ...] = ()) -> None:
     """Delete the checkpoints of every scored pick but the run's best (best validation value in
-    the objective's direction; a tie goes to the earlier method): called after each method is
-    scored, from the summary rows alone, so a resumed run prunes the same. Local run folders only."""
+    the objective's direction; a tie goes to the earlier method) and those of the methods in ``keep``
+    ("searcher:scheduler": the recommended method, whose weights the run offers): called after each
+    method is scored, from the summary rows alone, so a resumed run prunes the same. Local run folders only."""
     picks = [s for s in summaries if s.get("best_trial_id") not in (None, "")]
     if len(picks) < 2:
         return
     best = max(range(len(picks)), key=lambda i: (objective.signed(float(picks[i][objective.best_column])), -i))
     for i, row in enumerate(picks):
-        if i != best:
+        if i != best and f"{row['searcher']}:{row['scheduler']}" not in keep:
             trial = Path(run_dir) / "tune" / method_name(row["searcher"], row["scheduler"], int(row["seed"]))
             for folder in (trial / f"trial_{row['best_trial_id']}").glob("checkpoint_*"):
                 shutil.rmtree(folder, ignore_errors=True)

@@ -49,6 +49,13 @@ class RunPlan:
     gpu_shares: Mapping[str, float] = field(default_factory=dict)
     # a pausing scheduler's disk budget for paused trials' training states (searchers.promotion); None: none
     pause_disk_gb: float | None = None
+    # --time-budget: the compute each method may spend (experiments.budget), in GPU-seconds where trials
+    # hold a GPU share, else trial-seconds; None: no budget (each method runs its trials)
+    time_budget_s: float | None = None
+
+    @property
+    def compute_unit(self) -> str:
+        return "gpu_seconds" if self.gpus_per_trial else "trial_seconds"
 
     @property
     def gpus_per_trial(self) -> float:
@@ -72,7 +79,8 @@ class RunPlan:
                 "mode": task.mode, "metrics": list(task.metrics), "max_t": task.max_t, "epochs_param": task.epochs_param,
                 "resource_attr": task.resource_attr, "grace_period": task.grace_period,
                 "reduction_factor": task.reduction_factor, "gpu_shares": dict(self.gpu_shares),
-                "pause_disk_gb": self.pause_disk_gb}
+                "pause_disk_gb": self.pause_disk_gb, "time_budget_s": self.time_budget_s,
+                "compute_unit": self.compute_unit}
 
     @classmethod
     def from_resolved(cls, task: TaskSpec, resolved: Mapping[str, Any], *, record_test_curves: bool,
@@ -91,7 +99,8 @@ class RunPlan:
                    max_concurrent=int(resolved["max_concurrent"]), resources=dict(resolved["resources"]),
                    fixed_config=fixed_config(resolved["task_options"], record_test_curves),
                    max_failures=max_failures, gpu=gpu, keep_checkpoints=keep_checkpoints,
-                   gpu_shares=dict(resolved.get("gpu_shares") or {}), pause_disk_gb=resolved.get("pause_disk_gb"))
+                   gpu_shares=dict(resolved.get("gpu_shares") or {}), pause_disk_gb=resolved.get("pause_disk_gb"),
+                   time_budget_s=resolved.get("time_budget_s"))
 
 
 def fixed_config(options: Mapping[str, Any], record_test_curves: bool) -> dict:

@@ -20,12 +20,14 @@ from tensorboardX import SummaryWriter
 
 from analysis.report import build, format_table, write_summary
 from core import records
+from core.cli import command
 from core.rules import method_label, method_name, select_trial
 from experiments import machine, packing, runlock
 from experiments import progress as progress_lines
+from experiments.boards import write_method_run
 from experiments.checkpoints import default_pause_disk_gb, keep_best_pick, keep_only_the_pick
 from experiments.collect import collect_trials, error_line
-from experiments.console import next_steps
+from experiments.console import display_columns, next_steps, recommended_lines
 from experiments.gpus import GpuProbeError, visible_gpus
 from experiments.interrupt import Interrupted, InterruptGuard
 from experiments.monitor import ClusterMonitor, ResourceMonitor
@@ -34,16 +36,10 @@ from experiments.plan import Method, MethodOutcome, RunPlan, fixed_config
 from experiments.progress import FailureLines, Progress
 from experiments.scoring import evaluate_selected, summarize_method
 from experiments.spec import ExperimentSpec, RunFailed, SpecError, StorageFailed, is_uri
+from experiments.startup import check_task_code, gpu_share_line, plan_budget, probe_shares, samples_note
 from experiments.tune_adapter import can_restore
 from experiments.tuning import expected_trials, tune_method
-from searchers import NEVER_REPEAT
-from trainables import get_task, task_file
-
-
-def display_columns(task) -> tuple[str, ...]:
-    """The columns printed at the end of a run (summary.md has them all)."""
-    return ("searcher", "scheduler", "seed", "n_trials", "epochs_trained", task.objective.best_column,
-            *records.test_columns(task.metrics), "wall_seconds", "trial_seconds", "gpu_seconds")
+from trainables import TASK_MODULES, get_task, task_file
 
 
 def quiet_echo(*args, **kwargs) -> None:
@@ -52,6 +48,14 @@ def quiet_echo(*args, **kwargs) -> None:
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def run_origin(info: dict) -> float | None:
+    """When the run started, as a Unix time: the origin of resources.csv's wall_seconds (run.json's
+    started_at; a run.json of an older version kept it as a number, started_time)."""
+    if info.get("started_time") is not None:
+        return float(info["started_time"])
+    return records.unix_time(info["started_at"]) if info.get("started_at") else None
 
 
 def create_run_dir(results_dir: Path, task_name: str) -> Path:
@@ -67,17 +71,21 @@ def create_run_dir(results_dir: Path, task_name: str) -> Path:
             continue
 
 
-def run(spec: ExperimentSpec, echo=None) -> Path:
+def run(spec: ExperimentSpec, echo=None, out=print) -> Path:
     """Run every method of ``spec`` and return the run folder.
 
-    Every check that can fail on the user's input (task options, GPU choice) runs before the
-    run folder is created."""
+    ``echo`` prints progress and pointers (None: print, or nothing with ``spec.quiet``); ``out``
+    the two things --quiet still prints, the run folder and the final table (the Python API passes
+    a no-op: it returns both). Every check that can fail on the user's input (task options, GPU
+    choice) runs before the run folder is created."""
     echo = echo or (quiet_echo if spec.quiet else print)
     task = get_task(spec.task).for_budget(spec.budget)
     try:
         options = task.resolve_options(spec.task_options)
     except ValueError as exc:
         raise SpecError(str(exc)) from None
+    if spec.task not in TASK_MODULES:  # a user's task: its code against its declaration, before any trial
+        check_task_code(task, options)
     try:
         gpus = visible_gpus()
     except GpuProbeError as exc:
@@ -94,6 +102,7 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
     if spec.gpus_per_trial == packing.AUTO and resources["gpu"]:
         probed, resources = probe_shares(task, options, resources, echo)
         shares = {key: numbers["share"] for key, numbers in probed.items()}
+    spec, decided = plan_budget(spec, task, options, resources, shares, num_samples, out)
     run_dir = create_run_dir(spec.results_dir, task.name)
     runlock.acquire(run_dir)  # new and ours: a --resume of it while it runs is refused
     storage = tune_storage(spec, run_dir)
@@ -103,66 +112,37 @@ def run(spec: ExperimentSpec, echo=None) -> Path:
                    max_concurrent=spec.max_concurrent or machine.default_max_concurrent(smallest),
                    resources=resources, fixed_config=fixed_config(options, spec.record_test_curves),
                    max_failures=spec.max_failures, gpu=gpu, keep_checkpoints=spec.keep_checkpoints,
-                   gpu_shares=shares, pause_disk_gb=spec.pause_disk_gb or default_pause_disk_gb(run_dir))
+                   gpu_shares=shares, pause_disk_gb=spec.pause_disk_gb or default_pause_disk_gb(run_dir),
+                   time_budget_s=spec.time_budget)
     info = {
         "spec": {**asdict(spec), "results_dir": str(spec.results_dir)},
         "resolved": plan.resolved(options),
         "versions": machine.package_versions(),
         "git": machine.git_commit(),
         "device": machine.describe_device(gpus),
-        "started_at": now(),
-        "started_time": time.time(),  # the origin of resources.csv's wall_seconds, across resumes
+        "started_at": records.iso_time(time.time()),  # the origin of resources.csv's wall_seconds, across resumes
         "status": "running",
-        "methods_started": {},  # Tune folder name -> time.time() when the method started
+        "methods_started": {},  # Tune folder name -> when the method started (records.iso_time)
         "tune_storage": storage,  # where Ray Tune keeps the method folders (tune/ links there with --storage)
         # the session folder of the Ray this run started (None on a cluster): how a later run finds
         # what a kill -9 of this one left running (experiments.orphans)
         "ray_session_dir": None if spec.ray_address else own_session_dir(),
         "gpu_probe": probed,  # --gpus-per-trial auto: what each memory class measured on the card
+        **decided,  # estimate (--time-budget) and recommendation (--methods recommended): experiments.startup
     }
     records.write_json(run_dir / "run.json", info)
-    print(f"run folder: {run_dir}")  # also with --quiet: the one line that says where the results go
+    out(f"run folder: {run_dir}")  # also with --quiet: the one line that says where the results go
     note = samples_note(spec, task, num_samples)
     if note:
         echo(note)
     if not resources["gpu"]:
         echo("no GPU requested or available: trials run on the CPU; GPU figures are left empty")
+    else:
+        echo(gpu_share_line(spec, task, resources, gpu))
     try:
-        return run_methods(spec, plan, run_dir, info, [], echo)
+        return run_methods(spec, plan, run_dir, info, [], echo, table=out)
     finally:
         runlock.release(run_dir)
-
-
-def probe_shares(task, options, resources: dict, echo) -> tuple[dict, dict]:
-    """--gpus-per-trial auto: every memory class measured alone on the card (experiments.packing),
-    one line with the shares; the run's resources then name the largest share (what scoring holds).
-    A probe that fails stops the run in one line, before the run folder."""
-    import ray
-
-    try:
-        probed = packing.probe(task, options, resources["cpu"])
-    except (ray.exceptions.RayError, TimeoutError) as exc:  # a Ray task's error: its cause's last line
-        raise SpecError(f"the GPU memory probe of --gpus-per-trial auto failed: {str(exc).strip().splitlines()[-1]}") \
-            from None
-    names = ",".join(task.memory_params)
-    echo(f"GPU share by measured memory ({names}): "
-         + "; ".join(f"{key}: {numbers['share']:g} ({numbers['need_mb']:.0f} MiB)" for key, numbers in probed.items()))
-    return probed, {**resources, "gpu": max(numbers["share"] for numbers in probed.values())}
-
-
-def samples_note(spec: ExperimentSpec, task, num_samples: int) -> str | None:
-    """One line where --num-samples is above the space's size: what each sampling searcher does then."""
-    sampling = sorted({s for s, _ in spec.methods if s != "grid"})
-    if num_samples <= task.grid_size or not sampling:
-        return None
-    once = [s for s in sampling if s in NEVER_REPEAT]
-    repeat = [s for s in sampling if s not in NEVER_REPEAT]
-    return (f"--num-samples {num_samples} is above the {task.grid_size} configurations of the space: "
-            + (f"{', '.join(once)} tr{'ies' if len(once) == 1 else 'y'} each configuration once (at most that many "
-               "trials)" if once else "")
-            + ("; " if once and repeat else "")
-            + (f"{', '.join(repeat)} draw with replacement and repeat configurations (n_repeats in summary.csv)"
-               if repeat else ""))
 
 
 def run_method(plan: RunPlan, method: Method, storage: str, monitor=None,
@@ -190,7 +170,7 @@ def run_method(plan: RunPlan, method: Method, storage: str, monitor=None,
         keep_only_the_pick(collected.results, selected["trial_id"] if selected else None)
     samples = monitor.rows(method.searcher, method.scheduler, method.seed) if monitor is not None else None
     summary = summarize_method(plan.task, method, collected.trials, wall, test_metrics, selected,
-                               plan.gpus_per_trial, samples)
+                               plan.gpus_per_trial, samples, collected.curves, plan.time_budget_s)
     return MethodOutcome(trials=collected.trials, curves=collected.curves, summary=summary)
 
 
@@ -225,7 +205,17 @@ def run_methods(spec: ExperimentSpec, plan: RunPlan, run_dir: Path, info: dict, 
     ``info`` is run.json's content; it is rewritten as methods start and when the run ends.
     ``echo`` prints progress and pointers (a no-op with --quiet); ``table`` the final table."""
     with progress_lines.muted(spec.quiet):  # also the live lines of a resumed method's restored callbacks
-        return _run_methods(spec, plan, run_dir, info, outcomes, echo, earlier_samples, table)
+        try:
+            return _run_methods(spec, plan, run_dir, info, outcomes, echo, earlier_samples, table)
+        except (Interrupted, KeyboardInterrupt, StorageFailed, RunFailed):
+            raise  # each wrote its own status (interrupted, stopped, finished)
+        except Exception as exc:  # a bug (in a method or the report): run.json says so, not "running"
+            try:
+                records.write_json(run_dir / "run.json", {**info, "status": "failed", "failed_at": now(),
+                                                          "failed_because": error_line(exc)})
+            except OSError:
+                pass  # the disk refused: run.json keeps its last whole version
+            raise
 
 
 def _run_methods(spec, plan, run_dir, info, outcomes, echo, earlier_samples, table) -> Path:
@@ -237,7 +227,7 @@ def _run_methods(spec, plan, run_dir, info, outcomes, echo, earlier_samples, tab
     writer = SummaryWriter(str(run_dir / "tensorboard" / "resources"))  # the monitor's timeline
     monitor_type = ClusterMonitor if spec.ray_address else ResourceMonitor  # a probe per node on a cluster
     monitor = monitor_type(plan.task.name, spec.monitor_interval, gpu=plan.gpu, writer=writer,
-                           origin=info.get("started_time"), samples=earlier_samples)
+                           origin=run_origin(info), samples=earlier_samples)
     try:
         with monitor, InterruptGuard() as guard:  # the monitor stops with the run, also on Ctrl-C or an error
             for seed in spec.seeds:
@@ -253,16 +243,18 @@ def _run_methods(spec, plan, run_dir, info, outcomes, echo, earlier_samples, tab
                                          callbacks=[*progress, FailureLines(method.name, plan.max_failures)])
                     guard.check()  # a method Ctrl-C ended early is not recorded: --resume continues it
                     outcomes.append(outcome)
+                    write_method_run(run_dir, plan.task, outcome, bool(plan.gpus_per_trial))  # TensorBoard's view
                     if plan.keep_checkpoints == "best" and not is_uri(storage):  # the pick is scored: only the
                         # run's best keeps its weights (on a URI Tune's callback prunes within methods only)
-                        keep_best_pick(run_dir, [o.summary for o in outcomes], plan.task.objective)
+                        keep_best_pick(run_dir, [o.summary for o in outcomes], plan.task.objective,
+                                       keep=tuple(info.get("recommendation", {}).get("method", "").split(",")))
                     write_tables(run_dir, plan.task, outcomes, monitor)
     except (Interrupted, KeyboardInterrupt) as exc:
         info.update(status="interrupted", interrupted_at=now())
         records.write_json(run_dir / "run.json", info)
         raise Interrupted(f"{'stopped at once' if isinstance(exc, KeyboardInterrupt) else 'interrupted'}; "
                           f"{len(outcomes)} of {len(spec.seeds) * len(spec.methods)} methods finished. "
-                          f"Continue with: python run_all.py --resume {shlex.quote(str(run_dir))}") from None
+                          f"Continue with: {command()} --resume {shlex.quote(str(run_dir))}") from None
     except OSError as exc:
         storage_failed(exc, run_dir, info, len(spec.seeds) * len(spec.methods))
     finally:
@@ -277,7 +269,9 @@ def _run_methods(spec, plan, run_dir, info, outcomes, echo, earlier_samples, tab
     info.update(status="finished", finished_at=now(),
                 methods_without_result=[method_name(s["searcher"], s["scheduler"], int(s["seed"])) for s in failed])
     records.write_json(run_dir / "run.json", info)
-    table(format_table([o.summary for o in outcomes], display_columns(plan.task)))
+    table(format_table([o.summary for o in outcomes], display_columns(plan.task, bool(plan.time_budget_s))))
+    if info.get("recommendation"):
+        table("\n".join(recommended_lines(run_dir, info["recommendation"], [o.summary for o in outcomes], plan.task)))
     for line in next_steps(run_dir):
         echo(line)
     if failed:
@@ -301,17 +295,18 @@ def storage_failed(exc: OSError, run_dir: Path, info: dict, total: int):
     recorded = len(records.read_csv_rows(run_dir / "summary.csv"))  # what --resume keeps; the rest it continues
     raise StorageFailed(f"writing the run failed ({exc.strerror or exc}: {exc.filename or run_dir}); {recorded} of "
                         f"{total} methods are recorded and every file on disk is whole. Make room (or make it writable), "
-                        f"then: python run_all.py --resume {shlex.quote(str(run_dir))}") from None
+                        f"then: {command()} --resume {shlex.quote(str(run_dir))}") from None
 
 
 def _first_start(info: dict, run_dir: Path, storage: str, method: Method, echo) -> float | None:
     """When an interrupted method first started (it continues from Tune's state), or None for a
     method that starts now (recorded in run.json first, so a kill from here on can resume it)."""
     first_started = info["methods_started"].get(method.name)
+    first_started = None if first_started is None else records.unix_time(first_started)
     if first_started is not None and not _restorable(f"{storage}/{method.name}", echo):
         first_started = None
     if first_started is None:
-        info["methods_started"][method.name] = time.time()
+        info["methods_started"][method.name] = records.iso_time(time.time())
         records.write_json(run_dir / "run.json", info)
     echo(f"{'resuming' if first_started else 'tuning'} {method.name} ...")
     return first_started

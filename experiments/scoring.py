@@ -7,6 +7,7 @@ import json
 from core import records
 from core.records import EVICTED, FAILED, OUT_OF_MEMORY
 from core.task import TaskSpec
+from experiments.budget import compute_spent
 from experiments.plan import Method, RunPlan
 
 
@@ -16,12 +17,13 @@ def evaluate_selected(plan: RunPlan, result) -> dict[str, float]:
     With a GPU, in a Ray task holding the trial's resources (placed and accounted like a
     trial); on the CPU, in this process, which has the task's modules loaded already (a fresh
     Ray worker would spend seconds importing torch for a millisecond evaluation)."""
-    from trainables.base import evaluate_checkpoint
+    from trainables.base import EpochTrainable, evaluate_checkpoint
 
-    if result.checkpoint is None:
-        return {}
+    trainable = plan.task.load_trainable()
+    if result.checkpoint is None or not issubclass(trainable, EpochTrainable):
+        return {}  # nothing kept, or a plain Tune Trainable: no TrainingRun to score on a test split
     # the Checkpoint itself: evaluate_checkpoint reads it where it runs (a copy from a URI storage)
-    args = (plan.task.load_trainable(), result.config, result.checkpoint, "test")
+    args = (trainable, result.config, result.checkpoint, "test")
     if not plan.gpus_per_trial:
         return evaluate_checkpoint(*args)
     import ray
@@ -46,7 +48,8 @@ def gpu_seconds(trials, gpus_per_trial: float) -> float | None:
 
 
 def summarize_method(task: TaskSpec, method: Method, trials, wall_seconds: float, test_metrics: dict,
-                     selected: dict | None, gpus_per_trial: float, samples: list[dict] | None = None) -> dict:
+                     selected: dict | None, gpus_per_trial: float, samples: list[dict] | None = None,
+                     curves=(), time_budget: float | None = None) -> dict:
     """The summary row of one method. ``samples``: the resource monitor's rows of this method;
     peak host memory is theirs (driver plus Ray workers) where there are any, else the largest
     that a trial reported of its own process. GPU memory: see core.records."""
@@ -76,6 +79,8 @@ def summarize_method(task: TaskSpec, method: Method, trials, wall_seconds: float
         # measured memory, or re-queued alone after running out of memory); absent (not zero)
         # where no GPU was used.
         "gpu_seconds": gpu_seconds(trials, gpus_per_trial),
+        "compute_spent": compute_spent(trials, curves, bool(gpus_per_trial), gpus_per_trial),
+        "compute_budget": time_budget,
         "mean_gpu_util": sum(gpu_util) / len(gpu_util) if gpu_util else None,  # %, from the monitor
         "peak_trial_gpu_mem_mb": max(trial_mem) if trial_mem else None,  # PyTorch's, the largest trial's
         "peak_card_gpu_mem_mb": max(card_mem) if card_mem else None,  # NVML's, the whole card

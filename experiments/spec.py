@@ -13,10 +13,20 @@ from pathlib import Path
 
 from core.rules import method_label
 from experiments.packing import AUTO
-from searchers import DEFAULT_METHODS, DEFAULT_SCHEDULER, SCHEDULERS, SEARCHERS, STAR_SCHEDULERS
+from searchers import (DEFAULT_METHODS, DEFAULT_SCHEDULER, EXPERIMENTAL_SCHEDULERS, SCHEDULERS, SEARCHERS,
+                       STAR_SCHEDULERS)
 from trainables import TASK_MODULES, get_task
 
 BUDGETS = ("smoke", "full")
+RECOMMENDED = "recommended"  # --methods recommended: one method, chosen from the run's budget
+RECOMMENDED_METHOD = (RECOMMENDED, RECOMMENDED)  # its place in a methods tuple until the run resolves it
+# What a run compares when no methods are named: the seed's plan (searchers.DEFAULT_METHODS: the
+# baselines, TPE and BayesOpt under ASHA, and random search under ASHA as the control) and, beside
+# it, the method the evidence recommends for the run's budget.
+DEFAULT_RUN_METHODS = (*DEFAULT_METHODS, RECOMMENDED_METHOD)
+# With --time-budget and no --num-samples, a sampling method runs until its budget is spent; this
+# many times the grid's size in trials is only a guard (ASHA starts many short trials).
+BUDGET_TRIAL_GUARD = 10
 # which trial checkpoints stay on disk (experiments/checkpoints.py): the run's best pick, every
 # method's pick, or all
 KEEP_CHECKPOINTS = ("best", "picks", "all")
@@ -24,6 +34,11 @@ KEEP_CHECKPOINTS = ("best", "picks", "all")
 
 class SpecError(ValueError):
     """A bad experiment setting; its message is one line meant for the user."""
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython and Jupyter show what this returns instead of the traceback: the one line, as
+        # the command line prints it (the traceback would only show our own validation code)
+        return [f"{type(self).__name__}: {self}"]
 
 
 class StorageFailed(Exception):
@@ -36,7 +51,7 @@ class RunFailed(Exception):
     failed): nothing to compare or pick. One line for the user; run_all exits 1."""
 
 
-def parse_methods(text: str) -> tuple[tuple[str, str], ...]:
+def parse_methods(text: str, schedulers=SCHEDULERS) -> tuple[tuple[str, str], ...]:
     """``"grid,random:asha,bayesopt:*"`` -> (searcher, scheduler) pairs; the one meaning of
     ``--methods`` for real runs and the replay benchmark.
 
@@ -49,22 +64,48 @@ def parse_methods(text: str) -> tuple[tuple[str, str], ...]:
     if not text.strip() or any(not item for item in items):
         raise SpecError(f"--methods {text!r} is malformed; expected e.g. 'grid,random,hyperopt:asha,bayesopt:*'")
     for item in items:
+        if item == RECOMMENDED:  # the method the evidence picks for the run's budget (experiments.recommend)
+            if RECOMMENDED_METHOD in methods:
+                raise SpecError("recommended is named twice in --methods")
+            methods.append(RECOMMENDED_METHOD)
+            continue
         searcher, sep, scheduler = item.partition(":")
         if searcher not in SEARCHERS:
             raise SpecError(f"unknown searcher {searcher!r} in --methods; allowed: {', '.join(SEARCHERS)}")
-        if sep and scheduler != "*" and scheduler not in SCHEDULERS:
-            raise SpecError(f"unknown scheduler {scheduler!r} in --methods; allowed: {', '.join(SCHEDULERS)} or *")
-        schedulers = list(STAR_SCHEDULERS) if scheduler == "*" else [scheduler if sep else DEFAULT_SCHEDULER[searcher]]
-        for pair in ((searcher, s) for s in schedulers):
+        if sep and scheduler != "*" and scheduler not in schedulers:
+            raise SpecError(unknown_scheduler(scheduler, schedulers) + " or *")
+        named = list(STAR_SCHEDULERS) if scheduler == "*" else [scheduler if sep else DEFAULT_SCHEDULER[searcher]]
+        for pair in ((searcher, s) for s in named):
             if pair in methods:
                 raise SpecError(f"method {method_label(*pair)} is named twice in --methods")
             methods.append(pair)
     return tuple(methods)
 
 
+def unknown_scheduler(name: str, schedulers) -> str:
+    """The one line for a scheduler a run does not offer: an experimental variant says where it went."""
+    if name in EXPERIMENTAL_SCHEDULERS and name not in schedulers:
+        return (f"scheduler {name!r} is a variant measured and not taken (docs/results/variants-tried.md); real runs do "
+                f"not offer it, the replay does (python -m experiments.replay ... --methods random:{name}); "
+                f"allowed: {', '.join(schedulers)}")
+    return f"unknown scheduler {name!r} in --methods; allowed: {', '.join(schedulers)}"
+
+
+def resolve_recommended(methods, chosen: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    """``methods`` with ``recommended`` replaced by the method chosen for the run's budget (named once:
+    where the list names it already, the placeholder goes)."""
+    out = []
+    for pair in methods:
+        pair = chosen if pair == RECOMMENDED_METHOD else tuple(pair)
+        if pair not in out:
+            out.append(pair)
+    return tuple(out)
+
+
 def format_methods(methods) -> str:
     """The inverse of ``parse_methods``: ``"grid:fifo,random:asha"``."""
-    return ",".join(method_label(searcher, scheduler) for searcher, scheduler in methods)
+    return ",".join(RECOMMENDED if (searcher, scheduler) == RECOMMENDED_METHOD else method_label(searcher, scheduler)
+                    for searcher, scheduler in methods)
 
 
 # The largest seed every searcher takes: numpy's RandomState (Ray's random search, HyperOpt's
@@ -123,7 +164,7 @@ def check_writable_dir(path: Path, flag: str = "--results-dir") -> None:
 @dataclass(frozen=True)
 class ExperimentSpec:
     task: str = "breast_cancer"
-    methods: tuple[tuple[str, str], ...] = DEFAULT_METHODS
+    methods: tuple[tuple[str, str], ...] = DEFAULT_RUN_METHODS
     num_samples: int | None = None  # trials per sampling method; None: a quarter of the grid
     seeds: tuple[int, ...] = (0,)
     budget: str = "full"
@@ -153,6 +194,8 @@ class ExperimentSpec:
     # Disk for paused trials' training states under a pausing scheduler (--methods x:promotion);
     # beyond it the lowest-ranked paused trials are stopped for good. None: DEFAULT_PAUSE_DISK_GB.
     pause_disk_gb: float | None = None
+    # --time-budget: the compute each method may spend, in seconds (experiments.budget); None: none
+    time_budget: float | None = None
 
     def __post_init__(self):
         if self.task not in TASK_MODULES:  # a user's task file or module: imported and checked now
@@ -163,10 +206,12 @@ class ExperimentSpec:
         if not self.methods:
             raise SpecError("no methods to run; name at least one in --methods")
         for searcher, scheduler in self.methods:
+            if (searcher, scheduler) == RECOMMENDED_METHOD:
+                continue
             if searcher not in SEARCHERS:
                 raise SpecError(f"unknown searcher {searcher!r}; allowed: {', '.join(SEARCHERS)}")
             if scheduler not in SCHEDULERS:
-                raise SpecError(f"unknown scheduler {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
+                raise SpecError(unknown_scheduler(scheduler, SCHEDULERS))
         if self.num_samples is not None and self.num_samples < 1:
             raise SpecError(f"--num-samples must be at least 1, got {self.num_samples}")
         if not self.seeds:
@@ -194,6 +239,10 @@ class ExperimentSpec:
             raise SpecError(f"unknown --keep-checkpoints {self.keep_checkpoints!r}; allowed: {', '.join(KEEP_CHECKPOINTS)}")
         if self.pause_disk_gb is not None and not (self.pause_disk_gb > 0 and math.isfinite(self.pause_disk_gb)):
             raise SpecError(f"--pause-disk-gb must be a positive number of GB, got {self.pause_disk_gb}")
+        if self.time_budget is not None and not (isinstance(self.time_budget, (int, float)) and
+                                                 not isinstance(self.time_budget, bool) and
+                                                 0 < self.time_budget < math.inf):
+            raise SpecError(f"--time-budget must be a positive number of seconds (or 90m, 4h), got {self.time_budget!r}")
         if self.max_failures < 0:
             raise SpecError(f"--max-failures must be 0 or more, got {self.max_failures}")
         check_writable_dir(self.results_dir)
@@ -204,6 +253,8 @@ class ExperimentSpec:
         """Trials per sampling method: as given, else the smoke budget's, else a quarter of the grid."""
         if self.num_samples is not None:
             return self.num_samples
+        if self.time_budget is not None:
+            return BUDGET_TRIAL_GUARD * task.grid_size
         if self.budget == "smoke":
             return task.smoke_num_samples
         return math.ceil(task.grid_size / 4)

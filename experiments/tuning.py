@@ -12,6 +12,7 @@ from typing import Any
 from ray import tune
 
 from core.records import RESUMABLE
+from experiments.budget import budget_hooks
 from experiments.callbacks import KeepPausedTrialLogs, OutOfMemoryRetry, SchedulerState
 from experiments.checkpoints import DropTrainingState, KeepSelectable
 from experiments.plan import Method, RunPlan
@@ -33,6 +34,8 @@ class Tuned:
 def expected_trials(plan: RunPlan, method: Method) -> int:
     """How many trials the method will run: the grid's size, or the sampling budget (BayesOpt
     never repeats a configuration, so at most the grid's size)."""
+    if plan.time_budget_s:
+        return 0  # as many as the budget allows: not known in advance (the progress line shows no total)
     if method.searcher == "grid":
         return plan.task.grid_size
     if method.searcher == "bayesopt":
@@ -77,6 +80,8 @@ def _new_tuner(plan: RunPlan, method: Method, trainable, storage: str, callbacks
                       pause_disk_gb=plan.pause_disk_gb)
     search, scheduler = build_method(method.searcher, method.scheduler, args)
     pausing = method.scheduler in PAUSING
+    stopper, budget = (budget_hooks(plan.time_budget_s, bool(plan.gpus_per_trial), plan.gpus_per_trial)
+                       if plan.time_budget_s else (None, None))
     return tune.Tuner(
         trainable,
         # The seed travels in the config: trainables read nothing else. Under a pausing scheduler a
@@ -98,7 +103,8 @@ def _new_tuner(plan: RunPlan, method: Method, trainable, storage: str, callbacks
             name=method.name,
             storage_path=storage,
             verbose=0,
-            callbacks=[*(callbacks or []), SchedulerState(scheduler), OutOfMemoryRetry(),
+            stop=stopper,
+            callbacks=[*(callbacks or []), SchedulerState(scheduler), OutOfMemoryRetry(), *([budget] if budget else []),
                        *([DropTrainingState(), KeepPausedTrialLogs()] if pausing else []),
                        *([KeepSelectable(task.objective)] if plan.keep_checkpoints != "all" else [])],
             # The checkpoint holds the best-validation weights that the test split scores.

@@ -213,20 +213,26 @@ SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     # the same, and once the searcher has nothing new, free workers resume the best-ranked paused trials
     # instead of idling: for runs bounded by time, not by trials (searchers/promotion.py, "anytime")
     "promotion_anytime": make_promotion_anytime,
-    # both with Syne Tune 0.13's promotion test: at or above the rung's (1 - 1/eta) quantile, from two trials on
-    "promotion_quantile": make_promotion_quantile,
-    "promotion_quantile_anytime": make_promotion_quantile_anytime,
-    # both with the rung ranked by each trial's predicted value at the next rung (searchers/next_rung.py)
-    "promotion_curve": make_promotion_curve,
-    "promotion_curve_anytime": make_promotion_curve_anytime,
-    # both with the first rung at grace_period x eta (Hyperband's bracket 1 alone: the first epochs not judged)
-    "promotion_bracket1": make_promotion_bracket1,
-    "promotion_bracket1_anytime": make_promotion_bracket1_anytime,
     # asynchronous Hyperband: ASHA over every bracket of grace periods, a trial's drawn at random (Ray's
     # ASHAScheduler with brackets; Li et al. 2020, 3.3), stopping or pausing
     "hyperband": make_hyperband,
     "hyperband_promotion": make_hyperband_promotion,
 }
+# Variants of promotion that were measured on LCBench and not taken (docs/results/variants-tried.md):
+# evidence, not product. Real runs (the command line, compare()) do not offer them; the replay runs
+# them, so the committed tables that name them can be rebuilt and checked.
+EXPERIMENTAL_SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
+    # Syne Tune 0.13's promotion test: at or above the rung's (1 - 1/eta) quantile, from two trials on
+    "promotion_quantile": make_promotion_quantile,
+    "promotion_quantile_anytime": make_promotion_quantile_anytime,
+    # the rung ranked by each trial's predicted value at the next rung (searchers/next_rung.py)
+    "promotion_curve": make_promotion_curve,
+    "promotion_curve_anytime": make_promotion_curve_anytime,
+    # the first rung at grace_period x eta (Hyperband's bracket 1 alone: the first epochs not judged)
+    "promotion_bracket1": make_promotion_bracket1,
+    "promotion_bracket1_anytime": make_promotion_bracket1_anytime,
+}
+ALL_SCHEDULERS = {**SCHEDULERS, **EXPERIMENTAL_SCHEDULERS}  # what the replay (and build_method) know
 # What `searcher:*` in --methods expands to: the two every searcher is compared under (docs/DESIGN.md);
 # the Hyperband and pausing schedulers are named.
 STAR_SCHEDULERS = ("fifo", "asha")
@@ -241,7 +247,7 @@ def build_method(searcher: str, scheduler: str, args: MethodArgs) -> tuple[Searc
     (experiments.tuning) and the replay build a method, so the replay simulates what a run does.
     Under a pausing scheduler the searcher's concurrency limit counts paused trials out, and a
     model-based searcher hears a paused trial's last result when it is stopped (searchers/pausing.py)."""
-    sched = SCHEDULERS[scheduler](args)
+    sched = ALL_SCHEDULERS[scheduler](args)
     if scheduler not in PAUSING:
         return SEARCHERS[searcher](args), sched
     if args.max_concurrent < 1:

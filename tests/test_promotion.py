@@ -350,11 +350,11 @@ def test_bracket1_starts_judging_at_the_second_rung_and_is_capped_at_max_t():
     max_t there is no rung, and every trial runs to the end."""
     from types import SimpleNamespace
 
-    from searchers import PAUSING, SCHEDULERS, MethodArgs
+    from searchers import ALL_SCHEDULERS, PAUSING, MethodArgs
 
     def made(name, max_t):
         task = SimpleNamespace(resource_attr="epoch", max_t=max_t, grace_period=1, reduction_factor=3)
-        return SCHEDULERS[name](MethodArgs(task=task, seed=0, num_samples=4, max_concurrent=1))
+        return ALL_SCHEDULERS[name](MethodArgs(task=task, seed=0, num_samples=4, max_concurrent=1))
 
     assert {"promotion_bracket1", "promotion_bracket1_anytime"} <= PAUSING
     s = made("promotion_bracket1", 9)

@@ -15,6 +15,7 @@ from scipy.stats import wilcoxon as scipy_wilcoxon
 
 from analysis.stats import wilcoxon
 from core import records
+from core.rules import select_trial
 from experiments import replay
 from tests.analytic import TASK as ANALYTIC
 from tests.tuning import collect, tune
@@ -185,6 +186,28 @@ def test_replay_makes_the_choices_a_real_run_makes(ray_session, tmp_path, analyt
     # ASHA stopped the same ones; promotion paused, resumed and stopped the same ones
     assert [t["epochs"] for t in real] == [t["epochs"] for t in replayed.trials]
     assert [t["best_val_accuracy"] for t in real] == [t["best_val_accuracy"] for t in replayed.trials]
+
+
+@pytest.mark.parametrize("searcher,scheduler", [("random", "fifo"), ("random", "asha"), ("bayesopt", "fifo")])
+def test_a_time_budget_spends_what_the_replay_spends_and_picks_what_it_picks(ray_session, tmp_path, analytic_table,
+                                                                              searcher, scheduler):
+    """--time-budget in a real run (experiments.budget) against the replay at the same share of the grid's
+    compute: one trial at a time, so both see the same order; the analytic task's epoch costs are made up
+    and fixed, so compute is exact. The real run's trials end where the replay's do, it spends the budget
+    plus less than one epoch, and its pick is the replay's."""
+    share = 0.3
+    budget = share * analytic_table.grid_compute
+    tuned = tune(TINY, searcher, scheduler, 5, tmp_path, num_samples=200, max_concurrent=1, time_budget_s=budget)
+    real, curves, _ = collect(tuned, TINY, searcher, scheduler, 5)
+    replayed = replay.replay_method(analytic_table, searcher, scheduler, seed=5, num_samples=200, max_concurrent=1,
+                                    budget=share)
+    trained = [t for t in replayed.trials if t["epochs"]]  # the replay lists a trial started as the budget ran out
+    assert [tuple(t[f"config/{n}"] for n in TINY.space) for t in real] == [t["key"] for t in trained]
+    assert [t["epochs"] for t in real] == [t["epochs"] for t in trained]
+    spent = sum(c["epoch_seconds"] for c in curves)
+    assert budget <= spent < budget + max(c["epoch_seconds"] for c in curves)
+    assert spent == pytest.approx(replayed.compute)
+    assert select_trial(real, TINY.objective)["best_val_accuracy"] == replayed.selected["best_val_accuracy"]
 
 
 # --- the command line ------------------------------------------------------------------------

@@ -116,3 +116,43 @@ def test_a_replay_gives_the_numbers_it_gave_before_the_structure_change(tmp_path
         before, after = (f[f["searcher"] != "bayesopt"].reset_index(drop=True) for f in (before, after))
         assert len(before) > 0
         pd.testing.assert_frame_equal(before, after[list(before.columns)])  # new columns may follow the old ones
+
+
+# --- the README: a user guide, whose figures and citations follow the code ---------------------------
+README_SECTIONS = ["Install and run", "Which method for which budget", "Tune within the budget you have",
+                   "IMDB and CIFAR-10", "Your own task", "Options", "The run folder", "On a GPU",
+                   "When things go wrong", "Tests", "More"]
+
+
+def test_the_readme_is_a_user_guide_of_about_350_lines():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 370
+    assert re.findall(r"^## (.+)$", text, re.M) == README_SECTIONS
+    # what a user reads, not a development log
+    assert not re.search(r"\bsessions?\b|\bissue \d+|\bthe issue\b|withdrawn", text, re.I)
+
+
+def test_the_readme_links_exist_and_its_method_table_is_the_generated_one():
+    from experiments.recommend import markdown
+
+    text = (ROOT / "README.md").read_text()
+    for link in re.findall(r"\]\(((?:docs|tests|benchmarks)/[^)#]+)\)", text):
+        assert (ROOT / link).is_file(), link
+    assert markdown() in text  # python -m experiments.recommend --markdown
+
+
+def test_the_docs_pages_open_with_what_they_show_and_speak_to_users():
+    for page in sorted((ROOT / "docs").glob("**/*.md")):
+        if page.stem in ("ARCHITECTURE", "DESIGN", "PLAN") or page.parent.name.startswith("lcbench-"):
+            continue  # the architecture, the seed's design, plans declared before their numbers, suite outputs
+        text = page.read_text()
+        assert text.startswith("# "), page
+        assert not re.search(r"\bsessions?\b(?! folder)|\bissue \d+|\bthe issue\b|withdrawn", text, re.I), page
+
+
+def test_the_readmes_test_count_is_the_suites():
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=300)
+    count = int(re.search(r"(\d+) tests? collected", collected.stdout).group(1))
+    stated = re.search(r"Offline and CPU-only: ([\d,]+) tests", (ROOT / "README.md").read_text())
+    assert stated and int(stated.group(1).replace(",", "")) == count

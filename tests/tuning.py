@@ -12,10 +12,10 @@ CPU_ONLY = {"cpu": 1, "gpu": 0}
 
 def tune(task, searcher: str, scheduler: str, seed: int, path, *, num_samples: int = 1, max_concurrent: int = 2,
          resources=CPU_ONLY, fixed_config=None, max_failures: int = 0, keep_checkpoints: str = "all",
-         gpu_shares=None) -> Tuned:
+         gpu_shares=None, time_budget_s=None) -> Tuned:
     plan = RunPlan(task=task, num_samples=num_samples, max_concurrent=max_concurrent, resources=resources,
                    fixed_config=fixed_config or {}, max_failures=max_failures, keep_checkpoints=keep_checkpoints,
-                   gpu_shares=gpu_shares or {})
+                   gpu_shares=gpu_shares or {}, time_budget_s=time_budget_s)
     return tune_method(plan, Method(searcher, scheduler, seed), path)
 
 

@@ -17,7 +17,7 @@ from core.cli import OneLineErrorParser
 from experiments.replay.report import write_results
 from experiments.replay.table import ReplayError, Table, load_table
 from experiments.spec import SpecError, parse_methods
-from searchers import SCHEDULERS, SEARCHERS
+from searchers import ALL_SCHEDULERS, SEARCHERS
 from core.rules import method_label
 from trainables import TASK_MODULES, get_task
 
@@ -51,7 +51,7 @@ def parse_args(argv):
     parser.add_argument("--seeds", type=int, default=20, help="replay seeds per method (0..N-1; default 20)")
     parser.add_argument("--methods", default=",".join(f"{s}:*" for s in SEARCHERS),
                         help="comma-separated searcher[:scheduler], as in run_all.py: a searcher alone gets its "
-                             f"default scheduler, searcher:* fifo and asha (schedulers: {', '.join(SCHEDULERS)}); "
+                             f"default scheduler, searcher:* fifo and asha (schedulers: {', '.join(ALL_SCHEDULERS)}); "
                              "default: every searcher with fifo and asha")
     parser.add_argument("--num-samples", type=int, default=None,
                         help="trials per sampling searcher (default: the recorded run's)")
@@ -88,7 +88,7 @@ def parse_args(argv):
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     try:
-        args.methods = list(parse_methods(args.methods))
+        args.methods = list(parse_methods(args.methods, ALL_SCHEDULERS))
     except SpecError as exc:
         parser.error(str(exc))
     return args

@@ -42,13 +42,13 @@ import pandas as pd
 
 from analysis.stats import wilcoxon
 from core import records
-from core.rules import method_label
+from core.rules import COMPUTE_FRACTIONS, method_label
 from experiments.replay.fidelity import fidelity_lines
 from experiments.replay.rows import ROWS_FILE, read_journal, row_key
 from experiments.replay.stats import ANYTIME_POINTS, CONTROLS, pct, regret_at, seed_row
 from experiments.replay.table import Table, load_table
 
-SUITE_FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.10, 0.25)  # shares of the grid's compute the suite reports
+SUITE_FRACTIONS = COMPUTE_FRACTIONS  # shares of the grid's compute the suite reports (core.rules)
 TESTED_FRACTIONS = (0.005, 0.01, 0.02, 0.10, 0.25)  # ... and where it tests methods against each other
 BUDGET = 0.25  # a method stops once it has spent this share of the grid's compute
 # A guard, not a budget: far above the ~7,000 trials ASHA starts within 25% of an LCBench grid
