@@ -165,7 +165,11 @@ class GpuSampler:
     def __init__(self, gpu: Gpu, nvml=None):
         self._nvml = _nvml(nvml)
         self._nvml.nvmlInit()
-        self._handle = self._nvml.nvmlDeviceGetHandleByUUID(gpu.uuid)
+        try:
+            self._handle = self._nvml.nvmlDeviceGetHandleByUUID(gpu.uuid)
+        except BaseException:
+            self._nvml.nvmlShutdown()  # opened above: not left open by a sampler that never was
+            raise
 
     def _read(self, read):
         try:

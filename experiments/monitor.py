@@ -11,6 +11,7 @@ once, then their ``Process`` objects are kept).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -75,6 +76,7 @@ class ResourceMonitor:
         self.task, self.interval_s, self.gpu, self.writer = task, interval_s, gpu, writer
         self._nvml = nvml  # pynvml (a fake in tests, standing for a card); None: the real one
         self._gpu_sampler: GpuSampler | None = None  # opened with the first GPU sample
+        self.gpu_error: str | None = None  # why NVML could not open the card (then no GPU columns)
         self._psutil = psutil
         self._driver = psutil.Process(os.getpid())
         self._workers: dict[int, Any] = {}  # pid -> psutil.Process of a Ray worker
@@ -163,11 +165,20 @@ class ResourceMonitor:
         return [self._driver, *workers]
 
     def _gpu(self) -> tuple[float | None, float | None]:
-        """Whole-card utilization (%) and used memory (MiB, every process on the card)."""
-        if self.gpu is None:
+        """Whole-card utilization (%) and used memory (MiB, every process on the card). Where NVML
+        cannot open the card (its handle lookup fails, the library went away), the GPU columns stay
+        empty, said once on stderr, and the CPU and memory rows go on: before, the failed setup
+        raised inside every sample and each interval's whole row was lost."""
+        if self.gpu is None or self.gpu_error is not None:
             return None, None
         if self._gpu_sampler is None:
-            self._gpu_sampler = GpuSampler(self.gpu, self._nvml)
+            try:
+                self._gpu_sampler = GpuSampler(self.gpu, self._nvml)
+            except Exception as exc:  # NVMLError and kin; the monitor thread must not die of it
+                self.gpu_error = f"{type(exc).__name__}: {exc}"
+                print(f"resource monitor: GPU {self.gpu.index} cannot be read through NVML ({self.gpu_error}); its "
+                      "utilization and memory columns stay empty, CPU and memory are still sampled", file=sys.stderr)
+                return None, None
         return self._gpu_sampler.sample()
 
     def sample(self) -> dict:

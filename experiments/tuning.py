@@ -18,7 +18,7 @@ from experiments.checkpoints import DropTrainingState, KeepSelectable
 from experiments.plan import Method, RunPlan
 from experiments.spec import is_uri
 from experiments.tune_adapter import tuner_scheduler
-from searchers import PAUSING, MethodArgs, build_method
+from searchers import PAUSING, MethodArgs, build_method, method_concurrency
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ def tune_method(plan: RunPlan, method: Method, storage_path: Path | str, callbac
 
 def _new_tuner(plan: RunPlan, method: Method, trainable, storage: str, callbacks) -> tune.Tuner:
     task = plan.task
-    args = MethodArgs(task=task, seed=method.seed, num_samples=plan.num_samples, max_concurrent=plan.max_concurrent,
+    concurrency = method_concurrency(method.searcher, plan.max_concurrent, plan.num_samples, task.grid_size)
+    args = MethodArgs(task=task, seed=method.seed, num_samples=plan.num_samples, max_concurrent=concurrency,
                       pause_disk_gb=plan.pause_disk_gb)
     search, scheduler = build_method(method.searcher, method.scheduler, args)
     pausing = method.scheduler in PAUSING
@@ -95,7 +96,7 @@ def _new_tuner(plan: RunPlan, method: Method, trainable, storage: str, callbacks
             scheduler=scheduler,
             num_samples=search.num_samples,
             # a pausing scheduler's searcher has its own limit, which leaves the paused trials out (searchers.pausing)
-            max_concurrent_trials=None if pausing else plan.max_concurrent,
+            max_concurrent_trials=None if pausing else concurrency,
             reuse_actors=True,  # one worker process (and its loaded data) serves many trials
             trial_dirname_creator=trial_dirname,
         ),

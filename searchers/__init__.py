@@ -42,6 +42,22 @@ def n_initial_points(num_samples: int) -> int:
     return int(min(10, max(3, math.ceil(num_samples / 4))))
 
 
+MODEL_BASED = ("hyperopt", "bayesopt", "rungbo")  # searchers whose suggestions learn from the results so far
+
+
+def method_concurrency(searcher: str, limit: int, num_samples: int, grid_size: int) -> int:
+    """Trials at once for one method: the run's ``limit`` (what the CPUs and GPU shares hold), but never
+    more than the method has trials (grid: the grid; BayesOpt and rungbo: at most the grid, they never
+    repeat), and for a model-based searcher never more than its random initial design: at a higher
+    concurrency every suggestion is made before any trial reports and the model learns nothing (an
+    80 GB card holds 16 CIFAR-10 trials at once; a 14-trial TPE run would then be random search)."""
+    trials = grid_size if searcher == "grid" else num_samples
+    if searcher in NEVER_REPEAT:
+        trials = min(trials, grid_size)
+    cap = min(limit, max(1, trials))
+    return min(cap, n_initial_points(num_samples)) if searcher in MODEL_BASED else cap
+
+
 def _choice_space(task) -> dict:
     from ray import tune
 

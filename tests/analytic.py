@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import time
 from pathlib import Path
 
 from ray import tune
@@ -56,6 +57,7 @@ class AnalyticTrainable(tune.Trainable):
         if self.config["x"] in self.config.get("fail_x", ()):
             raise RuntimeError(f"x={self.config['x']} is set to fail")
         self.epoch += 1
+        time.sleep(self.config.get("sleep_s", 0.0))  # a run slow enough to be killed mid-method (tests/budget_task.py)
         value = objective(self.config) * (1 - 0.5 ** self.epoch)
         # A made-up, configuration-dependent epoch time: replay tables need one.
         seconds = 0.1 * self.config["x"] + (0.05 if self.config["act"] == "tanh" else 0.0)

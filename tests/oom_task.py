@@ -12,7 +12,12 @@ from core.task import TaskSpec
 from trainables.base import EpochTrainable, TrainingRun
 
 class NeedsMemoryRun(TrainingRun):
+    granted = 0.0  # the share of the trial being built (the trainable sets it before building)
+
     def __init__(self, config, data, device):
+        if config.get("at_init") and config["needs"] > NeedsMemoryRun.granted:  # the model does not fit on the card
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {config['needs']:g} of the card "
+                                         "while moving the model (simulated)")
         super().__init__(config, data, device)
         self.model = nn.Linear(2, 2)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
@@ -38,6 +43,7 @@ class NeedsMemoryTrainable(EpochTrainable):
         return torch.device("cpu")
 
     def _start(self, config):
+        NeedsMemoryRun.granted = self._share
         super()._start(config)
         self._run.share = self._share  # the share Ray granted this trial (EpochTrainable.setup read it)
 

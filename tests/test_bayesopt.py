@@ -252,6 +252,7 @@ def test_pending_must_be_a_known_rule():
         searcher(pending="mean")
 
 
+@pytest.mark.slow
 def test_ray_convergence_test_passes(ray_session, tmp_path):
     # Ray's own python/ray/tune/tests/test_convergence.py::testConvergenceBayesOp with the import
     # swapped: x ~ U(0, 20), loss x^2, stop when the top 3 plateau for 20 trials; Ray asserts

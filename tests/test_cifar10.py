@@ -109,6 +109,7 @@ def test_one_epoch_through_the_trainable(fixture_dirs, tmp_path, monkeypatch):
     trainable.stop()
 
 
+@pytest.mark.slow
 def test_smoke_run_end_to_end(ray_session, fixture_dirs, tmp_path):
     results = tmp_path / "results"
     argv = ["--task", "cifar10", "--budget", "smoke", "--data-dir", fixture_dirs["data_dir"], "--cache-dir",

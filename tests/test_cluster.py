@@ -27,6 +27,7 @@ def two_nodes(tmp_path_factory):
     helper.wait(timeout=120)
 
 
+@pytest.mark.slow
 def test_the_smoke_comparison_runs_on_a_two_node_cluster(two_nodes, smoke_run, tmp_path):
     shared = tmp_path / "shared"  # stands for the cluster's shared file system (NFS)
     out = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--num-samples", "4", "--ray-address", two_nodes,

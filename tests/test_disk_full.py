@@ -8,11 +8,13 @@ import errno
 import json
 
 import pandas as pd
+import pytest
 
 import run_all
 from core import records
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_in_one_line_and_resume_finishes_it(ray_session, tmp_path, monkeypatch, capsys):
     real = records._write_atomic
     refused = []

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import run_all
 import trainables
@@ -48,3 +49,23 @@ def test_a_method_whose_every_trial_fails_exits_1_with_one_line_per_failed_trial
         assert path.is_relative_to(run_dir) and "is set to fail" in path.read_text()
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "finished" and info["methods_without_result"] == ["grid-fifo-s0"]
+
+
+@pytest.mark.slow
+def test_a_run_whose_report_crashes_is_marked_failed_not_running(ray_session, tmp_path, monkeypatch):
+    """A bug after the methods (here: the report) keeps its traceback, and run.json says the run failed
+    and why, instead of "running" forever."""
+    import experiments.runner
+
+    def broken(run_dir):
+        raise KeyError("test_loss")
+
+    monkeypatch.setattr(experiments.runner, "build", broken)
+    results = tmp_path / "results"
+    with pytest.raises(KeyError):
+        run_all.main(["--task", "breast_cancer", "--budget", "smoke", "--methods", "grid:fifo", "--results-dir",
+                      str(results), "--quiet"])
+    (run_dir,) = (results / "breast_cancer").iterdir()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "failed" and info["failed_because"] == "'test_loss'"
+    assert (run_dir / "summary.csv").is_file()  # what the methods wrote is kept

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 import run_all
 from core import records
 from core.rules import Objective, select_trial
@@ -39,6 +41,7 @@ def test_relative_paths_become_absolute(tmp_path, monkeypatch):
     assert spec.task_options == {"data_dir": str(tmp_path / "data"), "cache_dir": str(tmp_path / "cache")}
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_then_recorded_and_the_method_goes_on(ray_session, tmp_path):
     """A trial's worker process SIGKILLed mid-trial (as the kernel's OOM killer ends it): Ray
     retries the trial under --max-failures; past it the trial is `error` with Ray's reason, and

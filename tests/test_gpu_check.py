@@ -4,6 +4,8 @@ between the GPU machines it is meant for."""
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
@@ -29,6 +31,7 @@ def test_without_a_gpu_every_gpu_line_says_skipped():
     assert lines["ray_checks"] == "skipped: --no-ray"
 
 
+@pytest.mark.slow
 def test_the_ray_free_path_runs_end_to_end_on_the_cpu_without_ray():
     lines = run_check("--rehearse-on-cpu", "--trials", "1,2")
     assert lines["trainables_import"] == "ok (Ray absent)" and lines["ray_checks"].startswith("skipped: Ray is not")

@@ -112,6 +112,7 @@ def test_learning_rate_warms_up_then_decays(fixture_dirs):
     assert 0 < peak <= 3 and rates[peak] == pytest.approx(1e-3) and rates[-1] == 0.0
 
 
+@pytest.mark.slow
 def test_smoke_run_end_to_end(ray_session, fixture_dirs, tmp_path):
     results = tmp_path / "results"
     argv = ["--task", "imdb", "--budget", "smoke", "--data-dir", fixture_dirs["data_dir"], "--model",

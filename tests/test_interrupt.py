@@ -26,6 +26,7 @@ def _run_all(args, log):
                             start_new_session=True)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_whole_run_resumably_and_resume_finishes_it(tmp_path):
     results = tmp_path / "results"
     methods = [("grid", "fifo"), ("random", "fifo"), ("bayesopt", "asha")]

@@ -43,6 +43,26 @@ def test_monitor_samples_the_pinned_gpu_and_tags_the_method():
     assert set(RESOURCE_COLUMNS) <= set(tagged[0])
 
 
+def test_a_card_nvml_cannot_open_leaves_the_gpu_columns_empty_and_keeps_cpu_and_memory(capsys):
+    """The handle lookup fails (a card gone, a driver reloaded): one line, and every interval still
+    gets its CPU and memory row (the sampler was built inside sample(), so each row was lost)."""
+
+    class NoHandle(FakeNvml):
+        def nvmlDeviceGetHandleByUUID(self, uuid):
+            raise self.NVMLError("Unknown Error")
+
+    fake = NoHandle()
+    monitor = ResourceMonitor("t", interval_s=0.05, gpu=visible_gpus(fake, env={})[0], nvml=fake)
+    with monitor:
+        time.sleep(0.4)
+    rows = monitor.rows()
+    assert len(rows) >= 3
+    assert all(r["gpu_util"] is None and r["gpu_mem_mb"] is None and r["rss_mb"] > 10 for r in rows)
+    err = capsys.readouterr().err
+    assert err.count("resource monitor: GPU 0 cannot be read through NVML (NVMLError: Unknown Error)") == 1
+    assert fake.open == 0  # opened for the attempt, and shut
+
+
 def test_without_a_gpu_the_gpu_fields_are_empty_not_zero():
     row = ResourceMonitor("t", gpu=None).sample()
     assert row["gpu_util"] is None and row["gpu_mem_mb"] is None
@@ -95,7 +115,7 @@ def test_tensorboard_has_trial_metrics_and_the_resource_timeline(smoke_run):
 def test_load_run_gives_dataframes(smoke_run):
     run = load_run(smoke_run)
     assert run.methods == [("grid", "fifo"), ("random", "fifo"), ("random", "asha"), ("hyperopt", "asha"),
-                           ("bayesopt", "asha")]
+                           ("bayesopt", "asha"), ("bayesopt", "fifo")]
     for frame in (run.trials, run.curves, run.summary, run.resources):
         assert {"task", "searcher", "scheduler", "seed"} <= set(frame.columns) and len(frame)
     assert run.info["status"] == "finished"
@@ -237,8 +257,8 @@ def test_the_cost_axis_labels_do_not_overlap_when_costs_span_less_than_a_decade(
               resources=pd.DataFrame())
     drawn = {}
 
-    def keep(fig, ax, path):
-        ax.legend(loc="lower right")
+    def keep(fig, ax, path, legend="lower right"):
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0)) if legend == "outside" else ax.legend(loc=legend)
         fig.tight_layout()
         fig.canvas.draw()
         drawn["ax"] = ax

@@ -49,3 +49,23 @@ def test_without_retries_an_out_of_memory_trial_says_how_to_pack_fewer(ray_sessi
     assert (half["status"], half["gpu_share"], half["oom_attempts"]) == ("oom", 0.25, 1)
     assert "out of GPU memory at 0.25 of the card" in half["error"]
     assert "--max-concurrent" in half["error"] and "--gpus-per-trial" in half["error"]
+
+
+@pytest.mark.slow
+def test_out_of_memory_while_the_model_moves_to_the_card_is_handled_like_one_in_a_step(ray_session, tmp_path):
+    """Raised in setup (the model or the data moving to the card), not in step(): below the whole card the
+    trial is re-queued with it; with the whole card it ends as oom after that one attempt, never an error
+    after Ray's retries."""
+    at_init = {"at_init": True}
+    tuned = tune_one(TASK, "grid", "fifo", 0, tmp_path / "shared", max_concurrent=2, resources=SHARED,
+                     max_failures=2, fixed_config=at_init)
+    by_need = {t["config/needs"]: t for t in collect(tuned, TASK, "grid", "fifo", 0)[0]}
+    assert (by_need[0.1]["status"], by_need[0.1]["oom_attempts"]) == ("completed", 0)
+    assert (by_need[0.5]["status"], by_need[0.5]["gpu_share"], by_need[0.5]["oom_attempts"]) == ("completed", 1.0, 1)
+    assert (by_need[2.0]["status"], by_need[2.0]["gpu_share"], by_need[2.0]["oom_attempts"]) == ("oom", 1.0, 2)
+    whole = {"cpu": 0.5, "gpu": 1.0}
+    tuned = tune_one(TASK, "grid", "fifo", 0, tmp_path / "whole", max_concurrent=1, resources=whole, max_failures=2,
+                     fixed_config=at_init)
+    too_big = next(t for t in collect(tuned, TASK, "grid", "fifo", 0)[0] if t["config/needs"] == 2.0)
+    assert (too_big["status"], too_big["oom_attempts"], too_big["epochs"], too_big["error"]) == ("oom", 1, 1, "")
+

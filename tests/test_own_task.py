@@ -64,6 +64,7 @@ def diabetes_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_the_diabetes_example_is_tuned_for_the_lowest_rmse(diabetes_run):
     from analysis import load_run
 
@@ -88,6 +89,7 @@ def test_the_diabetes_example_is_tuned_for_the_lowest_rmse(diabetes_run):
     assert json.loads((diabetes_run / "run.json").read_text())["spec"]["task"] == str(EXAMPLE)
 
 
+@pytest.mark.slow
 def test_the_diabetes_grid_replays_with_regret_in_rmse(diabetes_run, tmp_path):
     from experiments import replay
 
@@ -200,6 +202,7 @@ def test_the_example_shown_in_the_docs_is_the_tested_file():
             assert line.strip() in doc, line
 
 
+@pytest.mark.slow
 def test_tensorboard_hparams_carry_the_tasks_metric(diabetes_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2

@@ -17,6 +17,7 @@ import sysconfig
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.conftest import ROOT
 
@@ -39,6 +40,7 @@ def _clean_env():
     return env
 
 
+@pytest.mark.slow
 def test_the_wheel_installs_and_works_outside_the_clone(tmp_path):
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist),
@@ -117,8 +119,10 @@ def test_the_wheel_installs_and_works_outside_the_clone(tmp_path):
     assert summary["test_loss"].notna().all() and summary["best_val_loss"].notna().all()
     assert __import__("json").loads((loss_run / "run.json").read_text())["status"] == "finished"
     assert run(python, "-m", "analysis", str(loss_run)).returncode == 0
-    replayed = run(python, "-m", "experiments.replay", str(loss_run), "--seeds", "2", "--methods", "random:asha",
-                   "--workers", "1", "--out", str(tmp_path / "loss-replay"))
+    # from a folder without a package named experiments (the user's shadows ours for `python -m`)
+    replayed = subprocess.run([str(python), "-m", "experiments.replay", str(loss_run), "--seeds", "2", "--methods",
+                               "random:asha", "--workers", "1", "--out", str(tmp_path / "loss-replay")], cwd=elsewhere,
+                              env=env, capture_output=True, text=True, timeout=600)
     assert replayed.returncode == 0, replayed.stderr[-2000:]
     assert "test_loss_median" in pd.read_csv(tmp_path / "loss-replay" / "summary.csv").columns
 

@@ -86,3 +86,38 @@ def test_auto_is_a_value_of_the_flag(tmp_path):
         run_all.parse_spec(["--gpus-per-trial", "most", "--results-dir", str(tmp_path)])
     with pytest.raises(SpecError, match="or auto"):
         run_all.parse_spec(["--gpus-per-trial", "1.5", "--results-dir", str(tmp_path)])
+
+
+def test_concurrency_is_capped_by_the_methods_trials_and_a_searchers_need_for_feedback():
+    """On an 80 GB card CIFAR-10's measured shares (about 0.04) hold 16 trials at once: a 14-trial TPE or a
+    9-trial BayesOpt would then suggest every trial before any reports. searchers.method_concurrency is
+    the one rule: the run's limit, at most the method's trials, at most a model's initial design."""
+    from searchers import method_concurrency, n_initial_points
+
+    shares = {"[32]": 0.04, "[64]": 0.05}
+    limit = min(16, int(1 // min(shares.values())))  # the CPUs (16) and the smallest share (25) allow 16
+    assert limit == 16
+    assert method_concurrency("hyperopt", limit, 14, 48) == n_initial_points(14) == 4
+    assert method_concurrency("bayesopt", limit, 9, 48) == n_initial_points(9) == 3
+    assert method_concurrency("random", limit, 9, 48) == 9  # no model to feed: as many as it has trials
+    assert method_concurrency("grid", limit, 9, 12) == 12 and method_concurrency("grid", limit, 9, 100) == 16
+    assert method_concurrency("bayesopt", limit, 400, 6) == 6  # never more than the grid: it never repeats
+    assert method_concurrency("hyperopt", 2, 41, 162) == 2  # a 2-CPU machine: the limit, as before
+
+
+def test_a_real_method_asks_tune_for_the_capped_concurrency(ray_session, tmp_path, monkeypatch):
+    import experiments.tuning as tuning
+    from experiments.plan import Method, RunPlan
+    from tests.analytic import TASK
+
+    seen = {}
+    real = tuning.tune.Tuner
+
+    def spy(*args, tune_config=None, **kwargs):
+        seen["max_concurrent_trials"] = tune_config.max_concurrent_trials
+        return real(*args, tune_config=tune_config, **kwargs)
+
+    monkeypatch.setattr(tuning.tune, "Tuner", spy)
+    plan = RunPlan(task=TASK, num_samples=4, max_concurrent=16, resources={"cpu": 0.1, "gpu": 0})
+    tuning.tune_method(plan, Method("bayesopt", "fifo", 0), tmp_path)
+    assert seen["max_concurrent_trials"] == 3

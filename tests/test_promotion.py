@@ -440,6 +440,7 @@ def test_a_real_run_with_a_tiny_disk_budget_evicts_and_says_so(ray_session, tmp_
     assert set(evicted["epochs"]) <= {1, 3}  # paused at a rung, never trained on
 
 
+@pytest.mark.slow
 def test_paused_trials_stay_paused_across_a_kill_and_resume(ray_session, tmp_path):
     """Killed while trials wait at a rung, then --resume: Tune re-queues them as PENDING and would start
     them; the restored scheduler keeps them paused until they earn a promotion. So, over the whole run,

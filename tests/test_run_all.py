@@ -56,7 +56,7 @@ def test_trials_csv(smoke_run):
     assert list(trials.columns) == list(records.trial_columns(SMOKE.space, "val_accuracy"))
     counts = trials.groupby(["searcher", "scheduler"]).size().to_dict()
     assert counts == {("grid", "fifo"): SMOKE.grid_size, ("random", "fifo"): 4, ("random", "asha"): 4,
-                      ("hyperopt", "asha"): 4, ("bayesopt", "asha"): 4}
+                      ("hyperopt", "asha"): 4, ("bayesopt", "asha"): 4, ("bayesopt", "fifo"): 4}
     assert set(trials["status"]) <= {records.COMPLETED, records.STOPPED}
     assert (trials["epochs"] >= 1).all() and (trials["epochs"] <= trials["config/num_epochs"]).all()
     assert trials["best_val_accuracy"].between(0, 1).all()
@@ -187,6 +187,7 @@ def test_run_folders_are_never_reused(tmp_path):
     assert len(folders) == 20 and all(f.is_dir() and not any(f.iterdir()) for f in folders)
 
 
+@pytest.mark.slow
 def test_piped_output_shows_progress_counts_and_where_to_look_next(tmp_path):
     out = _run_cli(["--budget", "smoke", "--methods", "grid:fifo,random:asha", "--results-dir", str(tmp_path / "r")],
                    cwd=tmp_path)
@@ -206,6 +207,7 @@ def test_piped_output_shows_progress_counts_and_where_to_look_next(tmp_path):
     assert "Token authentication is enabled" not in out.stderr and "Wrote the latest version" not in out.stderr
 
 
+@pytest.mark.slow
 def test_quiet_prints_only_the_table(tmp_path):
     out = _run_cli(["--budget", "smoke", "--methods", "grid:fifo", "--quiet", "--results-dir", str(tmp_path / "r")],
                    cwd=tmp_path)

@@ -154,5 +154,11 @@ def test_the_readmes_test_count_is_the_suites():
     collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
                                cwd=ROOT, capture_output=True, text=True, timeout=300)
     count = int(re.search(r"(\d+) tests? collected", collected.stdout).group(1))
-    stated = re.search(r"Offline and CPU-only: ([\d,]+) tests", (ROOT / "README.md").read_text())
-    assert stated and int(stated.group(1).replace(",", "")) == count
+    readme = (ROOT / "README.md").read_text()
+    stated = re.search(r"Offline and CPU-only: ([\d,]+) tests in two tiers. `pytest` runs every feature \(([\d,]+) "
+                       r"tests,.*?`pytest -m slow` runs the ([\d,]+) end-to-end", readme, re.S)
+    total, fast, slow = (int(g.replace(",", "")) for g in stated.groups())
+    assert total == count == fast + slow
+    slow_collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                                     "-m", "slow"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert int(re.search(r"(\d+)/\d+ tests? collected", slow_collected.stdout).group(1)) == slow

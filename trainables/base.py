@@ -152,8 +152,9 @@ class EpochTrainable(_TuneTrainable):
     first. Without a pause's state a retried or resumed trial starts again from epoch 1.
 
     GPU memory (ray issue 23971): after a save the model and optimizer leave the GPU, so a worker
-    Tune caches for reuse holds no GPU memory while it waits, nor a CPU copy (DistilBERT's is
-    ~0.8 GB): a paused trial comes back from its checkpoint, on whichever worker Tune gives it.
+    Tune caches for reuse holds no tensors of the trial while it waits, nor a CPU copy (DistilBERT's
+    is ~0.8 GB): a paused trial comes back from its checkpoint, on whichever worker Tune gives it.
+    The worker keeps its CUDA context and the libraries' workspaces until it exits.
     """
 
     task: ClassVar[TaskSpec]  # the task's declaration: its epochs_param says when a trial is done
@@ -167,7 +168,30 @@ class EpochTrainable(_TuneTrainable):
         cap_allocator(self._device, self._share)
         self._data_key = None
         self._data = None
-        self._start(config)
+        self._start_guarded(config)
+
+    def _start_guarded(self, config):
+        """``_start``, with running out of GPU memory while the model or the data move to the card
+        handled as in a step (raised from setup, it ended as a plain error after Ray's retries):
+        below the whole card the trial is re-queued with it (TrialOutOfMemory, OutOfMemoryRetry);
+        with the whole card its first step ends it as out of memory, one attempt in all. The cache
+        is emptied after the except block, once the traceback no longer holds the tensors."""
+        self._start_oom = None
+        try:
+            self._start(config)
+            return
+        except torch.OutOfMemoryError as exc:
+            message = out_of_memory_line(self._share, exc)
+        self._run = None
+        self._free_device_cache()
+        if 0 < self._share < 1:
+            raise TrialOutOfMemory(message)
+        self._start_oom = message
+
+    def _free_device_cache(self) -> None:
+        gc.collect()
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _start(self, config):
         data_key = tuple(config.get(k) for k in self.data_keys)
@@ -178,23 +202,26 @@ class EpochTrainable(_TuneTrainable):
         if self._device.type == "cuda":  # the peak this trial reports is its own, not the worker's so far
             torch.cuda.reset_peak_memory_stats(self._device)
         reset_peak_rss()  # likewise the host memory: a reused worker's earlier trials are not this one's
-        self._run = self.run_cls(config, self._data, self._device)
         self._released = False  # the run gave its model and optimizer up at a checkpoint
         self._done = False  # the last result ended the trial: its checkpoint needs no training state
         self._epoch = 0
         self._best = None  # the best value of the task's metric so far (None: no epoch yet)
         self._best_model = None
+        self._run = self.run_cls(config, self._data, self._device)
 
     def trial_device(self) -> torch.device:
         """Where this trial trains: Ray's assignment (choose_device). A test stands a CPU in for the card."""
         return choose_device()
 
     def reset_config(self, new_config):
-        self._run.release()
-        self._start(new_config)
+        if self._run is not None:
+            self._run.release()
+        self._start_guarded(new_config)
         return True
 
     def step(self):
+        if self._start_oom is not None:  # the whole card could not hold the model: the trial ends here
+            return self._out_of_memory_result()
         try:
             return self._step()
         except TaskContractError as exc:
@@ -205,16 +232,19 @@ class EpochTrainable(_TuneTrainable):
             return {**self._result(float("inf"), diverged_metrics(self.task), None, 0.0, diverged=True),
                     "task_error": str(exc), "done": True}
         except torch.OutOfMemoryError as exc:
-            self._run.optimizer.zero_grad(set_to_none=True)  # what the failed step held, back to the cache
-            if self._device.type == "cuda":
-                torch.cuda.empty_cache()
-            if 0 < self._share < 1:  # a larger share exists: Tune re-queues the trial with it (OutOfMemoryRetry)
-                raise TrialOutOfMemory(out_of_memory_line(self._share, exc)) from None
-            # the whole card, and still too little: the trial ends here, ranked last like a diverged one
-            self._epoch += 1
-            result = self._result(float("inf"), diverged_metrics(self.task), None, 0.0, diverged=True)
-            self._done = True
-            return {**result, "out_of_memory": True, "done": True}
+            message = out_of_memory_line(self._share, exc)
+        self._run.optimizer.zero_grad(set_to_none=True)  # what the failed step held, back to the cache
+        self._free_device_cache()  # here, not in the except block, whose traceback held the step's tensors
+        if 0 < self._share < 1:  # a larger share exists: Tune re-queues the trial with it (OutOfMemoryRetry)
+            raise TrialOutOfMemory(message)
+        return self._out_of_memory_result()
+
+    def _out_of_memory_result(self) -> dict:
+        """The whole card, and still too little: the trial ends here, ranked last like a diverged one."""
+        self._epoch += 1
+        result = self._result(float("inf"), diverged_metrics(self.task), None, 0.0, diverged=True)
+        self._done = True
+        return {**result, "out_of_memory": True, "done": True}
 
     def _step(self):
         if self._released:  # Tune restores (load_checkpoint) before it trains a checkpointed trial again
@@ -275,8 +305,10 @@ class EpochTrainable(_TuneTrainable):
 
         if self._released:
             raise RuntimeError(f"{type(self).__name__}: a second checkpoint without training in between")
-        # the best-validation weights; a trial that diverged at its first epoch has only the ones it has
-        weights = self._best_model if self._best_model is not None else _to_cpu(self._run.model.state_dict())
+        # the best-validation weights; a trial that diverged at its first epoch has only the ones it has,
+        # and one whose model never fit on the card none
+        weights = (self._best_model if self._best_model is not None
+                   else {} if self._run is None else _to_cpu(self._run.model.state_dict()))
         save_file({k: v.contiguous() for k, v in weights.items()}, os.path.join(checkpoint_dir, WEIGHTS_FILE))
         rng = {"cpu": torch.get_rng_state()}
         if self._device.type == "cuda":
@@ -287,7 +319,8 @@ class EpochTrainable(_TuneTrainable):
         if self.config.get(RESUMABLE) and not self._done:  # a pause: everything the next epoch needs
             save_training_state(checkpoint_dir, self._run.state_dict(), self._device)
         # The trial ends or pauses here (it comes back, if ever, through load_checkpoint): free the device.
-        self._run.release()
+        if self._run is not None:
+            self._run.release()
         self._released = True
 
     def load_checkpoint(self, checkpoint):
@@ -313,7 +346,8 @@ class EpochTrainable(_TuneTrainable):
             self._best_model = weights  # stays on the CPU, as the trainable keeps it
 
     def cleanup(self):
-        self._run.release()
+        if self._run is not None:
+            self._run.release()
         self._data = None
 
 

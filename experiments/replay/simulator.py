@@ -27,7 +27,7 @@ from core.rules import selection_key
 from experiments.replay import variants
 from experiments.replay.stats import seed_row
 from experiments.replay.table import Curve, Table
-from searchers import MethodArgs, build_method
+from searchers import MethodArgs, build_method, method_concurrency
 
 
 class ReplayedTrial:
@@ -91,7 +91,8 @@ def replay_method(table: Table, searcher: str, scheduler: str, seed: int, num_sa
     draw = np.random.default_rng([seed, 1])  # which training seed each trial follows
     task = table.task_spec()
     num_samples = num_samples or table.num_samples
-    max_concurrent = max_concurrent or table.max_concurrent
+    # the real run's rule (searchers.method_concurrency), so a replay starts what a run starts
+    max_concurrent = method_concurrency(searcher, max_concurrent or table.max_concurrent, num_samples, task.grid_size)
     state_bytes = None if state_mb is None else (lambda trial: state_mb * 2**20)
     args = MethodArgs(task=task, seed=seed, num_samples=num_samples, max_concurrent=max_concurrent,
                       pause_disk_gb=pause_disk_gb, state_bytes=state_bytes)
