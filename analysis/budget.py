@@ -4,6 +4,8 @@ spent each share of the grid's estimated compute that is within the budget, and 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -13,11 +15,11 @@ from core.rules import COMPUTE_FRACTIONS, method_label
 
 def compute_points(info: dict) -> list[tuple[str, float]]:
     """(label, compute) of the columns: the suite's shares of the grid's estimated compute below the
-    budget, then the budget itself."""
+    budget, then the method's end (the budget, and the next epoch of the trials running then: its pick)."""
     budget = info.get("resolved", {}).get("time_budget_s")
     grid = (info.get("estimate") or {}).get("grid_compute")
     points = [(f"{f * 100:g}% of the grid", f * grid) for f in COMPUTE_FRACTIONS if grid and f * grid < budget]
-    return points + [("the budget", float(budget))]
+    return points + [("the end", math.inf)]
 
 
 def best_at(curves: pd.DataFrame, trials: pd.DataFrame, objective, on_gpu: bool, points: list[float]) -> pd.DataFrame:
@@ -58,7 +60,8 @@ def equal_compute_markdown(run) -> str:
     best = in_run_order(best_at(run.curves, run.trials, objective, on_gpu, [p for _, p in points]), run.summary)
     unit = "GPU-seconds" if on_gpu else "trial-seconds"
     summary = run.summary.set_index(["searcher", "scheduler", "seed"])
-    header = ["method", "seed", f"spent ({unit})"] + [f"{objective.metric} at {label} ({p:.3g})" for label, p in points]
+    header = ["method", "seed", f"spent ({unit})"] + [f"{objective.metric} at {label}" + (f" ({p:.3g})" if p < math.inf
+                                                                                        else "") for label, p in points]
     header.append(objective.test_column + " of the pick")
     lines = [f"## At equal compute: {info['resolved']['time_budget_s']:g} {unit} each", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
