@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core import records
-from core.rules import COMPUTE_FRACTIONS, method_label
+from core.rules import COMPUTE_FRACTIONS, epoch_compute, method_label
 
 
 def compute_points(info: dict) -> list[tuple[str, float]]:
@@ -22,16 +22,14 @@ def compute_points(info: dict) -> list[tuple[str, float]]:
     return points + [("the end", math.inf)]
 
 
-def best_at(curves: pd.DataFrame, trials: pd.DataFrame, objective, on_gpu: bool, points: list[float]) -> pd.DataFrame:
+def best_at(curves: pd.DataFrame, trials: pd.DataFrame, objective, on_gpu: bool, points: list[float],
+            default_share: float = 0.0) -> pd.DataFrame:
     """Per method and seed, the best validation value among the epochs reported by each compute point
     (in the order the epochs ended); NaN before the first epoch."""
-    share = trials.set_index("trial_id")["gpu_share"].fillna(0.0) if on_gpu else None
+    trial_rows = trials.to_dict("records")
     rows = []
     for key, frame in curves.sort_values("wall_seconds").groupby(list(records.METHOD_COLUMNS), sort=False):
-        cost = frame["epoch_seconds"].fillna(0.0).to_numpy()
-        if on_gpu:
-            cost = cost * frame["trial_id"].map(share).fillna(0.0).to_numpy()
-        spent = np.cumsum(cost)
+        spent = np.cumsum(epoch_compute(frame.to_dict("records"), trial_rows, on_gpu, default_share))
         values = frame[objective.metric].to_numpy(dtype=float)
         best = np.fmax.accumulate(values) if objective.mode == "max" else np.fmin.accumulate(values)
         row = dict(zip(records.METHOD_COLUMNS, key))
@@ -57,7 +55,8 @@ def equal_compute_markdown(run) -> str:
     objective = run.objective
     on_gpu = info["resolved"].get("compute_unit") == "gpu_seconds"
     points = compute_points(info)
-    best = in_run_order(best_at(run.curves, run.trials, objective, on_gpu, [p for _, p in points]), run.summary)
+    share = float(info["resolved"].get("resources", {}).get("gpu") or 0.0)
+    best = in_run_order(best_at(run.curves, run.trials, objective, on_gpu, [p for _, p in points], share), run.summary)
     unit = "GPU-seconds" if on_gpu else "trial-seconds"
     summary = run.summary.set_index(["searcher", "scheduler", "seed"])
     header = ["method", "seed", f"spent ({unit})"] + [f"{objective.metric} at {label}" + (f" ({p:.3g})" if p < math.inf

@@ -188,3 +188,16 @@ def last_attempt(reports: list[dict]) -> list[dict]:
 # suite's columns (experiments.replay.suite), the recommendation table's rows (experiments.recommend)
 # and a --time-budget run's equal-compute section (analysis.budget).
 COMPUTE_FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.10, 0.25)
+
+
+def epoch_compute(curves, trials, on_gpu: bool, default_share: float) -> list[float]:
+    """Each curves.csv row's compute, as --time-budget counts it (experiments.budget): its epoch_seconds
+    x its trial's GPU share on a GPU (the run's share where the trial recorded none), x 1 on the CPU.
+    The one rule behind summary.csv's compute_spent, the equal-compute section and TensorBoard's runs."""
+    def number(value, missing):  # None, or NaN in a row read back from a CSV: missing
+        return missing if value is None or value != value else value
+
+    share = {t.get("trial_id"): number(t.get("gpu_share"), default_share) or default_share for t in trials} if on_gpu \
+        else {}
+    return [number(c.get("epoch_seconds"), 0.0) * (share.get(c.get("trial_id"), default_share) if on_gpu else 1.0)
+            for c in curves]

@@ -9,18 +9,21 @@ from pathlib import Path
 
 from tensorboardX import SummaryWriter
 
+from core.rules import epoch_compute
 
-def write_method_run(run_dir: Path, task, outcome, on_gpu: bool = False) -> None:
+
+def write_method_run(run_dir: Path, task, outcome, on_gpu: bool = False, default_share: float = 0.0) -> None:
     objective = task.objective
     name = outcome.method.name
-    share = {t["trial_id"]: (t.get("gpu_share") or 0.0) if on_gpu else 1.0 for t in outcome.trials}
+    rows = sorted(outcome.curves, key=lambda c: c["wall_seconds"])
+    costs = epoch_compute(rows, outcome.trials, on_gpu, default_share)
     writer = SummaryWriter(str(Path(run_dir) / "tensorboard" / "methods" / name))
     try:
         best, epochs, compute = None, 0, 0.0
-        for row in sorted(outcome.curves, key=lambda c: c["wall_seconds"]):
+        for row, cost in zip(rows, costs):
             value = row.get(objective.metric)
             epochs += 1
-            compute += (row.get("epoch_seconds") or 0.0) * share.get(row["trial_id"], 1.0)
+            compute += cost
             if value is None:
                 continue
             if objective.is_better(value, best):

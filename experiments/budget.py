@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from ray import tune
 
+from core.rules import epoch_compute
+
 def compute_spent(trials, curves, on_gpu: bool, default_share: float) -> float:
     """A method's compute from its tables, as the stopper counts it: each recorded epoch's seconds
     x its trial's GPU share (x 1 on the CPU)."""
-    share = {t.get("trial_id"): (t.get("gpu_share") or default_share) if on_gpu else 1.0 for t in trials}
-    fallback = default_share if on_gpu else 1.0
-    return float(sum((c.get("epoch_seconds") or 0.0) * share.get(c.get("trial_id"), fallback) for c in curves))
+    return float(sum(epoch_compute(curves, trials, on_gpu, default_share)))
 
 
 def epoch_cost(result: dict, on_gpu: bool, default_share: float) -> float:

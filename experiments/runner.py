@@ -243,7 +243,7 @@ def _run_methods(spec, plan, run_dir, info, outcomes, echo, earlier_samples, tab
                                          callbacks=[*progress, FailureLines(method.name, plan.max_failures)])
                     guard.check()  # a method Ctrl-C ended early is not recorded: --resume continues it
                     outcomes.append(outcome)
-                    write_method_run(run_dir, plan.task, outcome, bool(plan.gpus_per_trial))  # TensorBoard's view
+                    write_method_run(run_dir, plan.task, outcome, bool(plan.gpus_per_trial), plan.gpus_per_trial)  # TensorBoard's view
                     if plan.keep_checkpoints == "best" and not is_uri(storage):  # the pick is scored: only the
                         # run's best keeps its weights (on a URI Tune's callback prunes within methods only)
                         keep_best_pick(run_dir, [o.summary for o in outcomes], plan.task.objective,
