@@ -8,7 +8,9 @@ sets (per data set the median over seeds); the methods not significantly differe
 share up, the table keeps the method of the share below while it is among the tied; otherwise it
 names the tied method with the lowest mean regret over all the shares. So neighbouring budgets get
 the same method unless the evidence separates them, not whichever of two tied methods is ahead by
-noise. Each row gives
+noise. Disclosure: this rule was settled while looking at the rows it is applied to (the lowest
+mean alone switched between tied methods from one share to the next); it has not been checked on
+other data. Each row gives
 the method's spread, the runner-up (the next by mean regret at that share) and the test of the
 two. A budget between two shares takes the row of the share below it (below the first, the
 first; above the last, the last).
