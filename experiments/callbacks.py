@@ -23,10 +23,16 @@ class SchedulerState(tune.Callback):
         self.scheduler = scheduler
 
     def get_state(self) -> dict:
-        return {"scheduler": dict(self.scheduler.__dict__)}
+        # a scheduler with a model keeps what rebuilds it, not the model (searchers/freeze_thaw.py)
+        snapshot = getattr(self.scheduler, "snapshot", None)
+        return {"scheduler": snapshot() if snapshot else dict(self.scheduler.__dict__)}
 
     def set_state(self, state: dict) -> None:
-        self.scheduler.__dict__.update(state["scheduler"])
+        restore = getattr(self.scheduler, "restore_snapshot", None)
+        if restore:
+            restore(state["scheduler"])
+        else:
+            self.scheduler.__dict__.update(state["scheduler"])
 
 
 class KeepPausedTrialLogs(tune.Callback):

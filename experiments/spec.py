@@ -13,8 +13,8 @@ from pathlib import Path
 
 from core.rules import method_label
 from experiments.packing import AUTO
-from searchers import (DEFAULT_METHODS, DEFAULT_SCHEDULER, EXPERIMENTAL_SCHEDULERS, SCHEDULERS, SEARCHERS,
-                       STAR_SCHEDULERS)
+from searchers import (DEFAULT_METHODS, DEFAULT_SCHEDULER, EXPERIMENTAL_SCHEDULERS, PAIRED, SCHEDULERS, SEARCHERS,
+                       STAR_SCHEDULERS, pairing_error)
 from trainables import TASK_MODULES, get_task
 
 BUDGETS = ("smoke", "full")
@@ -74,7 +74,11 @@ def parse_methods(text: str, schedulers=SCHEDULERS) -> tuple[tuple[str, str], ..
             raise SpecError(f"unknown searcher {searcher!r} in --methods; allowed: {', '.join(SEARCHERS)}")
         if sep and scheduler != "*" and scheduler not in schedulers:
             raise SpecError(unknown_scheduler(scheduler, schedulers) + " or *")
-        named = list(STAR_SCHEDULERS) if scheduler == "*" else [scheduler if sep else DEFAULT_SCHEDULER[searcher]]
+        star = [PAIRED[searcher][0]] if searcher in PAIRED else list(STAR_SCHEDULERS)
+        named = star if scheduler == "*" else [scheduler if sep else DEFAULT_SCHEDULER[searcher]]
+        for s in named:
+            if pairing_error(searcher, s):
+                raise SpecError(pairing_error(searcher, s))
         for pair in ((searcher, s) for s in named):
             if pair in methods:
                 raise SpecError(f"method {method_label(*pair)} is named twice in --methods")

@@ -42,7 +42,7 @@ def n_initial_points(num_samples: int) -> int:
     return int(min(10, max(3, math.ceil(num_samples / 4))))
 
 
-MODEL_BASED = ("hyperopt", "bayesopt", "rungbo")  # searchers whose suggestions learn from the results so far
+MODEL_BASED = ("hyperopt", "bayesopt", "rungbo", "dpl")  # searchers whose suggestions learn from the results so far
 
 
 def method_concurrency(searcher: str, limit: int, num_samples: int, grid_size: int) -> int:
@@ -117,6 +117,32 @@ def make_rungbo(args: MethodArgs) -> SearchPlan:
     searcher = RungBOSearcher(random_state=args.seed, n_initial_points=n_initial_points(args.num_samples),
                               resource_attr=args.task.resource_attr)
     return SearchPlan(searcher, _choice_space(args.task), args.num_samples)
+
+
+def make_dpl(args: MethodArgs) -> SearchPlan:
+    raise ValueError("searcher dpl runs under its own scheduler, freeze_thaw: build it with build_method")
+
+
+def make_freeze_thaw(args: MethodArgs, decision_epochs=None):
+    """Freeze-thaw with DPL's power-law ensemble (searchers/freeze_thaw.py): its scheduler, which owns the model."""
+    from searchers.freeze_thaw import FreezeThaw
+
+    task = args.task
+    return FreezeThaw(time_attr=task.resource_attr, max_t=task.max_t, space=_choice_space(task),
+                      configurations=task.configurations(), epochs_param=task.epochs_param, seed=args.seed,
+                      n_initial=min(n_initial_points(args.num_samples), args.num_samples),
+                      decision_epochs=decision_epochs,
+                      pause_disk_bytes=None if args.pause_disk_gb is None else args.pause_disk_gb * 2**30,
+                      state_bytes=args.state_bytes)
+
+
+def make_freeze_thaw_rung(args: MethodArgs):
+    """Freeze-thaw deciding at ASHA's rungs only (a trial goes on to the next rung, not one epoch): the cheaper step."""
+    from searchers.rung_math import rungs
+
+    task = args.task
+    return make_freeze_thaw(args, decision_epochs=rungs(min(task.grace_period, task.max_t), task.reduction_factor,
+                                                        task.max_t))
 
 
 def make_fifo(args: MethodArgs):
@@ -219,8 +245,9 @@ SEARCHERS: dict[str, Callable[[MethodArgs], SearchPlan]] = {
     "hyperopt": make_hyperopt,
     "bayesopt": make_bayesopt,
     "rungbo": make_rungbo,  # BayesOpt fitted at the highest well-populated ASHA rung (searchers/rungbo.py)
+    "dpl": make_dpl,  # DPL's power-law ensemble choosing new configurations, under freeze_thaw only
 }
-NEVER_REPEAT = ("bayesopt", "rungbo", "shuffle")  # searchers that never suggest a configuration twice
+NEVER_REPEAT = ("bayesopt", "rungbo", "shuffle", "dpl")  # searchers that never suggest a configuration twice
 SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     "fifo": make_fifo,
     "asha": make_asha,
@@ -233,6 +260,8 @@ SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     # ASHAScheduler with brackets; Li et al. 2020, 3.3), stopping or pausing
     "hyperband": make_hyperband,
     "hyperband_promotion": make_hyperband_promotion,
+    # every trial pausable; one learning-curve model picks each free worker's next step (searchers/freeze_thaw.py)
+    "freeze_thaw": make_freeze_thaw,
 }
 # Variants of promotion that were measured on LCBench and not taken (docs/results/variants-tried.md):
 # evidence, not product. Real runs (the command line, compare()) do not offer them; the replay runs
@@ -247,6 +276,8 @@ EXPERIMENTAL_SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     # the first rung at grace_period x eta (Hyperband's bracket 1 alone: the first epochs not judged)
     "promotion_bracket1": make_promotion_bracket1,
     "promotion_bracket1_anytime": make_promotion_bracket1_anytime,
+    # freeze-thaw deciding at the rungs only (measured for its cost against one-epoch steps)
+    "freeze_thaw_rung": make_freeze_thaw_rung,
 }
 ALL_SCHEDULERS = {**SCHEDULERS, **EXPERIMENTAL_SCHEDULERS}  # what the replay (and build_method) know
 # What `searcher:*` in --methods expands to: the two every searcher is compared under (docs/DESIGN.md);
@@ -255,7 +286,18 @@ STAR_SCHEDULERS = ("fifo", "asha")
 # Schedulers that pause trials and resume them from their checkpoints (the rest only stop them).
 PAUSING = frozenset({"promotion", "promotion_anytime", "promotion_quantile", "promotion_quantile_anytime",
                      "promotion_curve", "promotion_curve_anytime", "promotion_bracket1",
-                     "promotion_bracket1_anytime", "hyperband_promotion"})
+                     "promotion_bracket1_anytime", "hyperband_promotion", "freeze_thaw", "freeze_thaw_rung"})
+# A searcher and schedulers that only run together: the scheduler owns the model the searcher asks.
+PAIRED = {"dpl": ("freeze_thaw", "freeze_thaw_rung")}
+
+
+def pairing_error(searcher: str, scheduler: str) -> str | None:
+    """Why a searcher and a scheduler cannot run together (PAIRED), or None."""
+    for partner, schedulers in PAIRED.items():
+        if (searcher == partner) != (scheduler in schedulers):
+            return (f"method {searcher}:{scheduler}: searcher {partner} runs under {' or '.join(schedulers)} only, "
+                    f"and they only with {partner}")
+    return None
 
 
 def build_method(searcher: str, scheduler: str, args: MethodArgs) -> tuple[SearchPlan, Any]:
@@ -263,12 +305,19 @@ def build_method(searcher: str, scheduler: str, args: MethodArgs) -> tuple[Searc
     (experiments.tuning) and the replay build a method, so the replay simulates what a run does.
     Under a pausing scheduler the searcher's concurrency limit counts paused trials out, and a
     model-based searcher hears a paused trial's last result when it is stopped (searchers/pausing.py)."""
+    if pairing_error(searcher, scheduler):
+        raise ValueError(pairing_error(searcher, scheduler))
     sched = ALL_SCHEDULERS[scheduler](args)
     if scheduler not in PAUSING:
         return SEARCHERS[searcher](args), sched
     if args.max_concurrent < 1:
         raise ValueError(f"scheduler {scheduler} needs a limit on the trials at once (max_concurrent >= 1)")
-    plan = SEARCHERS[searcher](dataclasses.replace(args, paused=sched.paused_ids))
+    if searcher in PAIRED:
+        from searchers.freeze_thaw import FreezeThawSearcher
+
+        plan = SearchPlan(FreezeThawSearcher(sched), _choice_space(args.task), min(args.num_samples, args.task.grid_size))
+    else:
+        plan = SEARCHERS[searcher](dataclasses.replace(args, paused=sched.paused_ids))
     from ray.tune.search import Searcher
 
     if isinstance(plan.search_alg, Searcher):
@@ -279,7 +328,7 @@ def build_method(searcher: str, scheduler: str, args: MethodArgs) -> tuple[Searc
 # The scheduler a searcher named alone in --methods runs with: the baselines run to completion
 # (as a practitioner would), the model-based searchers under ASHA (docs/DESIGN.md).
 DEFAULT_SCHEDULER = {"grid": "fifo", "random": "fifo", "shuffle": "fifo",
-                     "hyperopt": "asha", "bayesopt": "asha", "rungbo": "asha"}
+                     "hyperopt": "asha", "bayesopt": "asha", "rungbo": "asha", "dpl": "freeze_thaw"}
 # What `run_all.py` compares when --methods is not given: the baselines, the proposed methods,
 # and random search under ASHA, the control that tells a gain of the searcher from one of the
 # scheduler (docs/DESIGN.md, "The methods compared").

@@ -174,7 +174,7 @@ def analytic_table(ray_session, tmp_path_factory):
                                                 ("random", "promotion"), ("bayesopt", "promotion"),
                                                 ("random", "hyperband_promotion"),
                                                 ("bayesopt", "promotion_anytime"), ("random", "promotion_curve"),
-                                                ("random", "promotion_bracket1")])
+                                                ("random", "promotion_bracket1"), ("dpl", "freeze_thaw")])
 def test_replay_makes_the_choices_a_real_run_makes(ray_session, tmp_path, analytic_table, searcher, scheduler):
     # One trial at a time: the real run's order of events is then fixed too. The curve choice's model
     # needs d + 1 = 5 gains between two rungs: 48 trials give it them.
