@@ -123,7 +123,7 @@ def make_dpl(args: MethodArgs) -> SearchPlan:
     raise ValueError("searcher dpl runs under its own scheduler, freeze_thaw: build it with build_method")
 
 
-def make_freeze_thaw(args: MethodArgs, decision_epochs=None):
+def make_freeze_thaw(args: MethodArgs, decision_epochs=None, anchor: bool = False):
     """Freeze-thaw with DPL's power-law ensemble (searchers/freeze_thaw.py): its scheduler, which owns the model."""
     from searchers.freeze_thaw import FreezeThaw
 
@@ -131,7 +131,7 @@ def make_freeze_thaw(args: MethodArgs, decision_epochs=None):
     return FreezeThaw(time_attr=task.resource_attr, max_t=task.max_t, space=_choice_space(task),
                       configurations=task.configurations(), epochs_param=task.epochs_param, seed=args.seed,
                       n_initial=min(n_initial_points(args.num_samples), args.num_samples),
-                      decision_epochs=decision_epochs,
+                      decision_epochs=decision_epochs, anchor=anchor,
                       pause_disk_bytes=None if args.pause_disk_gb is None else args.pause_disk_gb * 2**30,
                       state_bytes=args.state_bytes)
 
@@ -143,6 +143,10 @@ def make_freeze_thaw_rung(args: MethodArgs):
     task = args.task
     return make_freeze_thaw(args, decision_epochs=rungs(min(task.grace_period, task.max_t), task.reduction_factor,
                                                         task.max_t))
+
+
+def make_freeze_thaw_anchor(args: MethodArgs):
+    return make_freeze_thaw(args, anchor=True)
 
 
 def make_fifo(args: MethodArgs):
@@ -278,6 +282,7 @@ EXPERIMENTAL_SCHEDULERS: dict[str, Callable[[MethodArgs], Any]] = {
     "promotion_bracket1_anytime": make_promotion_bracket1_anytime,
     # freeze-thaw deciding at the rungs only (measured for its cost against one-epoch steps)
     "freeze_thaw_rung": make_freeze_thaw_rung,
+    "freeze_thaw_anchor": make_freeze_thaw_anchor,
 }
 ALL_SCHEDULERS = {**SCHEDULERS, **EXPERIMENTAL_SCHEDULERS}  # what the replay (and build_method) know
 # What `searcher:*` in --methods expands to: the two every searcher is compared under (docs/DESIGN.md);
@@ -286,9 +291,10 @@ STAR_SCHEDULERS = ("fifo", "asha")
 # Schedulers that pause trials and resume them from their checkpoints (the rest only stop them).
 PAUSING = frozenset({"promotion", "promotion_anytime", "promotion_quantile", "promotion_quantile_anytime",
                      "promotion_curve", "promotion_curve_anytime", "promotion_bracket1",
-                     "promotion_bracket1_anytime", "hyperband_promotion", "freeze_thaw", "freeze_thaw_rung"})
+                     "promotion_bracket1_anytime", "hyperband_promotion", "freeze_thaw", "freeze_thaw_rung",
+                     "freeze_thaw_anchor"})
 # A searcher and schedulers that only run together: the scheduler owns the model the searcher asks.
-PAIRED = {"dpl": ("freeze_thaw", "freeze_thaw_rung")}
+PAIRED = {"dpl": ("freeze_thaw", "freeze_thaw_rung", "freeze_thaw_anchor")}
 
 
 def pairing_error(searcher: str, scheduler: str) -> str | None:

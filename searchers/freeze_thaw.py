@@ -57,7 +57,7 @@ def encode(space: dict, configs: list[dict]) -> np.ndarray:
 class FreezeThaw(FIFOScheduler):
     def __init__(self, time_attr: str, max_t: int, space: dict, configurations: list[dict], epochs_param: str,
                  seed: int = 0, n_initial: int = 10, metric: str | None = None, mode: str | None = None,
-                 decision_epochs=None, pause_disk_bytes: float | None = None, state_bytes=None):
+                 decision_epochs=None, pause_disk_bytes: float | None = None, state_bytes=None, anchor: bool = False):
         super().__init__()
         self._time_attr, self._max_t, self._metric, self._mode = time_attr, max_t, metric, mode
         self._names = [n for n in space]
@@ -77,6 +77,10 @@ class FreezeThaw(FIFOScheduler):
         self._paused: dict[str, int] = {}  # trial id -> the epoch it paused after
         self._obs: list[tuple[int, float, float]] = []  # (configuration index, budget, loss): every observed epoch
         self._observed_configs: set[int] = set()
+        self._last_seen: dict[int, tuple[float, float]] = {}  # configuration index -> (budget, loss) last observed
+        self._anchor = anchor
+        self._stale: set[int] = set()  # configurations observed since their score was computed
+        self._laws = None  # each member's power law per configuration, from the last fit
         self._best_loss = math.inf
         self._search_open = True  # whether the searcher may still suggest (False once it said FINISHED)
         self._pause_disk_bytes = pause_disk_bytes
@@ -105,6 +109,8 @@ class FreezeThaw(FIFOScheduler):
         index = self._trial_index[trial_id]
         self._obs.append((index, epoch / self._max_t, loss))
         self._observed_configs.add(index)
+        self._last_seen[index] = (epoch / self._max_t, loss)
+        self._stale.add(index)
         if loss < self._best_loss:
             self._best_loss, self._ei = loss, None
 
@@ -121,13 +127,34 @@ class FreezeThaw(FIFOScheduler):
             index, budget, loss = (np.array(column) for column in zip(*self._obs))
             self.fit_steps.append((n, self._model.fit(self._features[index.astype(int)], budget, loss)))
             self._fitted_at = n
-            self._predicted = self._model.predict(self._features, self._final)
+            self._laws = self._model.curve_params(self._features)
+            self._predicted = self._model.loss_at(self._laws, self._final)
             self._ei = None
-        if self._ei is None:
-            from searchers.power_law import log_expected_improvement
+        from searchers.power_law import log_expected_improvement
 
-            self._ei = log_expected_improvement(self._predicted, self._best_loss)
+        if self._ei is None:
+            final = self._final_losses(list(self._last_seen)) if self._anchor else self._predicted
+            self._ei = log_expected_improvement(final, self._best_loss)
+            self._stale.clear()
+        elif self._anchor and self._stale:
+            changed = sorted(self._stale)
+            self._ei[changed] = log_expected_improvement(self._final_losses(changed)[:, changed], self._best_loss)
+            self._stale.clear()
         return self._ei
+
+    def _final_losses(self, observed: list[int]) -> np.ndarray:
+        """(members, grid) predicted losses at each configuration's last epoch; with ``anchor``, an observed
+        configuration's is its last observed loss plus the improvement its law predicts from there to its last
+        epoch (the model's own prediction for it ignores where its curve actually is). Only the columns of
+        ``observed`` differ from the plain prediction."""
+        final = self._predicted.copy()
+        if observed:
+            index = np.asarray(observed)
+            budget, loss = (np.array(c) for c in zip(*(self._last_seen[i] for i in observed)))
+            laws = tuple(p[:, index] for p in self._laws)
+            gain = self._model.loss_at(laws, self._final[index]) - self._model.loss_at(laws, budget)
+            final[:, index] = loss + gain
+        return final
 
     def suggest(self) -> dict | None:
         """The next new configuration (the searcher's): the initial design in its seeded order, then the
@@ -268,11 +295,12 @@ class FreezeThaw(FIFOScheduler):
         """What Tune's experiment snapshot keeps: everything but the network and its predictions."""
         # Trial objects stay out (the waiting trials are added again on resume)
         return {k: v for k, v in self.__dict__.items() if k not in ("_model", "_predicted", "_ei", "_fitted_at", "_waiting",
-                                                        "_trials")}
+                                                        "_trials", "_laws")}
 
     def restore_snapshot(self, state: dict) -> None:
         self.__dict__.update(state)
         self._model, self._predicted, self._ei, self._fitted_at, self._waiting, self._trials = None, None, None, 0, {}, {}
+        self._laws = None
 
 
 class FreezeThawSearcher(Searcher):

@@ -112,14 +112,28 @@ class PowerLawEnsemble:
         self.fitted = True
         return steps
 
-    def predict(self, x: np.ndarray, budget: np.ndarray) -> np.ndarray:
-        """Each member's predicted loss (members, n), in the observations' units."""
+    def curve_params(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each member's power law for each configuration: (alpha, beta, gamma), each (members, n), in the
+        standardized units; ``loss_at`` evaluates them at any budget without the network."""
         torch = self._torch
         with torch.no_grad(), self._one_thread():
             xs = torch.as_tensor(np.asarray(x, dtype=np.float32)).expand(self.members, -1, -1)
-            bs = torch.as_tensor(np.asarray(budget, dtype=np.float32)).expand(self.members, -1)
-            out = self._loss_at(xs, bs).numpy().astype(np.float64)
-        return out * self._scale + self._center
+            w1, b1, w2, b2, w3, b3 = self._params
+            h = torch.nn.functional.leaky_relu(torch.bmm(xs, w1) + b1)
+            h = torch.nn.functional.leaky_relu(torch.bmm(h, w2) + b2)
+            out = (torch.bmm(h, w3) + b3).numpy().astype(np.float64)
+        softplus = lambda v: np.logaddexp(0.0, v)  # noqa: E731 - torch's softplus, in numpy
+        return out[..., 0], softplus(out[..., 1]), softplus(out[..., 2])
+
+    def loss_at(self, params, budget) -> np.ndarray:
+        """The losses (members, n) of ``curve_params``' laws at ``budget`` ((n,) or a scalar), in the
+        observations' units."""
+        alpha, beta, gamma = params
+        return (alpha + beta * np.maximum(budget, 1e-6) ** -gamma) * self._scale + self._center
+
+    def predict(self, x: np.ndarray, budget: np.ndarray) -> np.ndarray:
+        """Each member's predicted loss (members, n), in the observations' units."""
+        return self.loss_at(self.curve_params(x), np.asarray(budget, dtype=np.float64))
 
     # The optimizer and generators are rebuilt from the parameters on unpickling (--resume).
     def __getstate__(self):
