@@ -69,3 +69,48 @@ def test_out_of_memory_while_the_model_moves_to_the_card_is_handled_like_one_in_
     too_big = next(t for t in collect(tuned, TASK, "grid", "fifo", 0)[0] if t["config/needs"] == 2.0)
     assert (too_big["status"], too_big["oom_attempts"], too_big["epochs"], too_big["error"]) == ("oom", 1, 1, "")
 
+
+
+def test_the_allocator_cap_leaves_room_for_each_process_cuda_context(monkeypatch):
+    """set_per_process_memory_fraction caps PyTorch's cache only: four trials at 0.25 of an 80 GB card, each
+    with a 0.5 GB context outside the cap, would hold 82 GB. The cap is the share less the context, so the
+    four hold the card; unmeasured, the declared context is taken; a share too small to hold one keeps half."""
+    import types
+
+    from trainables import memory
+
+    card = 80 * 2**30
+    set_to = []
+    fake_cuda = types.SimpleNamespace(
+        get_device_properties=lambda device: types.SimpleNamespace(total_memory=card, uuid="x"),
+        set_per_process_memory_fraction=lambda fraction, device: set_to.append(fraction),
+        memory_reserved=lambda device: 0)
+    monkeypatch.setattr(memory, "torch", types.SimpleNamespace(cuda=fake_cuda, zeros=lambda *a, **k: None))
+    cuda = types.SimpleNamespace(type="cuda")
+    monkeypatch.setattr(memory, "context_bytes", lambda device: 0.5 * 2**30)
+    fraction = memory.cap_allocator(cuda, 0.25)
+    assert fraction == set_to[-1] == pytest.approx(0.25 - 0.5 / 80)
+    assert 4 * (fraction * card + 0.5 * 2**30) == pytest.approx(card)  # four trials, their contexts: the card
+    monkeypatch.setattr(memory, "context_bytes", lambda device: None)  # NVML cannot say
+    assert memory.cap_allocator(cuda, 0.25) == pytest.approx(0.25 - memory.DEFAULT_CONTEXT_MB / (80 * 1024))
+    assert memory.allocator_fraction(0.01, 2**30, card) == 0.005  # 0.8 GB share, 1 GB context: half to PyTorch
+    assert memory.cap_allocator(types.SimpleNamespace(type="cpu"), 0.25) is None
+    assert memory.cap_allocator(cuda, 1.0) is None  # the whole card: nothing to share
+
+
+def test_without_nvml_the_context_is_not_measured(monkeypatch):
+    import builtins
+
+    import torch
+
+    from trainables import memory
+
+    real_import = builtins.__import__
+
+    def no_nvml(name, *args, **kwargs):
+        if name == "pynvml":
+            raise ImportError("no NVML here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_nvml)
+    assert memory.context_bytes(torch.device("cpu")) is None

@@ -21,15 +21,59 @@ def gpu_share(trainable) -> float:
     return float(resources.required_resources.get("GPU", 0.0))
 
 
+# This process's memory on the card outside PyTorch's allocator (its CUDA context, the libraries'
+# workspaces) where NVML cannot say: 0.3-0.6 GB on current cards and drivers, so the larger.
+DEFAULT_CONTEXT_MB = 600
+
+
 def cap_allocator(device: torch.device, share: float) -> float | None:
-    """Hold this process's PyTorch allocator to ``share`` of the card: a trial that needs more fails
-    itself with an out-of-memory error instead of taking the memory of the trials packed next to it
-    (which then fail in turn). The fraction applies to this process for the rest of its life, so a
-    reused worker is held to its current trial's share. Returns the fraction set (None: no cap)."""
+    """Hold this process's PyTorch allocator to its part of ``share`` of the card: a trial that needs
+    more fails itself with an out-of-memory error instead of taking the memory of the trials packed
+    next to it (which then fail in turn). ``set_per_process_memory_fraction`` caps the allocator's cache
+    only; the process's CUDA context sits outside it, so four trials capped at 0.25 would together hold
+    the card plus four contexts. The cap is the share less the context, measured (``context_bytes``) or
+    DEFAULT_CONTEXT_MB; a share too small to hold the context keeps half of itself for the allocator.
+    The fraction applies to this process for the rest of its life, so a reused worker is held to its
+    current trial's share. Returns the fraction set (None: no cap)."""
     if device.type != "cuda" or not 0 < share < 1:
         return None
-    torch.cuda.set_per_process_memory_fraction(share, device)
-    return share
+    torch.zeros(1, device=device)  # the context exists from here on: it can be measured
+    total = torch.cuda.get_device_properties(device).total_memory
+    context = context_bytes(device)
+    fraction = allocator_fraction(share, DEFAULT_CONTEXT_MB * 2**20 if context is None else context, total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return fraction
+
+
+def allocator_fraction(share: float, context: float, total: float) -> float:
+    """The allocator's cap for a trial given ``share`` of a ``total``-byte card, ``context`` bytes of which
+    its process holds outside the allocator."""
+    rest = share - context / total
+    return rest if rest > share / 2 else share / 2
+
+
+def context_bytes(device: torch.device) -> float | None:
+    """This process's memory on the card outside PyTorch's allocator: NVML's count for this process
+    less what the allocator has reserved. None where NVML cannot say (no NVML, or a container whose
+    process ids NVML does not see)."""
+    import os
+
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            uuid = str(torch.cuda.get_device_properties(device).uuid)
+            handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+            used = next((p.usedGpuMemory for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+                         if p.pid == os.getpid()), None)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - NVML missing, or the card unknown to it: the declared default
+        return None
+    if not used:
+        return None
+    return float(max(0, used - torch.cuda.memory_reserved(device)))
 
 
 def out_of_memory_line(share: float, error: BaseException) -> str:
