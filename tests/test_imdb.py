@@ -216,3 +216,35 @@ def test_the_token_cache_is_filled_once_before_any_trial(fixture_dirs, tmp_path)
                "cache_dir": str(tmp_path / "cache")}
     task.prepare(options, {**task.space, "max_seq_length": (32, 48)})
     assert len(list((tmp_path / "cache" / "imdb").glob("*.npz"))) == 2  # one per max_seq_length of the space
+
+
+def test_the_padding_mask_costs_no_wait_for_the_card_and_changes_no_logit(fixture_dirs, monkeypatch):
+    """transformers reads a 2D mask's ``.all()`` as a Python bool on every forward (a wait for the card when the
+    mask is on it). The mask is decided on the host instead: none without padding, the 4D form SDPA gets
+    otherwise; either way the logits are the 2D mask's, and transformers' check is never reached."""
+    import torch
+    import transformers.masking_utils as masking
+
+    run = imdb.ImdbRun(config(fixture_dirs), imdb.load_data(config(fixture_dirs)), choose_device())
+    model = run.model.eval()
+    assert model.config._attn_implementation == "sdpa"
+    ids = torch.randint(5, 100, (3, 12))
+    padded = torch.ones(3, 12, dtype=torch.int64)
+    padded[1, 7:] = 0
+    padded[2, 3:] = 0
+    checks = []
+    real = masking._ignore_bidirectional_mask_sdpa
+    # a call with a padding mask is the wait (its .all()); with None there is nothing to read
+    monkeypatch.setattr(masking, "_ignore_bidirectional_mask_sdpa",
+                        lambda mask, *a, **k: checks.append(mask is not None) or real(mask, *a, **k))
+    with torch.no_grad():
+        for mask in (padded, torch.ones(3, 12, dtype=torch.int64)):
+            prepared = imdb.attention_mask_for(model, mask)
+            expected = model(input_ids=ids, attention_mask=mask).logits
+            assert checks == [True]  # the 2D mask: transformers reads it
+            checks.clear()
+            got = model(input_ids=ids, attention_mask=prepared).logits
+            assert not any(checks)  # the prepared one: nothing read
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert imdb.attention_mask_for(model, torch.ones(2, 4, dtype=torch.int64)) is None
+    assert imdb.attention_mask_for(model, padded).shape == (3, 1, 1, 12)

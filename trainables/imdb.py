@@ -198,6 +198,21 @@ def pad_batch(ids: np.ndarray, offsets: np.ndarray, rows: np.ndarray, pad_token_
     return torch.from_numpy(input_ids), torch.from_numpy(mask)
 
 
+def attention_mask_for(model, mask: torch.Tensor) -> torch.Tensor | None:
+    """The padding mask (host memory, 2D) in the form that costs no wait for the GPU. Given a 2D mask,
+    transformers checks on every forward whether any token is masked (``masking_utils``:
+    ``padding_mask.all()`` read as a Python bool): with the mask on the card that waits for the card to
+    finish, so the host cannot queue the next batch ahead. Decided here on the host instead: no padding in
+    the batch, no mask (nothing to mask; SDPA may then take its flash kernel); for SDPA, the 4D boolean mask
+    transformers would build from it (a 4D mask is used as given, unchecked); other attention
+    implementations get the 2D mask as before."""
+    if bool(mask.all()):
+        return None
+    if getattr(model.config, "_attn_implementation", None) == "sdpa":
+        return mask.bool()[:, None, None, :]
+    return mask
+
+
 class ImdbRun(TrainingRun):
     def __init__(self, config, data, device):
         super().__init__(config, data, device)
@@ -227,10 +242,11 @@ class ImdbRun(TrainingRun):
     def _batch(self, split: str, rows: np.ndarray, width=None):
         ids, offsets, labels = self.data[split]
         input_ids, mask = pad_batch(ids, offsets, rows, self.data["pad_token_id"], width)
+        mask = attention_mask_for(self.model, mask)
         host = (input_ids, mask, torch.from_numpy(labels[rows]))
         if self.device.type == "cuda":  # pinned: the copy is asynchronous (non_blocking) only from pinned memory
-            host = tuple(t.pin_memory() for t in host)
-        return tuple(t.to(self.device, non_blocking=True) for t in host)
+            host = tuple(None if t is None else t.pin_memory() for t in host)
+        return tuple(None if t is None else t.to(self.device, non_blocking=True) for t in host)
 
     def train_epoch(self) -> float:
         self.model.train()
