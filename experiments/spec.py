@@ -216,6 +216,8 @@ class ExperimentSpec:
                 raise SpecError(f"unknown searcher {searcher!r}; allowed: {', '.join(SEARCHERS)}")
             if scheduler not in SCHEDULERS:
                 raise SpecError(unknown_scheduler(scheduler, SCHEDULERS))
+            if pairing_error(searcher, scheduler):
+                raise SpecError(pairing_error(searcher, scheduler))
         if self.num_samples is not None and self.num_samples < 1:
             raise SpecError(f"--num-samples must be at least 1, got {self.num_samples}")
         if not self.seeds:

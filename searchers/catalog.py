@@ -13,6 +13,7 @@ SEARCHER_LINES = {
     "hyperopt": "HyperOpt's TPE: a density model of good and bad configurations",
     "bayesopt": "Bayesian optimization: a Gaussian process and expected improvement, no configuration twice",
     "rungbo": "BayesOpt fitted at ASHA's highest well-populated rung (learns from stopped trials)",
+    "dpl": "DPL's power-law ensemble of learning curves picks new configurations (runs under freeze_thaw only)",
 }
 SCHEDULER_LINES = {
     "fifo": "every trial trains all its epochs",
@@ -21,6 +22,8 @@ SCHEDULER_LINES = {
     "promotion_anytime": "promotion, and free workers resume the best paused trials when nothing new is left",
     "hyperband": "asynchronous Hyperband: ASHA over every bracket of grace periods",
     "hyperband_promotion": "asynchronous Hyperband with pausing instead of stopping",
+    "freeze_thaw": "every trial pausable; at each free worker the dpl model picks one more epoch of a paused trial "
+                   "or a new configuration",
 }
 
 

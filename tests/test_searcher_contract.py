@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from searchers import SEARCHERS
+from searchers import PAIRED, SEARCHERS
 from tests.analytic import SPACE, TASK
 from tests.tuning import tune
 
@@ -25,12 +25,18 @@ def suggested(results, space):
 
 def run(searcher, tmp_path, seed, scheduler="fifo", num_samples=8, max_concurrent=1, fixed_config=None):
     task = SMALL if searcher == "grid" else TASK
+    scheduler = PAIRED[searcher][0] if searcher in PAIRED else scheduler  # dpl runs under freeze_thaw only
     tuned = tune(task, searcher, scheduler, seed, tmp_path, num_samples=num_samples, max_concurrent=max_concurrent,
                  resources=RESOURCES, fixed_config=fixed_config)
     return task, tuned.results
 
 
-@pytest.mark.parametrize("searcher", list(SEARCHERS))
+# dpl pauses its trials at every epoch (Tune saves and restores each): its runs take minutes, so they are
+# in the slow tier; its fast checks are tests/test_freeze_thaw.py and the replay agreement in test_replay.
+EVERY_SEARCHER = [pytest.param(s, marks=pytest.mark.slow) if s in PAIRED else s for s in SEARCHERS]
+
+
+@pytest.mark.parametrize("searcher", EVERY_SEARCHER)
 def test_finishes_inside_the_space_and_reproduces(ray_session, tmp_path, searcher):
     task, first = run(searcher, tmp_path / "a", seed=7)
     expected = task.grid_size if searcher == "grid" else 8
@@ -49,7 +55,7 @@ def test_finishes_inside_the_space_and_reproduces(ray_session, tmp_path, searche
     assert suggested(first, task.space) != suggested(other, task.space), "another seed must search differently"
 
 
-@pytest.mark.parametrize("searcher", list(SEARCHERS))
+@pytest.mark.parametrize("searcher", EVERY_SEARCHER)
 def test_nan_results_do_not_crash_it(ray_session, tmp_path, searcher):
     task, results = run(searcher, tmp_path, seed=3, scheduler="asha", num_samples=10, max_concurrent=2,
                         fixed_config={"nan_x": (4, 5)})

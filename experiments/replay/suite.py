@@ -84,7 +84,10 @@ PAIRS = (("rungbo:asha", "bayesopt:asha"), ("rungbo:asha", "hyperopt:asha"), ("r
          # promotion from the second rung against the first, and against BayesOpt run to the end (docs/lcbench-bracket1)
          ("bayesopt:promotion_bracket1_anytime", "bayesopt:promotion_anytime"),
          ("bayesopt:promotion_bracket1_anytime", "bayesopt:fifo"),
-         ("bayesopt:promotion_bracket1_anytime", "random:promotion"))
+         ("bayesopt:promotion_bracket1_anytime", "random:promotion"),
+         # freeze-thaw with DPL's model (docs/lcbench-freeze-thaw), as published and anchored at the curve
+         *((f"dpl:{s}", other) for s in ("freeze_thaw", "freeze_thaw_anchor")
+           for other in ("bayesopt:fifo", "bayesopt:promotion_anytime", "random:promotion")))
 
 
 def default_tables_dir() -> Path:
