@@ -2,9 +2,9 @@
 
     pip install optuna                      # a peer, not a project dependency
     python benchmarks/optuna_peers.py --check                    # the harness against our replay first
-    python benchmarks/optuna_peers.py --out optuna-peers --half odd --seeds 3 --workers 2
-    python benchmarks/optuna_peers.py --out optuna-peers --half odd --seeds 3 --report \\
-        --ours docs/lcbench-freeze-thaw                          # the comparison only, from the rows there
+    python benchmarks/optuna_peers.py --out optuna-peers --half odd --seeds 10 --methods optuna-tpe:fifo
+    python -m experiments.replay.verdict docs/lcbench-freeze-thaw --method dpl:freeze_thaw \\
+        --with optuna-peers --with docs/lcbench-suite ...        # compared with ours: the suite's tests
 
 What runs, per data set and seed (``--methods``), every setting declared before any run was looked at:
 - ``optuna-tpe:hyperband``: ``TPESampler(seed=seed)`` with ``HyperbandPruner(min_resource=1,
@@ -38,7 +38,6 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import heapq  # noqa: E402
 import itertools  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -195,8 +194,6 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=0.25)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--check", action="store_true", help="the harness against our replay (shuffle:fifo), then stop")
-    parser.add_argument("--report", action="store_true", help="only the comparison, from the rows already there")
-    parser.add_argument("--ours", action="append", help="a suite folder of ours (rows.jsonl or rows.jsonl.gz)")
     args = parser.parse_args(argv)
     folder = default_tables_dir()
     if not folder.is_dir():
@@ -207,32 +204,9 @@ def main(argv=None) -> int:
         return 0 if check(folder, tasks[:3], 2, args.budget) else 1
     if not args.out:
         parser.error("--out is needed (or --check)")
-    if args.report:
-        from syne_tune_013_peers import report
+    from syne_tune_013_peers import run
 
-        args.title = "Optuna peers"
-        report(args, folder, tasks)
-        return 0
-    from multiprocessing import get_context
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "rows.jsonl"
-    done = set()
-    if path.is_file():
-        done = {(r["task"], f"{r['searcher']}:{r['scheduler']}", r["seed"])
-                for r in map(json.loads, path.read_text().splitlines()) if r}
-    jobs = [(str(folder), task, method, seed, args.budget) for seed in range(args.seeds)
-            for method in args.methods.split(",") for task in tasks if (task, method, seed) not in done]
-    print(f"{len(jobs)} runs to do ({len(done)} in {path} already), {args.workers} processes", flush=True)
-    begun = time.perf_counter()
-    with get_context("fork").Pool(args.workers) as pool, open(path, "a") as sink:
-        for i, row in enumerate(pool.imap_unordered(peer_row, jobs, chunksize=1), 1):
-            sink.write(json.dumps(row) + "\n")  # as each ends: an interrupted run keeps what it finished
-            sink.flush()
-            print(f"[{i}/{len(jobs)} {time.perf_counter() - begun:.0f}s] {row['task']} {row['searcher']}:"
-                  f"{row['scheduler']} seed {row['seed']}: {row['replay_seconds']:.1f}s, {row['n_trials']} trials, "
-                  f"{100 * row['compute_share']:.1f}% of the grid's compute", flush=True)
+    run(args, folder, tasks, row_of=peer_row)
     return 0
 
 

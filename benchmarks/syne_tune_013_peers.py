@@ -175,7 +175,9 @@ def read_rows(folder: Path) -> list[dict]:
         raise SystemExit(str(exc)) from exc
 
 
-def run(args, folder: Path, tasks: list[str]) -> None:
+def run(args, folder: Path, tasks: list[str], row_of=None) -> None:
+    """Every (task, method, seed) not in ``args.out``'s rows yet, over ``args.workers`` processes, each row
+    appended as it ends. ``row_of``: what runs one job (this module's ``peer_row``; optuna_peers passes its own)."""
     from multiprocessing import get_context
 
     out = Path(args.out)
@@ -188,7 +190,7 @@ def run(args, folder: Path, tasks: list[str]) -> None:
     print(f"{len(jobs)} runs to do ({len(done)} in {path} already), {args.workers} processes", flush=True)
     begun = time.perf_counter()
     with get_context("fork").Pool(args.workers) as pool, open(path, "a") as sink:
-        for i, row in enumerate(pool.imap_unordered(peer_row, jobs, chunksize=1), 1):
+        for i, row in enumerate(pool.imap_unordered(row_of or peer_row, jobs, chunksize=1), 1):
             sink.write(json.dumps(row) + "\n")  # as each ends: an interrupted run keeps what it finished
             sink.flush()
             print(f"[{i}/{len(jobs)} {time.perf_counter() - begun:.0f}s] {row['task']} {row['searcher']}:"

@@ -28,8 +28,10 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
     ranks = average_rank(rows)
     norm = normalized(rows)
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    # matplotlib's default cycle repeats after 10 colors: more methods than that take tab20's 20
+    palette = [f"C{i}" for i in range(10)] if len(ranks.index) <= 10 else list(plt.get_cmap("tab20").colors)
     for i, method in enumerate(ranks.index):
-        color = f"C{i}"
+        color = palette[i % len(palette)]
         left.step(ANYTIME_POINTS * 100, ranks.loc[method].to_numpy(), where="post", color=color, label=method)
         mine = rows["method"] == method
         per_task = pd.DataFrame(norm[mine.to_numpy()]).groupby(rows.loc[mine, "task"].to_numpy()).median()
