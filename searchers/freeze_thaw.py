@@ -185,8 +185,9 @@ class FreezeThaw(FIFOScheduler):
             if trial.status == Trial.PENDING:  # Tuner.restore re-queues a paused trial as PENDING
                 trial.set_status(Trial.PAUSED)
             return
-        if not (trial.last_result or {}).get(self._time_attr):
-            self._waiting[trial.trial_id] = trial
+        # a new trial, or one restored after a kill while it trained (PENDING again, from its last state):
+        # either waits to be chosen by choose_trial_to_run
+        self._waiting[trial.trial_id] = trial
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         self._waiting.pop(trial.trial_id, None)

@@ -227,3 +227,59 @@ def test_a_real_run_pauses_thaws_and_finishes(ray_session, tmp_path):
     summary = pd.read_csv(run_dir / "summary.csv")
     assert summary[["searcher", "scheduler"]].values.tolist() == [["dpl", "freeze_thaw"]]
     assert summary["test_accuracy"].notna().all()
+
+
+@pytest.mark.slow
+def test_a_kill_and_resume_keeps_the_paused_trials_and_the_models_observations(ray_session, tmp_path):
+    """Killed (SIGKILL, the driver and all it started) while trials are paused, then --resume: the paused
+    trials come back paused and go on from their saved state (no epoch twice in a curve), every trial ends,
+    and the scheduler's observations from before the kill are still the first of its observations after."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ray import cloudpickle
+
+    from tests.conftest import ROOT
+    from tests.test_reliability import kill_when
+
+    def observations(run_dir):
+        """The scheduler's observations in Tune's newest saved callback states ([] before the first save)."""
+        # one file per session, named by the session's start time (the files' times are the last sync's)
+        files = sorted((run_dir / "tune" / "dpl-freeze_thaw-s0").glob("callback-states-*.pkl"))
+        for state in cloudpickle.loads(files[-1].read_bytes()).values() if files else ():
+            if isinstance(state, dict) and "scheduler" in state:
+                return state["scheduler"]["_obs"]
+        return []
+
+    def saved(task_dir):
+        runs = list(task_dir.glob("*/tune/dpl-freeze_thaw-s0"))
+        try:
+            return observations(runs[0].parent.parent) if runs else []
+        except Exception:  # noqa: BLE001 - a file Tune is writing right now: not yet
+            return []
+
+    results = tmp_path / "results"
+    args = ["--task", "breast_cancer", "--budget", "smoke", "--methods", "dpl", "--num-samples", "4",
+            "--max-concurrent", "1", "--results-dir", str(results), "--monitor-interval", "0.2"]
+    # killed once two trials are paused and the scheduler's state Tune saved holds observations (Tune saves
+    # the trials' states before the callbacks': the latter can be one save behind)
+    killed_with = kill_when(args, results / "breast_cancer", "dpl-freeze_thaw-s0", tmp_path / "killed-run.log",
+                            lambda states: list(states.values()).count("PAUSED") >= 2
+                            and len(saved(results / "breast_cancer")) >= 2, poll=0.02)
+    (run_dir,) = (results / "breast_cancer").iterdir()
+    before = observations(run_dir)
+    resumed = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--resume", str(run_dir)], check=False, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    trials = pd.read_csv(run_dir / "trials.csv")
+    curves = pd.read_csv(run_dir / "curves.csv")
+    assert len(trials) == 4 and set(trials["status"]) == {"completed"}
+    paused_at_kill = {t for t, s in killed_with.items() if s == "PAUSED"}
+    assert paused_at_kill <= set(trials["trial_id"])
+    for trial_id, epochs in curves.groupby("trial_id")["epoch"]:
+        assert list(epochs.sort_values()) == list(range(1, len(epochs) + 1)), trial_id
+    after = observations(run_dir)  # the resumed session's last save: what it had then, from before the kill on
+    assert len(before) >= 2 and after[:len(before)] == before
