@@ -31,6 +31,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from searchers.bo_space import convert_domain
+from searchers.power_law import PowerLawEnsemble, log_expected_improvement  # torch only once a model is made
 
 # The model is refitted once the observed epochs have grown by this share since its last fit (and
 # at every new observation while there are few): its cost stays a few hundred fits however long a run.
@@ -76,8 +77,8 @@ class FreezeThaw(FIFOScheduler):
         self._waiting: dict[str, Trial] = {}  # trials added and not started yet: the PENDING among them wait
         self._paused: dict[str, int] = {}  # trial id -> the epoch it paused after
         self._obs: list[tuple[int, float, float]] = []  # (configuration index, budget, loss): every observed epoch
-        self._observed_configs: set[int] = set()
-        self._last_seen: dict[int, tuple[float, float]] = {}  # configuration index -> (budget, loss) last observed
+        # configuration index -> (budget, loss) last observed: its keys are the configurations observed
+        self._last_seen: dict[int, tuple[float, float]] = {}
         self._anchor = anchor
         self._stale: set[int] = set()  # configurations observed since their score was computed
         self._laws = None  # each member's power law per configuration, from the last fit
@@ -108,7 +109,6 @@ class FreezeThaw(FIFOScheduler):
         loss = -float(value) if self._mode == "max" else float(value)
         index = self._trial_index[trial_id]
         self._obs.append((index, epoch / self._max_t, loss))
-        self._observed_configs.add(index)
         self._last_seen[index] = (epoch / self._max_t, loss)
         self._stale.add(index)
         if loss < self._best_loss:
@@ -118,10 +118,8 @@ class FreezeThaw(FIFOScheduler):
         """log expected improvement of every grid configuration at its last epoch; None during the initial design."""
         n = len(self._obs)
         if self._model is None:
-            if len(self._observed_configs) < self._n_initial:
+            if len(self._last_seen) < self._n_initial:
                 return None
-            from searchers.power_law import PowerLawEnsemble
-
             self._model = PowerLawEnsemble(self._features.shape[1], seed=self._seed)
         if self._predicted is None or n - self._fitted_at >= max(1, math.ceil(REFIT_GROWTH * self._fitted_at)):
             index, budget, loss = (np.array(column) for column in zip(*self._obs))
@@ -130,31 +128,28 @@ class FreezeThaw(FIFOScheduler):
             self._laws = self._model.curve_params(self._features)
             self._predicted = self._model.loss_at(self._laws, self._final)
             self._ei = None
-        from searchers.power_law import log_expected_improvement
-
         if self._ei is None:
-            final = self._final_losses(list(self._last_seen)) if self._anchor else self._predicted
+            final = self._predicted
+            if self._anchor and self._last_seen:
+                observed = list(self._last_seen)
+                final = final.copy()
+                final[:, observed] = self._anchored(observed)
             self._ei = log_expected_improvement(final, self._best_loss)
             self._stale.clear()
         elif self._anchor and self._stale:
             changed = sorted(self._stale)
-            self._ei[changed] = log_expected_improvement(self._final_losses(changed)[:, changed], self._best_loss)
+            self._ei[changed] = log_expected_improvement(self._anchored(changed), self._best_loss)
             self._stale.clear()
         return self._ei
 
-    def _final_losses(self, observed: list[int]) -> np.ndarray:
-        """(members, grid) predicted losses at each configuration's last epoch; with ``anchor``, an observed
-        configuration's is its last observed loss plus the improvement its law predicts from there to its last
-        epoch (the model's own prediction for it ignores where its curve actually is). Only the columns of
-        ``observed`` differ from the plain prediction."""
-        final = self._predicted.copy()
-        if observed:
-            index = np.asarray(observed)
-            budget, loss = (np.array(c) for c in zip(*(self._last_seen[i] for i in observed)))
-            laws = tuple(p[:, index] for p in self._laws)
-            gain = self._model.loss_at(laws, self._final[index]) - self._model.loss_at(laws, budget)
-            final[:, index] = loss + gain
-        return final
+    def _anchored(self, observed: list[int]) -> np.ndarray:
+        """(members, len(observed)): the ``anchor`` variant's predicted final losses of observed configurations:
+        each one's last observed loss plus the improvement its law predicts from there to its last epoch (the
+        model's own prediction for a configuration ignores where its curve actually is)."""
+        index = np.asarray(observed)
+        budget, loss = (np.array(c) for c in zip(*(self._last_seen[i] for i in observed)))
+        laws = tuple(p[:, index] for p in self._laws)
+        return loss + self._model.loss_at(laws, self._final[index]) - self._model.loss_at(laws, budget)
 
     def suggest(self) -> dict | None:
         """The next new configuration (the searcher's): the initial design in its seeded order, then the
@@ -162,7 +157,7 @@ class FreezeThaw(FIFOScheduler):
         if not self._untried.any():
             self._search_open = False
             return None
-        scores = self.scores() if len(self._observed_configs) >= self._n_initial else None
+        scores = self.scores() if len(self._last_seen) >= self._n_initial else None
         if scores is None:
             index = next(i for i in self._order if self._untried[i])
         else:
@@ -249,6 +244,7 @@ class FreezeThaw(FIFOScheduler):
 
     def _evict(self, tune_controller) -> None:
         """Stop the lowest-scoring paused trials for good while their saved states take more than the budget."""
+        from searchers.pausing import evictions
         from searchers.promotion import checkpoint_bytes
 
         sizer = self._state_bytes or checkpoint_bytes
@@ -260,10 +256,7 @@ class FreezeThaw(FIFOScheduler):
         scores = self.scores()
         rank = (lambda t: scores[self._trial_index[t]]) if scores is not None else (lambda t: 0.0)
         by_score = sorted((t for t in self._paused if t in self._sizes), key=rank, reverse=True)
-        total = sum(self._sizes[t] for t in by_score)
-        while by_score and total > self._pause_disk_bytes:
-            victim = by_score.pop()
-            total -= self._sizes[victim]
+        for victim in evictions(by_score, self._sizes, self._pause_disk_bytes):
             self.evicted.append(victim)
             self._forget(victim)
             tune_controller.stop_trial(self._trials[victim])
@@ -288,20 +281,23 @@ class FreezeThaw(FIFOScheduler):
         return set(self._paused)
 
     def debug_string(self) -> str:
-        return (f"FreezeThaw: {len(self._observed_configs)} configurations observed, {len(self._obs)} epochs, "
+        return (f"FreezeThaw: {len(self._last_seen)} configurations observed, {len(self._obs)} epochs, "
                 f"{len(self._paused)} paused")
 
     # --- --resume (experiments.callbacks.SchedulerState) ----------------------------------------
+    # Left out of the snapshot, and their values after a restore: the network and what it predicted (refitted
+    # from the observations at the next decision), and Tune's trial objects (added again on resume).
+    @staticmethod
+    def _rebuilt() -> dict:
+        return {"_model": None, "_predicted": None, "_laws": None, "_ei": None, "_fitted_at": 0, "_waiting": {},
+                "_trials": {}}
+
     def snapshot(self) -> dict:
-        """What Tune's experiment snapshot keeps: everything but the network and its predictions."""
-        # Trial objects stay out (the waiting trials are added again on resume)
-        return {k: v for k, v in self.__dict__.items() if k not in ("_model", "_predicted", "_ei", "_fitted_at", "_waiting",
-                                                        "_trials", "_laws")}
+        """What Tune's experiment snapshot keeps: everything but ``_rebuilt``'s."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._rebuilt()}
 
     def restore_snapshot(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._model, self._predicted, self._ei, self._fitted_at, self._waiting, self._trials = None, None, None, 0, {}, {}
-        self._laws = None
+        self.__dict__.update(state, **self._rebuilt())
 
 
 class FreezeThawSearcher(Searcher):

@@ -83,3 +83,15 @@ class PauseAwareGenerator(BasicVariantGenerator):
         if state:
             state = {k: v for k, v in state.items() if k != "_paused"}
         return state
+
+
+def evictions(best_first: list[str], sizes: dict[str, float], budget: float) -> list[str]:
+    """The paused trials a pausing scheduler stops for good, worst first, until the saved states of the rest
+    (``sizes``, bytes) fit in ``budget``; ``best_first``: the paused trials with a known size, best ranked first
+    (promotion ASHA ranks them by their place at their rung, freeze-thaw by its model's score)."""
+    kept, total, victims = list(best_first), sum(sizes[t] for t in best_first), []
+    while kept and total > budget:
+        victim = kept.pop()
+        total -= sizes[victim]
+        victims.append(victim)
+    return victims

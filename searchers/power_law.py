@@ -57,14 +57,20 @@ class PowerLawEnsemble:
         self.fitted = False
         self._center, self._scale = 0.0, 1.0  # the targets' standardization, fixed at the first fit
 
+    def _network(self, x):
+        """x: (members, n, features) -> each member's three outputs (members, n, 3): alpha, and beta and gamma
+        before their softplus."""
+        functional, bmm = self._torch.nn.functional, self._torch.bmm
+        w1, b1, w2, b2, w3, b3 = self._params
+        h = functional.leaky_relu(bmm(x, w1) + b1)
+        h = functional.leaky_relu(bmm(h, w2) + b2)
+        return bmm(h, w3) + b3
+
     def _loss_at(self, x, budget):
         """x: (members, n, features), budget: (members, n) -> predicted losses (members, n)."""
-        torch = self._torch
-        w1, b1, w2, b2, w3, b3 = self._params
-        h = torch.nn.functional.leaky_relu(torch.bmm(x, w1) + b1)
-        h = torch.nn.functional.leaky_relu(torch.bmm(h, w2) + b2)
-        out = torch.bmm(h, w3) + b3
-        alpha, beta, gamma = out[..., 0], torch.nn.functional.softplus(out[..., 1]), torch.nn.functional.softplus(out[..., 2])
+        softplus = self._torch.nn.functional.softplus
+        out = self._network(x)
+        alpha, beta, gamma = out[..., 0], softplus(out[..., 1]), softplus(out[..., 2])
         return alpha + beta * budget.clamp_min(1e-6) ** (-gamma)
 
     @contextlib.contextmanager
@@ -118,10 +124,7 @@ class PowerLawEnsemble:
         torch = self._torch
         with torch.no_grad(), self._one_thread():
             xs = torch.as_tensor(np.asarray(x, dtype=np.float32)).expand(self.members, -1, -1)
-            w1, b1, w2, b2, w3, b3 = self._params
-            h = torch.nn.functional.leaky_relu(torch.bmm(xs, w1) + b1)
-            h = torch.nn.functional.leaky_relu(torch.bmm(h, w2) + b2)
-            out = (torch.bmm(h, w3) + b3).numpy().astype(np.float64)
+            out = self._network(xs).numpy().astype(np.float64)
         softplus = lambda v: np.logaddexp(0.0, v)  # noqa: E731 - torch's softplus, in numpy
         return out[..., 0], softplus(out[..., 1]), softplus(out[..., 2])
 

@@ -256,13 +256,10 @@ class PromotionASHA(FIFOScheduler):
                     size = self._state_bytes(trial)
                     if size is not None:
                         self._sizes[trial.trial_id] = float(size)
+        from searchers.pausing import evictions
+
         by_rank = sorted((t for t in self._paused if t in self._sizes), key=self._relative_rank)
-        total = sum(self._sizes[t] for t in by_rank)
-        victims = []
-        while by_rank and total > self._pause_disk_bytes:
-            victim = by_rank.pop()
-            total -= self._sizes[victim]
-            victims.append(victim)
+        victims = evictions(by_rank, self._sizes, self._pause_disk_bytes)
         if victims:
             self.evicted.extend(victims)
             self._stop_paused(tune_controller, victims)

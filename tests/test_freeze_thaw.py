@@ -234,15 +234,9 @@ def test_a_kill_and_resume_keeps_the_paused_trials_and_the_models_observations(r
     """Killed (SIGKILL, the driver and all it started) while trials are paused, then --resume: the paused
     trials come back paused and go on from their saved state (no epoch twice in a curve), every trial ends,
     and the scheduler's observations from before the kill are still the first of its observations after."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     from ray import cloudpickle
 
-    from tests.conftest import ROOT
-    from tests.test_reliability import kill_when
+    from tests.test_reliability import kill_when, resume_to_the_end
 
     def observations(run_dir):
         """The scheduler's observations in Tune's newest saved callback states ([] before the first save)."""
@@ -270,10 +264,7 @@ def test_a_kill_and_resume_keeps_the_paused_trials_and_the_models_observations(r
                             and len(saved(results / "breast_cancer")) >= 2, poll=0.02)
     (run_dir,) = (results / "breast_cancer").iterdir()
     before = observations(run_dir)
-    resumed = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--resume", str(run_dir)], check=False, cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    resume_to_the_end(run_dir)
     trials = pd.read_csv(run_dir / "trials.csv")
     curves = pd.read_csv(run_dir / "curves.csv")
     assert len(trials) == 4 and set(trials["status"]) == {"completed"}

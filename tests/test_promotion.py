@@ -445,15 +445,9 @@ def test_paused_trials_stay_paused_across_a_kill_and_resume(ray_session, tmp_pat
     """Killed while trials wait at a rung, then --resume: Tune re-queues them as PENDING and would start
     them; the restored scheduler keeps them paused until they earn a promotion. So, over the whole run,
     no more trials went past a rung than its top 1/eta allows, and every curve goes on without a gap."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     import pandas as pd
 
-    from tests.conftest import ROOT
-    from tests.test_reliability import kill_when
+    from tests.test_reliability import kill_when, resume_to_the_end
 
     results = tmp_path / "results"
     args = ["--task", "breast_cancer", "--budget", "smoke", "--methods", "random:promotion", "--num-samples", "12",
@@ -461,10 +455,7 @@ def test_paused_trials_stay_paused_across_a_kill_and_resume(ray_session, tmp_pat
     killed_with = kill_when(args, results / "breast_cancer", "random-promotion-s0", tmp_path / "killed-run.log",
                             lambda states: list(states.values()).count("PAUSED") >= 2, poll=0.02)
     (run_dir,) = (results / "breast_cancer").iterdir()
-    resumed = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--resume", str(run_dir)], check=False, cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    resume_to_the_end(run_dir)
     trials = pd.read_csv(run_dir / "trials.csv")
     curves = pd.read_csv(run_dir / "curves.csv")
     assert len(trials) == 12

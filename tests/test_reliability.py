@@ -139,6 +139,14 @@ def _run_all(args, log, **kwargs):
                             **kwargs)
 
 
+def resume_to_the_end(run_dir) -> None:
+    """``run_all.py --resume run_dir`` in a real process: it exits 0 and the run is finished."""
+    resumed = subprocess.run([sys.executable, str(ROOT / "run_all.py"), "--resume", str(run_dir)], check=False, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert json.loads((Path(run_dir) / "run.json").read_text())["status"] == "finished"
+
+
 def kill_when(args, task_dir, method: str, log_path, condition, poll: float = 0.05) -> dict:
     """Start run_all.py with ``args`` and kill -9 it (the driver and all it started, at once) as soon as
     ``condition`` holds of the trial statuses Tune last saved for ``method``; those statuses."""

@@ -4,6 +4,7 @@ such a trial once with the whole card, core.rules.oom_retry_share)."""
 
 from __future__ import annotations
 
+import os
 import resource
 
 import torch
@@ -56,8 +57,6 @@ def context_bytes(device: torch.device) -> float | None:
     """This process's memory on the card outside PyTorch's allocator: NVML's count for this process
     less what the allocator has reserved. None where NVML cannot say (no NVML, or a container whose
     process ids NVML does not see)."""
-    import os
-
     try:
         import pynvml
 

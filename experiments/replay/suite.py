@@ -246,17 +246,22 @@ def at(points, fraction: float) -> int:
     return int(np.searchsorted(points, fraction, side="right") - 1)
 
 
+def per_dataset(rows: pd.DataFrame, fractions) -> dict[float, pd.Series]:
+    """Per share of compute: each method's normalized regret per data set, the median over its seeds,
+    indexed by (method, task): what every test across data sets pairs."""
+    norm = normalized(rows)
+    method = rows["searcher"] + ":" + rows["scheduler"]
+    return {f: pd.Series(norm[:, at(ANYTIME_POINTS, f)], index=rows.index).groupby([method, rows["task"]]).median()
+            for f in fractions}
+
+
 def cross_dataset(rows: pd.DataFrame) -> pd.DataFrame:
     """Per method: normalized regret (median over seeds per data set, then mean and quartiles
     over data sets) and average rank at SUITE_FRACTIONS, and Wilcoxon across data sets
     against each control."""
-    norm = normalized(rows)
     rows = rows.assign(method=rows["searcher"] + ":" + rows["scheduler"])
     ranks = average_rank(rows)
-    per_task = {}
-    for f in SUITE_FRACTIONS:
-        column = norm[:, at(ANYTIME_POINTS, f)]
-        per_task[f] = pd.Series(column, index=rows.index).groupby([rows["method"], rows["task"]]).median()
+    per_task = per_dataset(rows, SUITE_FRACTIONS)
     out = []
     for method in dict.fromkeys(rows["method"]):
         row = {"method": method, "n_datasets": rows.loc[rows["method"] == method, "task"].nunique()}
@@ -281,15 +286,15 @@ def cross_dataset(rows: pd.DataFrame) -> pd.DataFrame:
 def pairwise(rows: pd.DataFrame, pairs=PAIRS) -> pd.DataFrame:
     """Wilcoxon across data sets of each named pair (a against b) at TESTED_FRACTIONS, on the
     per-data-set median normalized regret over seeds; pairs with a method not run are left out."""
-    norm = normalized(rows)
-    method = rows["searcher"] + ":" + rows["scheduler"]
+    method = set(rows["searcher"] + ":" + rows["scheduler"])
+    per_task = per_dataset(rows, TESTED_FRACTIONS)  # once, not per pair
     out = []
     for a, b in pairs:
-        if a not in set(method) or b not in set(method):
+        if a not in method or b not in method:
             continue
         row = {"method": a, "against": b}
         for f in TESTED_FRACTIONS:
-            series = pd.Series(norm[:, at(ANYTIME_POINTS, f)], index=rows.index).groupby([method, rows["task"]]).median()
+            series = per_task[f]
             x, y = series[a].align(series[b], join="inner")
             p, r = wilcoxon(x, y)
             at_f = pct(f)

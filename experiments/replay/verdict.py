@@ -16,31 +16,22 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from analysis.stats import wilcoxon
 from core import records
 from core.rules import COMPUTE_FRACTIONS
-from experiments.replay.stats import ANYTIME_POINTS, pct
+from experiments.replay.stats import pct
 
 ALPHA = 0.05
-
-
-def per_dataset(rows: pd.DataFrame) -> dict[float, pd.Series]:
-    """Per share: the median normalized regret over seeds, indexed by (method, task)."""
-    from experiments.replay.suite import at, normalized
-
-    norm = normalized(rows)
-    method = rows["searcher"] + ":" + rows["scheduler"]
-    return {f: pd.Series(norm[:, at(ANYTIME_POINTS, f)], index=rows.index).groupby([method, rows["task"]]).median()
-            for f in COMPUTE_FRACTIONS}
 
 
 def compare(rows: pd.DataFrame, method: str) -> pd.DataFrame:
     """One row per (other method, share): mean regrets, p, wins, losses, ties, and whether ``method`` is behind
     or ahead (p < ALPHA with more losses, or more wins)."""
-    series = per_dataset(rows)
+    from experiments.replay.suite import per_dataset
+
+    series = per_dataset(rows, COMPUTE_FRACTIONS)
     others = [m for m in dict.fromkeys(rows["searcher"] + ":" + rows["scheduler"]) if m != method]
     out = []
     for other in others:
