@@ -91,6 +91,17 @@ def _exclusive(nvml, handle) -> bool:
         return False
 
 
+def pinned_environment(gpu: Gpu, env) -> dict[str, str]:
+    """The variables that pin a run to ``gpu``: every worker sees only that card. The entry is
+    the one the user's CUDA_VISIBLE_DEVICES had for it (an index or a UUID), so a SLURM job's or
+    a shared box's restriction is kept; indices count in nvidia-smi's (PCI bus) order. PyTorch's
+    allocator grows its segments instead of caching fixed blocks (expandable_segments): batches of
+    varying length (IMDB's dynamic padding) otherwise fragment a share of the card until a trial
+    runs out of memory with enough of it free. A user's own setting is kept."""
+    return {"CUDA_DEVICE_ORDER": env.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), "CUDA_VISIBLE_DEVICES": gpu.visible_as,
+            "PYTORCH_CUDA_ALLOC_CONF": env.get("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")}
+
+
 def mps_running() -> bool:
     """Whether NVIDIA's Multi-Process Service runs here (its control daemon), which lets several
     processes share a card in exclusive-process mode."""

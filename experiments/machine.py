@@ -16,8 +16,8 @@ import ray
 
 from core.rules import training_precision
 from experiments.console import filter_ray_noise
-from experiments.gpus import Gpu, mps_running
-from experiments.packing import given_share
+from experiments.gpus import Gpu, mps_running, pinned_environment
+from experiments.packing import given_share, trials_at_once
 from experiments.spec import ExperimentSpec, SpecError
 
 PACKAGES = ("ray", "torch", "hyperopt", "bayesian-optimization", "scikit-learn", "numpy", "pandas",
@@ -48,17 +48,6 @@ def choose_gpu(spec: ExperimentSpec, gpus: list[Gpu], task_share: float = 0.0) -
                         f"{share:g} packs trials that cannot share it; use --gpus-per-trial 1, start NVIDIA MPS "
                         "(nvidia-cuda-mps-control -d), or ask for the card in default compute mode")
     return gpu
-
-
-def pinned_environment(gpu: Gpu, env) -> dict[str, str]:
-    """The variables that pin a run to ``gpu``: every worker sees only that card. The entry is
-    the one the user's CUDA_VISIBLE_DEVICES had for it (an index or a UUID), so a SLURM job's or
-    a shared box's restriction is kept; indices count in nvidia-smi's (PCI bus) order. PyTorch's
-    allocator grows its segments instead of caching fixed blocks (expandable_segments): batches of
-    varying length (IMDB's dynamic padding) otherwise fragment a share of the card until a trial
-    runs out of memory with enough of it free. A user's own setting is kept."""
-    return {"CUDA_DEVICE_ORDER": env.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), "CUDA_VISIBLE_DEVICES": gpu.visible_as,
-            "PYTORCH_CUDA_ALLOC_CONF": env.get("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")}
 
 
 def start_ray(ray_address: str | None = None, gpu: Gpu | None = None, task_file: str | None = None) -> None:
@@ -157,5 +146,5 @@ def default_max_concurrent(resources: dict[str, float]) -> int:
     cluster = ray.cluster_resources()
     limit = math.floor(cluster.get("CPU", 1) / resources["cpu"])
     if resources.get("gpu"):
-        limit = min(limit, math.floor(cluster.get("GPU", 0) / resources["gpu"]))
+        limit = min(limit, trials_at_once(resources["gpu"], cluster.get("GPU", 0)))
     return max(1, limit)

@@ -55,6 +55,12 @@ def share_for(need_mb: float, card_mb: float) -> float:
     return round(min(1.0, max(GRANULARITY, share)), 4)
 
 
+def trials_at_once(share: float, gpus: float = 1.0) -> int:
+    """How many trials of ``share`` fit on ``gpus`` cards at once. Not ``gpus // share``: floor
+    division is exact on the binary floats, so ``1 // 0.1`` is 9.0; the quotient is rounded first."""
+    return math.floor(round(gpus / share, 6))
+
+
 def probe(task: TaskSpec, options: Mapping, cpus: float) -> dict[str, dict]:
     """Measure every memory class alone on the card (one Ray task each, holding the whole GPU):
     class key -> probe_need_mb's numbers plus its ``share``."""

@@ -35,6 +35,12 @@ def test_a_share_is_the_need_plus_the_margin_rounded_up():
     assert packing.share_for(30_000, 24576) == 1.0  # more than the card: the whole card (the OOM path decides)
 
 
+def test_trials_at_once_counts_whole_trials_without_float_floor_division():
+    assert 1 // 0.1 == 9.0  # why: exact floor division of the binary 0.1
+    assert [packing.trials_at_once(s) for s in (0.1, 0.25, 0.03, 0.07, 0.3, 1.0)] == [10, 4, 33, 14, 3, 1]
+    assert packing.trials_at_once(0.1, gpus=2) == 20
+
+
 def test_each_trial_asks_ray_for_its_class_share(ray_session, tmp_path):
     tuned = tune_one(TASK, "grid", "fifo", 0, tmp_path, max_concurrent=3, resources={"cpu": 0.5, "gpu": 1.0},
                      gpu_shares=INJECTED, max_failures=1)
