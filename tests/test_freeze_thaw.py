@@ -120,6 +120,29 @@ def train(sched, metric, mode, i, epochs) -> FakeTrial:
     return trial
 
 
+def test_the_fits_adam_step_is_torchs_adam_to_the_bit():
+    import torch
+
+    from searchers.power_law import PowerLawEnsemble
+
+    def torchs_step(model, grads):  # Adam.step() itself, as the fit took it before
+        for param, grad in zip(model._params, grads):
+            param.grad = grad
+        model._optimizer.step()
+        model._optimizer.zero_grad(set_to_none=True)
+
+    rng = np.random.default_rng(0)
+    x, budget = rng.random((120, 4)), rng.integers(1, 51, 120) / 50
+    loss = x[:, 0] + 0.2 * budget ** -0.5 + rng.normal(0, 0.01, 120)
+    ours, theirs = PowerLawEnsemble(4, seed=2), PowerLawEnsemble(4, seed=2)
+    theirs._adam_step = lambda grads: torchs_step(theirs, grads)
+    for model in (ours, theirs):
+        for n in (20, 60, 120):  # the first fit, then warm refits
+            model.fit(x[:n], budget[:n], loss[:n])
+    assert all(torch.equal(a, b) for a, b in zip(ours._params, theirs._params))
+    assert np.array_equal(ours.predict(x, np.ones(120)), theirs.predict(x, np.ones(120)))
+
+
 @pytest.mark.parametrize("mode", ["max", "min"])
 def test_a_curve_that_will_overtake_is_thawed(mode):
     """Seen: the whole curves of five other configurations (early leaders end behind, slow starters end
