@@ -80,6 +80,7 @@ def part_card(ctx: Context) -> None:
 
 
 def card_pids() -> set[int]:
+    """The processes NVML lists on the card (none where it cannot list them)."""
     import pynvml
 
     from experiments.gpus import visible_gpus
@@ -88,6 +89,8 @@ def card_pids() -> set[int]:
     try:
         handle = pynvml.nvmlDeviceGetHandleByUUID(visible_gpus()[0].uuid)
         return {p.pid for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)}
+    except pynvml.NVMLError:
+        return set()
     finally:
         pynvml.nvmlShutdown()
 
