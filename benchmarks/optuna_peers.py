@@ -5,6 +5,8 @@
     python benchmarks/optuna_peers.py --out optuna-peers --half odd --seeds 10 --methods optuna-tpe:fifo
     python -m experiments.replay.verdict docs/lcbench-freeze-thaw --method dpl:freeze_thaw \\
         --with optuna-peers --with docs/lcbench-suite ...        # compared with ours: the suite's tests
+    python benchmarks/optuna_peers.py --report docs/lcbench-freeze-thaw docs/lcbench-freeze-thaw/optuna \\
+        docs/lcbench-suite docs/lcbench-anytime-10 docs/lcbench-anytime  # docs/lcbench-freeze-thaw/optuna/hyperband.md
 
 What runs, per data set and seed (``--methods``), every setting declared before any run was looked at:
 - ``optuna-tpe:hyperband``: ``TPESampler(seed=seed)`` with ``HyperbandPruner(min_resource=1,
@@ -183,6 +185,45 @@ def check(folder: Path, tasks: list[str], seeds: int, budget: float) -> bool:
     return same
 
 
+REPORT_AGAINST = ("optuna-tpe:hyperband", "optuna-tpe:fifo", "bayesopt:fifo", "bayesopt:promotion_anytime")
+
+
+def report(folders: list[Path], method: str = "dpl:freeze_thaw", against=REPORT_AGAINST) -> list[str]:
+    """``method`` against ``against`` on the seeds every one of them has for every data set of ``method``'s
+    (paired by data set, per-data-set median over those seeds, as the suite's tests): the markdown lines."""
+    from analysis.stats import wilcoxon
+    from core.rules import COMPUTE_FRACTIONS
+    from experiments.replay.rows import read_rows
+    from experiments.replay.stats import pct
+    from experiments.replay.suite import per_dataset
+
+    rows = pd.concat([pd.DataFrame(read_rows(f)) for f in folders], ignore_index=True)
+    rows["task"], rows["method"] = rows["task"].astype(str), rows["searcher"] + ":" + rows["scheduler"]
+    rows = rows.drop_duplicates(["task", "method", "seed"])
+    tasks = set(rows.loc[rows["method"] == method, "task"])
+    rows = rows[rows["task"].isin(tasks) & rows["method"].isin([method, *against])]
+    full = rows.groupby(["method", "seed"])["task"].nunique().unstack(0).fillna(0) == len(tasks)
+    seeds = sorted(full.index[full.all(axis=1)])
+    rows = rows[rows["seed"].isin(seeds)].reset_index(drop=True)
+    series = per_dataset(rows, COMPUTE_FRACTIONS)
+    shares = [f"{pct(f)}%" for f in COMPUTE_FRACTIONS]
+    lines = [f"{len(tasks)} data sets x {len(seeds)} seeds ({', '.join(map(str, seeds))}: those every method has "
+             "for every data set); normalized regret (0 = the grid's best, 1 = its median configuration), mean over "
+             f"data sets of the per-data-set median over seeds; Wilcoxon's signed-rank test paired by data set (n = "
+             f"{len(tasks)}), wins / losses of `{method}`.", "",
+             "| method | " + " | ".join(shares) + " |", "|---|" + "---|" * len(shares)]
+    for m in (method, *against):
+        lines.append(f"| {m} | " + " | ".join(f"{series[f][m].mean():.3f}" for f in COMPUTE_FRACTIONS) + " |")
+    lines += ["", "| pair | " + " | ".join(shares) + " |", "|---|" + "---|" * len(shares)]
+    for other in against:
+        cells = []
+        for f in COMPUTE_FRACTIONS:
+            x, y = series[f][method].align(series[f][other], join="inner")
+            cells.append(f"p={wilcoxon(x, y)[0]:.2g} {int((x < y).sum())}/{int((x > y).sum())}")
+        lines.append(f"| `{method}` against {other} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv=None) -> int:
     from experiments.replay.suite import default_tables_dir, tables_of
 
@@ -194,7 +235,12 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=0.25)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--check", action="store_true", help="the harness against our replay (shuffle:fifo), then stop")
+    parser.add_argument("--report", nargs="+", metavar="FOLDER", help="print dpl:freeze_thaw against Optuna's rows "
+                        "and our bayesopt methods from these folders' rows (no replay), then stop")
     args = parser.parse_args(argv)
+    if args.report:
+        print("\n".join(report([Path(f) for f in args.report])))
+        return 0
     folder = default_tables_dir()
     if not folder.is_dir():
         print(f"no LCBench tables in {folder}: python -m experiments.replay build-lcbench first", file=sys.stderr)
