@@ -209,11 +209,12 @@ def report(folders: list[Path], method: str = "dpl:freeze_thaw", against=REPORT_
     shares = [f"{pct(f)}%" for f in COMPUTE_FRACTIONS]
     lines = [f"{len(tasks)} data sets x {len(seeds)} seeds ({', '.join(map(str, seeds))}: those every method has "
              "for every data set); normalized regret (0 = the grid's best, 1 = its median configuration), mean over "
-             f"data sets of the per-data-set median over seeds; Wilcoxon's signed-rank test paired by data set (n = "
+             f"data sets of the per-data-set median over seeds [25th, 75th percentile over data sets]; Wilcoxon's signed-rank test paired by data set (n = "
              f"{len(tasks)}), wins / losses of `{method}`.", "",
              "| method | " + " | ".join(shares) + " |", "|---|" + "---|" * len(shares)]
     for m in (method, *against):
-        lines.append(f"| {m} | " + " | ".join(f"{series[f][m].mean():.3f}" for f in COMPUTE_FRACTIONS) + " |")
+        lines.append(f"| {m} | " + " | ".join(f"{series[f][m].mean():.3f} [{series[f][m].quantile(0.25):.3f}, "
+                                              f"{series[f][m].quantile(0.75):.3f}]" for f in COMPUTE_FRACTIONS) + " |")
     lines += ["", "| pair | " + " | ".join(shares) + " |", "|---|" + "---|" * len(shares)]
     for other in against:
         cells = []
